@@ -1,0 +1,1 @@
+"""stalwart: production-hardening building blocks for Python backends."""

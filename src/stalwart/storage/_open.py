@@ -1,0 +1,44 @@
+"""Open a store from a URL: ``sqlite:///path``, ``redis://``, ``dynamodb://``, ``mongodb://``."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Final
+from urllib.parse import urlsplit
+
+from stalwart.storage._contract import AsyncStore, InvalidRecord, Store
+
+_ENGINE_MODULES: Final = {
+    "sqlite": "stalwart.storage.sqlite",
+    "redis": "stalwart.storage.redis",
+    "rediss": "stalwart.storage.redis",
+    "dynamodb": "stalwart.storage.dynamodb",
+    "mongodb": "stalwart.storage.mongodb",
+    "mongodb+srv": "stalwart.storage.mongodb",
+}
+
+
+def _engine_module(url: str) -> object:
+    scheme = urlsplit(url).scheme.lower()
+    module_name = _ENGINE_MODULES.get(scheme)
+    if module_name is None:
+        known = ", ".join(sorted(_ENGINE_MODULES))
+        raise InvalidRecord(f"unknown store URL scheme {scheme!r} in {url!r}; known: {known}")
+    return importlib.import_module(module_name)
+
+
+def open_store(url: str) -> Store:
+    """Open a synchronous store described by ``url``.
+
+    >>> store = open_store("sqlite:///:memory:?table=demo")
+    >>> store.create(Key("acct-1", "balance"), {"cents": 0}).version
+    1
+    """
+    store: Store = _engine_module(url).store_from_url(url)  # type: ignore[attr-defined]
+    return store
+
+
+def open_async_store(url: str) -> AsyncStore:
+    """Open an asynchronous store described by ``url`` (same URL forms as :func:`open_store`)."""
+    store: AsyncStore = _engine_module(url).async_store_from_url(url)  # type: ignore[attr-defined]
+    return store
