@@ -155,9 +155,11 @@ def _expiry_args(ttl: float | None, now: float) -> tuple[float | None, str, str]
 
 
 def _data_text(data: JSONObject) -> str:
-    text = encode_data(data, max_bytes=MAX_ITEM_BYTES)
-    utf8(text)
-    return text
+    try:
+        return encode_data(data, max_bytes=MAX_ITEM_BYTES)
+    except UnicodeEncodeError as exc:
+        # encode_data measures bytes outside its own try: lone surrogates surface here.
+        raise InvalidRecord(f"data is not valid Unicode (lone surrogate?): {exc}") from exc
 
 
 def _json_number(by: float) -> str:
@@ -343,7 +345,7 @@ def decode_cursor(cursor: str) -> bytes:
     if not isinstance(cursor, str):
         raise InvalidRecord(f"cursor must be a str, got {type(cursor).__name__}")
     try:
-        raw = base64.urlsafe_b64decode(cursor.encode("ascii"))
+        raw = base64.b64decode(cursor.encode("ascii"), altchars=b"-_", validate=True)
         raw.decode()
     except (ValueError, binascii.Error) as exc:
         raise InvalidRecord(f"malformed query cursor {cursor!r}") from exc
