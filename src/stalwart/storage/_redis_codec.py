@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """Pure (sans-I/O) half of the Redis engine: key layout, script calls, replies and errors.
 
 Each operation is turned into a :class:`Call` (which script, which keys and arguments, and how to

@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """Redis engine of the storage contract: one Lua script per operation, atomic server-side.
 
 >>> store = store_from_url("redis://localhost:6379/0?prefix=app")  # doctest: +SKIP
@@ -123,6 +124,10 @@ class RedisStore:
     @property
     def max_transaction_items(self) -> int:
         return MAX_TRANSACTION_ITEMS
+
+    @property
+    def max_item_bytes(self) -> int:
+        return MAX_ITEM_BYTES
 
     def run_script(
         self, script: Script, keys: Sequence[Arg] = (), args: Iterable[Arg | int | float] = ()
@@ -255,6 +260,10 @@ class AsyncRedisStore:
     @property
     def max_transaction_items(self) -> int:
         return MAX_TRANSACTION_ITEMS
+
+    @property
+    def max_item_bytes(self) -> int:
+        return MAX_ITEM_BYTES
 
     async def run_script(
         self, script: AsyncScript, keys: Sequence[Arg] = (), args: Iterable[Arg | int | float] = ()

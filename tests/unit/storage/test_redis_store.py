@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """The Redis engine against a real redis-server: script semantics, layout, expiry, errors.
 
 Most tests run twice, on :class:`RedisStore` (called from a worker thread) and on
@@ -11,13 +12,13 @@ import contextlib
 import socket
 import threading
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
 import redis.asyncio
 
-from conftest import unique_name
 from stalwart.storage import (
     AlreadyExists,
     Check,
@@ -48,6 +49,10 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
 
     from servers import RunningServer
+
+
+def unique_name() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
 
 
 class FakeClock:
@@ -551,15 +556,17 @@ async def test_async_store_unavailable_on_closed_port():
 def test_read_timeout_is_store_unavailable(redis_srv, admin):
     """A server stuck in a long script: our short socket timeout fires (redis-py raises)."""
     store = store_from_url(f"{redis_srv.url}?prefix={unique_name()}&timeout=0.2")
-    blocker = threading.Thread(
-        target=admin.eval,
-        args=("local t = redis.call('TIME') repeat until redis.call('TIME')[1] - t[1] >= 1", 0),
-    )
+    store.get(Key("p"))  # connect first, so only the read can time out
+    busy = "local t = redis.call('TIME') repeat until redis.call('TIME')[1] - t[1] >= 2"
+    blocker = threading.Thread(target=admin.eval, args=(busy, 0))
     blocker.start()
     try:
-        time.sleep(0.1)
-        with pytest.raises(StoreUnavailable):
-            store.get(Key("p"))
+        deadline = time.monotonic() + 1.5
+        with pytest.raises(StoreUnavailable) as raised:  # noqa: PT012 - wait for the script
+            while time.monotonic() < deadline:
+                store.get(Key("p"))
+                time.sleep(0.02)
+        assert isinstance(raised.value.__cause__, redis.TimeoutError)
     finally:
         blocker.join()
         store.close()
