@@ -90,6 +90,17 @@ class Call[T]:
     decode: Callable[[Reply], T]
 
 
+def decode_reply[T](call: Call[T], reply: Reply) -> T:
+    """Decode a reply; a malformed one (a foreign value at our key) is a :class:`StorageError`."""
+    try:
+        return call.decode(reply)
+    except (ValueError, TypeError, IndexError, AttributeError) as exc:
+        raise StorageError(
+            f"unexpected reply from Redis ({exc}); is a key of this store "
+            "written by something else?"
+        ) from exc
+
+
 # ---------------------------------------------------------------------------------------------
 # Key layout
 # ---------------------------------------------------------------------------------------------

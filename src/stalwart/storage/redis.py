@@ -49,6 +49,7 @@ from stalwart.storage._redis_codec import (  # noqa: E402
     ScriptName,
     UrlOptions,
     create_call,
+    decode_reply,
     delete_call,
     get_call,
     increment_call,
@@ -152,7 +153,7 @@ class RedisStore:
                 reply = self._scripts[call.script](keys=call.keys, args=call.args)
         except redis_errors.RedisError as exc:
             raise translate_error(exc) from exc
-        return call.decode(reply)
+        return decode_reply(call, reply)
 
     def get(self, key: Key) -> Record | None:
         return self._run(get_call(self._layout, key, self._clock()))
@@ -282,7 +283,7 @@ class AsyncRedisStore:
                 reply = await self._scripts[call.script](keys=call.keys, args=call.args)
         except redis_errors.RedisError as exc:
             raise translate_error(exc) from exc
-        return call.decode(reply)
+        return decode_reply(call, reply)
 
     async def get(self, key: Key) -> Record | None:
         return await self._run(get_call(self._layout, key, self._clock()))

@@ -766,3 +766,11 @@ async def test_public_surface(redis_srv):
     assert (sync_store.max_transaction_items, sync_store.max_item_bytes) == (100, 512 * 1024)
     sync_store.close()
     await async_store.close()
+
+
+async def test_corrupt_record_is_a_storage_error_not_a_json_error(store: Both, admin):
+    await store.create(Key("p", "a"), {})
+    admin.hset(f"{partition_key(store.store.prefix, 'p')}r:a", "d", "{not json")
+    with pytest.raises(StorageError) as raised:
+        await store.get(Key("p", "a"))
+    assert type(raised.value) is StorageError
