@@ -124,10 +124,12 @@ class RedisStore:
 
     @property
     def max_transaction_items(self) -> int:
+        """See :meth:`~stalwart.storage.Store.max_transaction_items`."""
         return MAX_TRANSACTION_ITEMS
 
     @property
     def max_item_bytes(self) -> int:
+        """See :meth:`~stalwart.storage.Store.max_item_bytes`."""
         return MAX_ITEM_BYTES
 
     def run_script(
@@ -156,14 +158,17 @@ class RedisStore:
         return decode_reply(call, reply)
 
     def get(self, key: Key) -> Record | None:
+        """See :meth:`~stalwart.storage.Store.get`."""
         return self._run(get_call(self._layout, key, self._clock()))
 
     def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
+        """See :meth:`~stalwart.storage.Store.create`."""
         return self._run(create_call(self._layout, key, data, ttl=ttl, now=self._clock()))
 
     def replace(
         self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
     ) -> Record:
+        """See :meth:`~stalwart.storage.Store.replace`."""
         return self._run(
             replace_call(
                 self._layout,
@@ -176,11 +181,13 @@ class RedisStore:
         )
 
     def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
+        """See :meth:`~stalwart.storage.Store.delete`."""
         return self._run(
             delete_call(self._layout, key, expected_version=expected_version, now=self._clock())
         )
 
     def increment(self, key: Key, field: str, by: float = 1, *, ttl: float | None = None) -> Record:
+        """See :meth:`~stalwart.storage.Store.increment`."""
         return self._run(increment_call(self._layout, key, field, by, ttl=ttl, now=self._clock()))
 
     def query(
@@ -192,6 +199,7 @@ class RedisStore:
         cursor: str | None = None,
         descending: bool = False,
     ) -> Page:
+        """See :meth:`~stalwart.storage.Store.query`."""
         return self._run(
             query_call(
                 self._layout,
@@ -205,6 +213,7 @@ class RedisStore:
         )
 
     def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
+        """See :meth:`~stalwart.storage.Store.transact`."""
         return self._run(
             transact_call(
                 self._layout,
@@ -216,6 +225,7 @@ class RedisStore:
         )
 
     def close(self) -> None:
+        """See :meth:`~stalwart.storage.Store.close`."""
         if self._close_client:
             self._client.close()
 
@@ -260,10 +270,12 @@ class AsyncRedisStore:
 
     @property
     def max_transaction_items(self) -> int:
+        """See :meth:`~stalwart.storage.AsyncStore.max_transaction_items`."""
         return MAX_TRANSACTION_ITEMS
 
     @property
     def max_item_bytes(self) -> int:
+        """See :meth:`~stalwart.storage.AsyncStore.max_item_bytes`."""
         return MAX_ITEM_BYTES
 
     async def run_script(
@@ -286,14 +298,17 @@ class AsyncRedisStore:
         return decode_reply(call, reply)
 
     async def get(self, key: Key) -> Record | None:
+        """See :meth:`~stalwart.storage.AsyncStore.get`."""
         return await self._run(get_call(self._layout, key, self._clock()))
 
     async def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
+        """See :meth:`~stalwart.storage.AsyncStore.create`."""
         return await self._run(create_call(self._layout, key, data, ttl=ttl, now=self._clock()))
 
     async def replace(
         self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
     ) -> Record:
+        """See :meth:`~stalwart.storage.AsyncStore.replace`."""
         return await self._run(
             replace_call(
                 self._layout,
@@ -306,6 +321,7 @@ class AsyncRedisStore:
         )
 
     async def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
+        """See :meth:`~stalwart.storage.AsyncStore.delete`."""
         return await self._run(
             delete_call(self._layout, key, expected_version=expected_version, now=self._clock())
         )
@@ -313,6 +329,7 @@ class AsyncRedisStore:
     async def increment(
         self, key: Key, field: str, by: float = 1, *, ttl: float | None = None
     ) -> Record:
+        """See :meth:`~stalwart.storage.AsyncStore.increment`."""
         return await self._run(
             increment_call(self._layout, key, field, by, ttl=ttl, now=self._clock())
         )
@@ -326,6 +343,7 @@ class AsyncRedisStore:
         cursor: str | None = None,
         descending: bool = False,
     ) -> Page:
+        """See :meth:`~stalwart.storage.AsyncStore.query`."""
         return await self._run(
             query_call(
                 self._layout,
@@ -339,6 +357,7 @@ class AsyncRedisStore:
         )
 
     async def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
+        """See :meth:`~stalwart.storage.AsyncStore.transact`."""
         return await self._run(
             transact_call(
                 self._layout,
@@ -350,6 +369,7 @@ class AsyncRedisStore:
         )
 
     async def close(self) -> None:
+        """See :meth:`~stalwart.storage.AsyncStore.close`."""
         if self._close_client:
             await self._client.aclose()
 
