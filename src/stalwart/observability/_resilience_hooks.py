@@ -56,7 +56,8 @@ def _cause_fields(cause: BaseException | None) -> dict[str, str]:
 def log_retry_hook(event: RetryEventLike) -> None:
     """Log a WARNING line ``retry scheduled`` with the policy name, attempt, wait and cause.
 
-    >>>     >>> @dataclass(frozen=True)
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
     ... class Event:
     ...     name: str; attempt: int; wait_s: float; cause: BaseException | None; result: object
     >>> log_retry_hook(Event("payments", 1, 0.2, TimeoutError("slow"), None))
