@@ -97,7 +97,11 @@ class SecretFetcher:
 
     def get_json(self, secret_id: str, *, version_stage: str = "AWSCURRENT") -> dict[str, Any]:
         """The secret parsed as a JSON object (e.g. ``{"username": ..., "password": ...}``)."""
-        parsed = json.loads(self.get(secret_id, version_stage=version_stage).get_secret_value())
+        text = self.get(secret_id, version_stage=version_stage).get_secret_value()
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SecretError(f"secret {secret_id!r} is not JSON") from exc
         if not isinstance(parsed, dict):
             raise SecretError(f"secret {secret_id!r} is not a JSON object")
         return parsed
@@ -169,7 +173,7 @@ class SecretFetcher:
             _log.info(
                 "secret rotated",
                 extra={
-                    "secret_id": secret_id,
+                    "resource": secret_id,
                     "version_stage": stage,
                     "version_id": fetched.version_id,
                 },
@@ -188,7 +192,7 @@ class SecretFetcher:
         _log.warning(
             "serving a stale secret: Secrets Manager failed",
             extra={
-                "secret_id": key[0],
+                "resource": key[0],
                 "version_stage": key[1],
                 "stale_for_s": round(now - current.fetched_at, 3),
                 "error": str(exc),

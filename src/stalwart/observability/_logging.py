@@ -324,10 +324,13 @@ class _CaptureHandler(logging.Handler):
 
 
 @contextmanager
-def capture_logs(logger: str = "") -> Iterator[list[dict[str, Any]]]:
+def capture_logs(
+    logger: str = "", *, level: int | str | None = None
+) -> Iterator[list[dict[str, Any]]]:
     """Collect the JSON lines logged under ``logger`` (root by default) as parsed dicts.
 
-    For tests: lines are rendered exactly as in production (redaction included).
+    For tests: lines are rendered exactly as in production (redaction included). ``level``
+    lowers (or raises) that logger's level for the duration of the block.
 
     >>> with capture_logs() as lines:
     ...     get_logger("demo").warning("low stock", sku="A1")
@@ -337,8 +340,12 @@ def capture_logs(logger: str = "") -> Iterator[list[dict[str, Any]]]:
     lines: list[dict[str, Any]] = []
     handler = _CaptureHandler(lines)
     target = logging.getLogger(logger)
+    saved_level = target.level
+    if level is not None:
+        target.setLevel(level)
     target.addHandler(handler)
     try:
         yield lines
     finally:
         target.removeHandler(handler)
+        target.setLevel(saved_level)
