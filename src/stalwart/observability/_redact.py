@@ -43,6 +43,7 @@ class Redactor:
     keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
     replacement: str = REDACTED
     _matches: Callable[[str], bool] = field(init=False, repr=False, compare=False)
+    _verdicts: dict[str, bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         pattern = re.compile("|".join(re.escape(k.lower().replace("-", "_")) for k in self.keys))
@@ -58,6 +59,7 @@ class Redactor:
             return hit
 
         object.__setattr__(self, "_matches", matches)
+        object.__setattr__(self, "_verdicts", cache)
 
     def __call__(self, values: Mapping[str, Any]) -> dict[str, Any]:
         return self.mapping(values)
@@ -65,9 +67,13 @@ class Redactor:
     def mapping(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """A redacted copy of ``values``."""
         out: dict[str, Any] = {}
-        matches = self._matches
+        verdicts = self._verdicts
         for key, value in values.items():
-            if isinstance(key, str) and matches(key):
+            # The memo is read inline: this loop runs for every field of every log line.
+            secret = verdicts.get(key)
+            if secret is None:
+                secret = isinstance(key, str) and self._matches(key)
+            if secret:
                 out[key] = self.replacement
             elif type(value) in _PLAIN:
                 out[key] = value
