@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import threading
 import time
@@ -98,7 +99,11 @@ def test_old_failures_leave_the_count_window() -> None:
 def test_slow_calls_trip() -> None:
     clock = FakeClock()
     breaker = CircuitBreaker(
-        "t", window=CountWindow(4), min_calls=4, slow_call_s=1.0, slow_call_rate=0.5,
+        "t",
+        window=CountWindow(4),
+        min_calls=4,
+        slow_call_s=1.0,
+        slow_call_rate=0.5,
         clock=clock,
     )
 
@@ -125,9 +130,7 @@ def test_slow_calls_trip_with_real_time() -> None:
 
 def test_time_window_rates() -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker(
-        "t", window=TimeWindow(10), min_calls=4, failure_rate=0.5, clock=clock
-    )
+    breaker = CircuitBreaker("t", window=TimeWindow(10), min_calls=4, failure_rate=0.5, clock=clock)
     for _ in range(3):
         run(breaker, fail)
     clock.now += 11
@@ -204,7 +207,7 @@ async def test_cancellation_never_counts_and_frees_the_probe() -> None:
     gate = asyncio.Event()
 
     @breaker
-    async def call(block: bool) -> str:  # noqa: FBT001
+    async def call(block: bool) -> str:
         if block:
             await gate.wait()
         return "ok"
@@ -320,66 +323,73 @@ def _half_open_breaker(probes: int) -> tuple[CircuitBreaker, FakeClock]:
     return breaker, clock
 
 
+def _threads_round(probes: int) -> None:
+    breaker, _ = _half_open_breaker(probes)
+    admitted = []
+    barrier = threading.Barrier(64)
+    hold = threading.Event()
+    outcomes: list[str] = []
+
+    def probe() -> None:
+        admitted.append(1)
+        hold.wait(5)
+
+    def caller() -> None:
+        barrier.wait()
+        outcomes.append(run(breaker, probe))
+
+    threads = [threading.Thread(target=caller) for _ in range(64)]
+    for t in threads:
+        t.start()
+    give_up = time.monotonic() + 5
+    while outcomes.count("rejected") < 64 - probes and time.monotonic() < give_up:
+        time.sleep(0.001)
+    hold.set()
+    for t in threads:
+        t.join()
+    assert len(admitted) == probes
+    assert outcomes.count("ok") == probes
+    assert outcomes.count("rejected") == 64 - probes
+    assert breaker.state is CircuitState.CLOSED
+
+
 @pytest.mark.parametrize("probes", [1, 3, 10])
 def test_half_open_admits_exactly_n_under_64_threads(probes: int) -> None:
     for _ in range(20):
-        breaker, _ = _half_open_breaker(probes)
-        admitted = []
-        barrier = threading.Barrier(64)
-        hold = threading.Event()
+        _threads_round(probes)
 
-        def probe() -> None:
-            admitted.append(1)
-            hold.wait(5)
 
-        outcomes: list[str] = []
+async def _tasks_round(probes: int) -> None:
+    breaker, _ = _half_open_breaker(probes)
+    admitted = []
+    hold = asyncio.Event()
 
-        def caller() -> None:
-            barrier.wait()
-            outcomes.append(run(breaker, probe))
+    @breaker
+    async def probe() -> None:
+        admitted.append(1)
+        await hold.wait()
 
-        threads = [threading.Thread(target=caller) for _ in range(64)]
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + 5
-        while outcomes.count("rejected") < 64 - probes and time.monotonic() < deadline:
-            time.sleep(0.001)
-        hold.set()
-        for t in threads:
-            t.join()
-        assert len(admitted) == probes
-        assert outcomes.count("ok") == probes
-        assert outcomes.count("rejected") == 64 - probes
-        assert breaker.state is CircuitState.CLOSED
+    async def caller() -> str:
+        try:
+            await probe()
+        except CircuitOpen:
+            return "rejected"
+        return "ok"
+
+    tasks = [asyncio.create_task(caller()) for _ in range(64)]
+    await asyncio.sleep(0.01)
+    assert len(admitted) == probes
+    hold.set()
+    outcomes = await asyncio.gather(*tasks)
+    assert outcomes.count("ok") == probes
+    assert outcomes.count("rejected") == 64 - probes
+    assert breaker.state is CircuitState.CLOSED
 
 
 @pytest.mark.parametrize("probes", [1, 3, 10])
 async def test_half_open_admits_exactly_n_under_64_tasks(probes: int) -> None:
     for _ in range(20):
-        breaker, _ = _half_open_breaker(probes)
-        admitted = []
-        hold = asyncio.Event()
-
-        @breaker
-        async def probe() -> None:
-            admitted.append(1)
-            await hold.wait()
-
-        async def caller() -> str:
-            try:
-                await probe()
-            except CircuitOpen:
-                return "rejected"
-            return "ok"
-
-        tasks = [asyncio.create_task(caller()) for _ in range(64)]
-        await asyncio.sleep(0.01)
-        assert len(admitted) == probes
-        hold.set()
-        outcomes = await asyncio.gather(*tasks)
-        assert outcomes.count("ok") == probes
-        assert outcomes.count("rejected") == 64 - probes
-        assert breaker.state is CircuitState.CLOSED
+        await _tasks_round(probes)
 
 
 def _check_ring_invariants(breaker: CircuitBreaker) -> None:
@@ -390,33 +400,50 @@ def _check_ring_invariants(breaker: CircuitBreaker) -> None:
     assert 0 <= ring.calls <= ring.size
 
 
+LEGAL = {
+    (CircuitState.CLOSED, CircuitState.OPEN),
+    (CircuitState.OPEN, CircuitState.HALF_OPEN),
+    (CircuitState.HALF_OPEN, CircuitState.OPEN),
+    (CircuitState.HALF_OPEN, CircuitState.CLOSED),
+}
+
+
+def _check_transitions(transitions: list[BreakerTransition]) -> None:
+    assert transitions, "a 25% failure rate against a 30% threshold should trip sometimes"
+    for t in transitions:
+        assert (t.from_state, t.to_state) in LEGAL
+    for before, after in itertools.pairwise(transitions):
+        assert before.to_state == after.from_state
+
+
+def _hammer(breaker: CircuitBreaker, rng: random.Random) -> None:
+    def outcome() -> None:
+        if rng.random() < 0.25:
+            raise ConnectionError
+
+    for _ in range(2000):
+        run(breaker, outcome)
+
+
+def _churning_breaker(transitions: list[BreakerTransition]) -> CircuitBreaker:
+    return CircuitBreaker(
+        "t",
+        window=CountWindow(20),
+        min_calls=10,
+        failure_rate=0.3,
+        open_s=0.002,
+        half_open_probes=2,
+        listeners=(transitions.append,),
+    )
+
+
 def test_state_machine_under_many_threads() -> None:
     """Random outcomes from 16 threads: counts stay exact and every transition is legal."""
-    legal = {
-        (CircuitState.CLOSED, CircuitState.OPEN),
-        (CircuitState.OPEN, CircuitState.HALF_OPEN),
-        (CircuitState.HALF_OPEN, CircuitState.OPEN),
-        (CircuitState.HALF_OPEN, CircuitState.CLOSED),
-    }
     for seed in range(5):
         transitions: list[BreakerTransition] = []
-        breaker = CircuitBreaker(
-            "t", window=CountWindow(20), min_calls=10, failure_rate=0.3, open_s=0.002,
-            half_open_probes=2, listeners=(transitions.append,),
-        )
-        in_half_open = []
-
-        def work(rng: random.Random) -> None:
-            for _ in range(2000):
-                def outcome() -> None:
-                    if breaker.state is CircuitState.HALF_OPEN:
-                        in_half_open.append(1)
-                    if rng.random() < 0.25:
-                        raise ConnectionError
-                run(breaker, outcome)
-
+        breaker = _churning_breaker(transitions)
         threads = [
-            threading.Thread(target=work, args=(random.Random(seed * 100 + i),))
+            threading.Thread(target=_hammer, args=(breaker, random.Random(seed * 100 + i)))
             for i in range(16)
         ]
         for t in threads:
@@ -424,19 +451,12 @@ def test_state_machine_under_many_threads() -> None:
         for t in threads:
             t.join()
         _check_ring_invariants(breaker)
-        assert transitions, "a 25% failure rate against a 30% threshold should trip sometimes"
-        for t in transitions:
-            assert (t.from_state, t.to_state) in legal
-        for before, after in zip(transitions, transitions[1:], strict=False):
-            assert before.to_state == after.from_state
+        _check_transitions(transitions)
 
 
 async def test_state_machine_under_many_tasks() -> None:
     transitions: list[BreakerTransition] = []
-    breaker = CircuitBreaker(
-        "t", window=CountWindow(20), min_calls=10, failure_rate=0.3, open_s=0.002,
-        half_open_probes=2, listeners=(transitions.append,),
-    )
+    breaker = _churning_breaker(transitions)
     rng = random.Random(7)
 
     @breaker
@@ -454,9 +474,7 @@ async def test_state_machine_under_many_tasks() -> None:
 
     await asyncio.gather(*(work() for _ in range(64)))
     _check_ring_invariants(breaker)
-    assert transitions
-    for before, after in zip(transitions, transitions[1:], strict=False):
-        assert before.to_state == after.from_state
+    _check_transitions(transitions)
 
 
 def test_lock_free_success_path_keeps_counts_exact_under_threads() -> None:

@@ -380,7 +380,10 @@ async def test_loop_form_async() -> None:
     flaky = Flaky(1)
     numbers = []
     async for attempt in retry(
-        on=ConnectionError, attempts=3, base_s=0.1, async_sleep=sleeps.async_sleep,
+        on=ConnectionError,
+        attempts=3,
+        base_s=0.1,
+        async_sleep=sleeps.async_sleep,
         rand=lambda: 1.0,
     ):
         with attempt:
@@ -395,7 +398,10 @@ async def test_async_decorator_retries_and_reraises() -> None:
     calls = []
 
     @retry(
-        on=ConnectionError, attempts=3, base_s=0.1, async_sleep=sleeps.async_sleep,
+        on=ConnectionError,
+        attempts=3,
+        base_s=0.1,
+        async_sleep=sleeps.async_sleep,
         rand=lambda: 1.0,
     )
     async def fetch(x: int) -> int:
