@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -74,42 +75,7 @@ def open_elapsed(client: redis.Redis, key: str) -> None:
     )
 
 
-WORKER = r"""
-import json, sys, threading, time
-import redis
-from stalwart.resilience import CircuitOpen, RedisCircuitBreaker
-
-url, name, probes, callers, hold_s = sys.argv[1], sys.argv[2], int(sys.argv[3]), \
-    int(sys.argv[4]), float(sys.argv[5])
-client = redis.Redis.from_url(url, socket_timeout=5)
-breaker = RedisCircuitBreaker(name, client=client, prefix="", half_open_probes=probes,
-                              sync_s=0.05, open_s=60)
-
-def protected(entered):
-    entered.append(1)
-    time.sleep(hold_s)
-
-print("ready", flush=True)
-for line in sys.stdin:
-    if line.strip() != "go":
-        break
-    entered, outcomes = [], []
-    barrier = threading.Barrier(callers)
-    wrapped = breaker(protected)
-    def caller():
-        barrier.wait()
-        try:
-            wrapped(entered)
-            outcomes.append("ok")
-        except CircuitOpen:
-            outcomes.append("rejected")
-        except Exception as exc:
-            outcomes.append(repr(exc))
-    threads = [threading.Thread(target=caller) for _ in range(callers)]
-    for t in threads: t.start()
-    for t in threads: t.join()
-    print(json.dumps({"admitted": len(entered), "outcomes": outcomes}), flush=True)
-"""
+WORKER = Path(__file__).with_name("shared_breaker_worker.py")
 
 
 def run_processes_round(
@@ -136,7 +102,7 @@ def test_8_processes_x_8_callers_admit_exactly_n_probes(
     name = f"shared-{uuid.uuid4().hex[:8]}"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, redis_srv.url, name, str(probes), "8", "1.0"],
+            [sys.executable, str(WORKER), redis_srv.url, name, str(probes), "8", "1.0"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
