@@ -18,6 +18,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from aws_lambda_powertools import Logger as PowertoolsLogger
 from aws_lambda_powertools import Metrics as PowertoolsMetrics
@@ -39,7 +40,7 @@ METRIC_REQUESTS = 2_000
 METRICS_PER_REQUEST = 10
 ROUNDS = 7
 
-devnull = open(os.devnull, "w")  # noqa: SIM115 - lives for the whole run
+devnull = Path(os.devnull).open("w")  # noqa: SIM115 - lives for the whole run
 
 
 class StdlibJsonFormatter(logging.Formatter):
@@ -150,12 +151,16 @@ def main() -> None:
 
     result = {key: round(statistics.median(values)) for key, values in samples.items()}
     print(f"python {sys.version.split()[0]}, {ROUNDS} rounds, median")
-    print(f"log line  (ns): stalwart {result['stalwart_log_ns']:>7}  "
-          f"stdlib-json {result['stdlib_json_log_ns']:>7}  "
-          f"powertools {result['powertools_log_ns']:>7}")
-    print(f"metric    (ns): stalwart {result['stalwart_metric_ns']:>7}  "
-          f"powertools {result['powertools_metric_ns']:>7}  "
-          f"({METRICS_PER_REQUEST} metrics + 1 dimension + flush per request)")
+    print(
+        f"log line  (ns): stalwart {result['stalwart_log_ns']:>7}  "
+        f"stdlib-json {result['stdlib_json_log_ns']:>7}  "
+        f"powertools {result['powertools_log_ns']:>7}"
+    )
+    print(
+        f"metric    (ns): stalwart {result['stalwart_metric_ns']:>7}  "
+        f"powertools {result['powertools_metric_ns']:>7}  "
+        f"({METRICS_PER_REQUEST} metrics + 1 dimension + flush per request)"
+    )
     print(json.dumps(result))
 
 

@@ -17,9 +17,9 @@ class SecretError(ConfigError):
     """A secret could not be read; the message names it (never its value)."""
 
 
-class SecretNotFound(SecretError):  # noqa: N818 - reads as a state, like KeyError's cousins
+class SecretNotFound(SecretError):
     """Secrets Manager has no such secret, version or stage."""
 
 
-class SecretUnavailable(SecretError):  # noqa: N818 - transient: a retry later may succeed
+class SecretUnavailable(SecretError):
     """Secrets Manager failed, throttled or timed out on every attempt."""
