@@ -76,13 +76,16 @@ def make_powertools() -> Callable[[], None]:
         service="bench", logger_handler=logging.StreamHandler(devnull), level="INFO"
     )
     logger.append_keys(correlation_id="req-1")
+    # Isolate it: propagating would also run stalwart's root handler and bill Powertools for it.
+    logging.getLogger(logger.name).propagate = False
     extra = {"order_id": 42, "amount": 9.99}
     return lambda: logger.info("order placed", extra=extra)
 
 
 def make_stalwart() -> Callable[[], None]:
     configure_logging("bench", stream=devnull)
-    log = get_logger("bench.stalwart")
+    # Not under "bench": that is Powertools' logger, and its handler would see our lines too.
+    log = get_logger("stalwart_bench")
     return lambda: log.info("order placed", order_id=42, amount=9.99)
 
 
