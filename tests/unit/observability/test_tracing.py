@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 import time
 import uuid
 
@@ -154,3 +156,22 @@ def test_botocore_calls_become_child_spans_of_the_request(json_logs, moto_srv):
         assert line["trace_id"] == f"{aws[0].context.trace_id:032x}"
     finally:
         shutdown_tracing(setup)
+
+
+def test_global_provider_and_xray_propagation_in_a_fresh_process():
+    # Global OpenTelemetry state can be set once per process: check it in a child process.
+    code = """
+from opentelemetry import propagate, trace
+from stalwart.observability import configure_tracing, current_trace_ids, shutdown_tracing
+
+setup = configure_tracing("svc", exporter="none", xray=True, instrument=False)
+assert trace.get_tracer_provider() is setup.provider
+headers = {}
+with trace.get_tracer("t").start_as_current_span("s"):
+    trace_hex, span_hex = current_trace_ids()
+    propagate.inject(headers)
+assert headers["traceparent"].split("-")[1] == trace_hex, headers
+assert headers["X-Amzn-Trace-Id"].startswith(f"Root=1-{trace_hex[:8]}-{trace_hex[8:]}"), headers
+shutdown_tracing(setup)
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
