@@ -35,10 +35,10 @@ from stalwart.observability import (
     request_context,
 )
 
-LOG_LINES = 20_000
-METRIC_REQUESTS = 2_000
+LOG_LINES = 5_000
+METRIC_REQUESTS = 500
 METRICS_PER_REQUEST = 10
-ROUNDS = 7
+ROUNDS = 15
 
 devnull = Path(os.devnull).open("w")  # noqa: SIM115 - lives for the whole run
 

@@ -119,7 +119,8 @@ def configure_tracing(
     tests). Sampling is parent-based with ``sample_ratio`` for root spans. ``xray=True`` makes
     X-Ray-compatible trace ids and adds the X-Ray propagator to W3C trace context.
     ``instrument`` is True (every known instrumentation present), False, or names from
-    :data:`INSTRUMENTATIONS`.
+    :data:`INSTRUMENTATIONS`. OpenTelemetry accepts one global provider per process: call this
+    once at start-up (tests can pass ``set_global=False`` and use ``Tracing.provider``).
 
     >>> setup = configure_tracing("orders", exporter="none", instrument=False, set_global=False)
     >>> setup.provider.resource.attributes["service.name"]

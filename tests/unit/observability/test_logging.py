@@ -342,3 +342,12 @@ def test_unserialisable_values_do_not_break_a_line(json_logs):
     line = lines()[0]
     assert line["when"].startswith("2026-01-02")
     assert "object" in line["obj"]
+
+
+async def test_async_logging_methods_keep_the_request_context(json_logs):
+    configure, lines = json_logs
+    configure()
+    with request_context("async-1"):
+        await get_logger("a").ainfo("from a thread", n=1)
+    (line,) = lines()
+    assert (line["message"], line["correlation_id"], line["n"]) == ("from a thread", "async-1", 1)
