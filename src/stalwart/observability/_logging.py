@@ -123,7 +123,8 @@ class _Renderer:
             "message": message,
             "logger": logger_name,
             "service": self.service,
-            CORRELATION_ID: context.get(CORRELATION_ID),
+            # A correlation id bound on the logger itself wins over the request's.
+            CORRELATION_ID: event.pop(CORRELATION_ID, None) or context.get(CORRELATION_ID),
         }
         ids = current_trace_ids()
         if ids is not None:

@@ -340,7 +340,15 @@ def add_metadata(key: str, value: Any) -> None:
 
 
 def flush_metrics() -> None:
-    """Emit what the current scope has recorded so far (no-op outside a scope)."""
+    """Emit what the current scope has recorded so far (no-op outside a scope).
+
+    >>> with capture_metrics() as docs, metrics_scope():
+    ...     put_metric("Rows", 1)
+    ...     flush_metrics()
+    ...     put_metric("Rows", 2)
+    >>> [doc["Rows"] for doc in docs]
+    [1, 2]
+    """
     current = _current.get()
     if current is not None:
         current.flush()

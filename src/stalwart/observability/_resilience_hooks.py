@@ -72,7 +72,11 @@ def log_retry_hook(event: RetryEventLike) -> None:
 
 
 def log_breaker_listener(transition: BreakerTransitionLike) -> None:
-    """Log a breaker transition (WARNING when it opens, INFO otherwise)."""
+    """Log a breaker transition (WARNING when it opens, INFO otherwise).
+
+    >>> from types import SimpleNamespace as Transition
+    >>> log_breaker_listener(Transition(name="psp", from_state="closed", to_state="open", at=1.0))
+    """
     to_state = str(transition.to_state)
     method = _log.warning if to_state == "open" else _log.info
     method(
@@ -93,17 +97,38 @@ def _emit(metric: str, dimensions: dict[str, str]) -> None:
 
 
 def metrics_retry_hook(event: RetryEventLike) -> None:
-    """Emit ``RetryScheduled`` = 1 (Count) with a ``retry_policy`` dimension."""
+    """Emit ``RetryScheduled`` = 1 (Count) with a ``retry_policy`` dimension.
+
+    >>> from types import SimpleNamespace as Event
+    >>> from stalwart.observability import capture_metrics
+    >>> with capture_metrics() as docs:
+    ...     metrics_retry_hook(Event(name="psp", attempt=1, wait_s=0.1, cause=None, result=None))
+    >>> docs[0]["RetryScheduled"], docs[0]["retry_policy"]
+    (1, 'psp')
+    """
     _emit("RetryScheduled", {"retry_policy": event.name})
 
 
 def metrics_breaker_listener(transition: BreakerTransitionLike) -> None:
-    """Emit ``BreakerTransition`` = 1 (Count) with ``breaker`` and ``to_state`` dimensions."""
+    """Emit ``BreakerTransition`` = 1 (Count) with ``breaker`` and ``to_state`` dimensions.
+
+    >>> from types import SimpleNamespace as Transition
+    >>> from stalwart.observability import capture_metrics
+    >>> with capture_metrics() as docs:
+    ...     metrics_breaker_listener(Transition(name="psp", from_state="closed",
+    ...                                         to_state="open", at=1.0))
+    >>> docs[0]["to_state"]
+    'open'
+    """
     _emit("BreakerTransition", {"breaker": transition.name, "to_state": str(transition.to_state)})
 
 
 def span_retry_hook(event: RetryEventLike) -> None:
-    """Add a ``retry.scheduled`` event to the active span, if one is recording."""
+    """Add a ``retry.scheduled`` event to the active span, if one is recording.
+
+    >>> from types import SimpleNamespace as Event
+    >>> span_retry_hook(Event(name="psp", attempt=1, wait_s=0.1, cause=None, result=None))
+    """
     span = current_span()
     if span is None:
         return
@@ -119,7 +144,12 @@ def span_retry_hook(event: RetryEventLike) -> None:
 
 
 def span_breaker_listener(transition: BreakerTransitionLike) -> None:
-    """Add a ``circuit_breaker.transition`` event to the active span, if one is recording."""
+    """Add a ``circuit_breaker.transition`` event to the active span, if one is recording.
+
+    >>> from types import SimpleNamespace as Transition
+    >>> span_breaker_listener(Transition(name="psp", from_state="open", to_state="half_open",
+    ...                                  at=2.0))
+    """
     span = current_span()
     if span is None:
         return

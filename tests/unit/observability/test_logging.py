@@ -351,3 +351,12 @@ async def test_async_logging_methods_keep_the_request_context(json_logs):
         await get_logger("a").ainfo("from a thread", n=1)
     (line,) = lines()
     assert (line["message"], line["correlation_id"], line["n"]) == ("from a thread", "async-1", 1)
+
+
+def test_correlation_id_bound_on_the_logger_wins(json_logs):
+    configure, lines = json_logs
+    configure()
+    with request_context("from-request"):
+        get_logger().bind(correlation_id="from-logger").info("x")
+        get_logger().info("y")
+    assert [line["correlation_id"] for line in lines()] == ["from-logger", "from-request"]
