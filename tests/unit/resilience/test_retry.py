@@ -468,3 +468,39 @@ def test_decorated_function_keeps_metadata() -> None:
     assert documented.__name__ == "documented"
     assert documented.__doc__ == "Doc."
     assert documented(3) == 3
+
+
+@pytest.mark.parametrize("full_path", [False, True])
+def test_reraised_error_has_no_misleading_context(full_path: bool) -> None:
+    flaky = Flaky(10)
+    options = {"total_s": 60.0} if full_path else {}
+    with pytest.raises(ConnectionError) as info:
+        retry(on=ConnectionError, attempts=3, base_s=0.0, **options)(flaky)()
+    assert info.value is flaky.raised[-1]
+    assert info.value.__context__ is None
+    assert info.value.__cause__ is None
+
+
+def test_retries_leave_no_reference_cycles() -> None:
+    import gc  # noqa: PLC0415
+
+    calls = [0]
+
+    def fails_twice() -> int:
+        calls[0] += 1
+        if calls[0] % 3:
+            raise ConnectionError
+        return 1
+
+    wrapped = retry(on=ConnectionError, attempts=3, base_s=0.0)(fails_twice)
+    wrapped()
+    gc.collect()
+    gc.disable()
+    try:
+        before = len(gc.get_objects())
+        for _ in range(200):
+            wrapped()
+        growth = len(gc.get_objects()) - before
+    finally:
+        gc.enable()
+    assert growth < 50  # a cycle per call would leave hundreds of frames and tracebacks
