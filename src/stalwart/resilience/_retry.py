@@ -68,14 +68,17 @@ class Jitter(StrEnum):
     DECORRELATED = "decorrelated"
 
 
+_POWERS_OF_TWO = tuple(2.0**i for i in range(64))
+
+
 def full_jitter(attempt: int, base_s: float, cap_s: float, rand: Callable[[], float]) -> float:
     """Uniform in ``[0, min(cap, base * 2**(attempt-1))]`` (AWS "full jitter").
 
     >>> full_jitter(3, 0.1, 10.0, lambda: 1.0)
     0.4
     """
-    # The exponent is clamped so a huge attempt count cannot overflow a float.
-    ceiling = base_s * 2.0 ** min(attempt - 1, 1000)
+    # A table instead of ``2.0 ** n``: cheaper, and a huge attempt count cannot overflow.
+    ceiling = base_s * _POWERS_OF_TWO[attempt - 1] if attempt <= 64 else base_s * 2.0**63
     return rand() * (min(cap_s, ceiling))
 
 
@@ -167,6 +170,31 @@ def _never(_: object) -> bool:
     return False
 
 
+_CLASS_HAS_RETRY_AFTER: dict[type[BaseException], bool] = {}
+
+
+def _retry_after(cause: BaseException) -> float | None:
+    """The ``retry_after_s`` of an exception following :class:`RetryAfter`, else ``None``.
+
+    ``getattr(exc, name, None)`` costs an internal AttributeError for every exception that
+    lacks the attribute (most of them), so look in the instance dict, then (once per class)
+    whether the class defines it, e.g. as a property.
+    """
+    value = cause.__dict__.get("retry_after_s")
+    if value is None:
+        kind = type(cause)
+        has = _CLASS_HAS_RETRY_AFTER.get(kind)
+        if has is None:
+            has = any("retry_after_s" in vars(k) for k in kind.__mro__)
+            _CLASS_HAS_RETRY_AFTER[kind] = has
+        if not has:
+            return None
+        value = getattr(cause, "retry_after_s", None)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """A retry policy, built once. Decorate with it, or loop over it.
@@ -189,6 +217,7 @@ class RetryPolicy:
     async_sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
     rand: Callable[[], float] = random.random
     _match: Callable[[Exception], bool] = field(init=False, repr=False, compare=False)
+    _full_jitter: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -211,6 +240,7 @@ class RetryPolicy:
         else:
             raise TypeError(f"retry on={on!r}: expected exception types or a predicate")
         object.__setattr__(self, "_match", match)
+        object.__setattr__(self, "_full_jitter", self.jitter is Jitter.FULL)
 
     # -- decision, shared by every driver -------------------------------------------------------
 
@@ -222,30 +252,36 @@ class RetryPolicy:
         previous_wait: float,
     ) -> float | None:
         """The wait before attempt ``attempt + 1``, or ``None`` to stop retrying."""
-        testing_now = _TEST_MODE.enabled
-        limit = _TEST_MODE.attempts if testing_now and _TEST_MODE.attempts else self.attempts
-        if attempt >= limit:
+        mode = _TEST_MODE
+        if mode.enabled:
+            if attempt >= (mode.attempts or self.attempts):
+                return None
+        elif attempt >= self.attempts:
             return None
-        if self.jitter is Jitter.FULL:
-            wait = full_jitter(attempt, self.base_s, self.cap_s, self.rand)
+        if self._full_jitter:
+            wait = full_jitter(attempt, self.base_s, self.cap_s, self.rand) if self.base_s else 0.0
         else:
             wait = decorrelated_jitter(previous_wait, self.base_s, self.cap_s, self.rand)
-        server_wait = getattr(cause, "retry_after_s", None)
-        if isinstance(server_wait, (int, float)) and server_wait > wait:
-            wait = float(server_wait)
-        if testing_now:
+        if cause is not None:
+            server_wait = _retry_after(cause)
+            if server_wait is not None and server_wait > wait:
+                wait = server_wait
+        if mode.enabled:
             wait = 0.0
-        # Never start a wait that would end past our own deadline or the caller's: the attempt
-        # after it could not finish in time, so surfacing the error now is strictly better.
-        total = self.total_s
-        if started is not None and total is not None and self.clock() - started + wait >= total:
-            return None
-        caller_deadline = _DEADLINE.get()
-        if caller_deadline is not None and time.monotonic() + wait >= caller_deadline:
+        if self._crosses_a_deadline(started, wait):
             return None
         if self.budget is not None and not self.budget.try_withdraw(cause):
             return None
         return wait
+
+    def _crosses_a_deadline(self, started: float | None, wait: float) -> bool:
+        # Never start a wait that would end past our own deadline or the caller's: the attempt
+        # after it could not finish in time, so surfacing the error now is strictly better.
+        total = self.total_s
+        if started is not None and total is not None and self.clock() - started + wait >= total:
+            return True
+        caller_deadline = _DEADLINE.get()
+        return caller_deadline is not None and time.monotonic() + wait >= caller_deadline
 
     def _notify(
         self, name: str, attempt: int, wait: float, cause: BaseException | None, result: object
@@ -290,8 +326,11 @@ class RetryPolicy:
                 except Exception as exc:
                     if not match(exc):
                         raise
-                    cause = exc
-                return retry_rest(args, kwargs, cause, None, None)
+                    cause: Exception | None = exc
+                try:
+                    return retry_rest(args, kwargs, cause, None, None)
+                finally:
+                    cause = None  # the traceback references this frame: break the cycle
 
             return fast
 
@@ -308,12 +347,17 @@ class RetryPolicy:
             except Exception as exc:
                 if not match(exc):
                     raise
-                cause = exc
-                return retry_rest(args, kwargs, cause, None, started)
-            if on_result(result):
-                return retry_rest(args, kwargs, None, result, started)
-            refund(1, None)
-            return result
+                cause: Exception | None = exc
+            else:
+                if not on_result(result):
+                    refund(1, None)
+                    return result
+                cause = None
+            # Outside the except block, so later errors get no misleading __context__.
+            try:
+                return retry_rest(args, kwargs, cause, result if cause is None else None, started)
+            finally:
+                cause = None  # the traceback references this frame: break the cycle
 
         return full
 
@@ -328,16 +372,22 @@ class RetryPolicy:
         started: float | None,
     ) -> R:
         match = self._match
-        on_result = self.on_result or _never
+        on_result = self.on_result
+        plan = self._plan_next
+        hooks = self.hooks
         attempt = 1
         wait = self.base_s
         while True:
-            wait_next = self._plan_next(attempt, cause, started, wait)
+            wait_next = plan(attempt, cause, started, wait)
             if wait_next is None:
                 if cause is not None:
-                    raise cause
+                    try:
+                        raise cause
+                    finally:
+                        cause = None  # no exception -> traceback -> frame -> exception cycle
                 return cast("R", result)
-            self._notify(name, attempt, wait_next, cause, result)
+            if hooks or _GLOBAL_HOOKS:
+                self._notify(name, attempt, wait_next, cause, result)
             if wait_next > 0.0:
                 self.sleep(wait_next)
             wait = wait_next
@@ -349,10 +399,12 @@ class RetryPolicy:
                     raise
                 cause, result = exc, None
                 continue
-            last_cause, cause = cause, None
-            if not on_result(result):
-                self._refund(attempt, last_cause)
+            if on_result is None or not on_result(result):
+                if self.budget is not None:
+                    self._refund(attempt, cause)
+                cause = None  # see above: leave no cycle for the garbage collector
                 return result
+            cause = None
 
     def _wrap_async[**P, T](
         self, fn: Callable[P, Coroutine[Any, Any, T]]
@@ -370,8 +422,11 @@ class RetryPolicy:
                 except Exception as exc:
                     if not match(exc):
                         raise
-                    cause = exc
-                return await retry_rest(args, kwargs, cause, None, None)
+                    cause: Exception | None = exc
+                try:
+                    return await retry_rest(args, kwargs, cause, None, None)
+                finally:
+                    cause = None  # the traceback references this frame: break the cycle
 
             return fast
 
@@ -388,12 +443,19 @@ class RetryPolicy:
             except Exception as exc:
                 if not match(exc):
                     raise
-                cause = exc
-                return await retry_rest(args, kwargs, cause, None, started)
-            if on_result(result):
-                return await retry_rest(args, kwargs, None, result, started)
-            refund(1, None)
-            return result
+                cause: Exception | None = exc
+            else:
+                if not on_result(result):
+                    refund(1, None)
+                    return result
+                cause = None
+            # Outside the except block, so later errors get no misleading __context__.
+            try:
+                return await retry_rest(
+                    args, kwargs, cause, result if cause is None else None, started
+                )
+            finally:
+                cause = None  # the traceback references this frame: break the cycle
 
         return full
 
@@ -408,16 +470,22 @@ class RetryPolicy:
         started: float | None,
     ) -> T:
         match = self._match
-        on_result = self.on_result or _never
+        on_result = self.on_result
+        plan = self._plan_next
+        hooks = self.hooks
         attempt = 1
         wait = self.base_s
         while True:
-            wait_next = self._plan_next(attempt, cause, started, wait)
+            wait_next = plan(attempt, cause, started, wait)
             if wait_next is None:
                 if cause is not None:
-                    raise cause
+                    try:
+                        raise cause
+                    finally:
+                        cause = None  # no exception -> traceback -> frame -> exception cycle
                 return cast("T", result)
-            self._notify(name, attempt, wait_next, cause, result)
+            if hooks or _GLOBAL_HOOKS:
+                self._notify(name, attempt, wait_next, cause, result)
             if wait_next > 0.0:
                 await self.async_sleep(wait_next)
             wait = wait_next
@@ -429,10 +497,12 @@ class RetryPolicy:
                     raise
                 cause, result = exc, None
                 continue
-            last_cause, cause = cause, None
-            if not on_result(result):
-                self._refund(attempt, last_cause)
+            if on_result is None or not on_result(result):
+                if self.budget is not None:
+                    self._refund(attempt, cause)
+                cause = None  # see above: leave no cycle for the garbage collector
                 return result
+            cause = None
 
     # -- loop form ------------------------------------------------------------------------------
 
