@@ -302,3 +302,11 @@ async def test_async_reads_do_not_block_the_loop(moto_srv, sm, secret):
     sm.put_secret_value(SecretId=secret, SecretString=json.dumps({"password": "v2"}))
     assert json.loads((await fetcher.aget(secret)).get_secret_value())["password"] == "v1"
     assert json.loads((await fetcher.arefresh(secret)).get_secret_value())["password"] == "v2"
+
+
+async def test_concurrent_async_first_reads_make_one_call(moto_srv, secret):
+    fetcher = fetcher_for(moto_srv.url)
+    calls = counting(fetcher)
+    values = await asyncio.gather(*(fetcher.aget(secret) for _ in range(10)))
+    assert {v.get_secret_value() for v in values} == {json.dumps({"password": "v1"})}
+    assert len(calls) == 1

@@ -6,6 +6,7 @@ import re
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from pydantic import SecretStr
 
 from stalwart.observability import (
@@ -360,3 +361,28 @@ def test_correlation_id_bound_on_the_logger_wins(json_logs):
         get_logger().bind(correlation_id="from-logger").info("x")
         get_logger().info("y")
     assert [line["correlation_id"] for line in lines()] == ["from-logger", "from-request"]
+
+
+def test_extra_processors_enrich_every_line(json_logs):
+    configure, lines = json_logs
+
+    def add_region(logger, method_name, event):
+        event["region"] = "eu-west-1"
+        event["seen_by"] = f"{logger.name}:{method_name}"
+        event["api_token"] = "added-late"  # redaction runs after the processors
+        return event
+
+    configure(processors=[add_region])
+    get_logger("ours").info("a")
+    logging.getLogger("theirs").warning("b")
+    ours, theirs = lines()
+    assert (ours["region"], ours["seen_by"]) == ("eu-west-1", "ours:info")
+    assert (theirs["region"], theirs["seen_by"]) == ("eu-west-1", "theirs:warning")
+    assert ours["api_token"] == REDACTED
+
+
+def test_a_processor_must_return_a_dict(json_logs):
+    configure, _ = json_logs
+    configure(processors=[lambda _logger, _method, _event: "not a dict"])
+    with pytest.raises(TypeError, match="must return a dict"):
+        get_logger().info("x")

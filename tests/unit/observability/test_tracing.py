@@ -175,3 +175,13 @@ assert headers["X-Amzn-Trace-Id"].startswith(f"Root=1-{trace_hex[:8]}-{trace_hex
 shutdown_tracing(setup)
 """
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_missing_instrumentation_is_skipped_with_a_reason(monkeypatch):
+    monkeypatch.setitem(sys.modules, "opentelemetry.instrumentation.redis", None)
+    setup = configure_tracing("x", exporter="none", set_global=False, instrument=["redis", "httpx"])
+    try:
+        assert setup.instrumented == ("httpx",)
+        assert "opentelemetry-instrumentation-redis is not installed" in setup.skipped["redis"]
+    finally:
+        shutdown_tracing(setup)
