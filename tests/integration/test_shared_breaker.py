@@ -1,0 +1,355 @@
+"""RedisCircuitBreaker against a real redis-server: exact probes across processes, no writes
+per success, trips shared between processes, recovery from lost probes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import redis.asyncio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from servers import RunningServer
+from stalwart.resilience import CircuitOpen, CircuitState, CountWindow, RedisCircuitBreaker
+
+WRITE_COMMANDS = frozenset(
+    {
+        "hset",
+        "hincrby",
+        "hdel",
+        "hsetnx",
+        "hmset",
+        "del",
+        "unlink",
+        "set",
+        "setex",
+        "incr",
+        "incrby",
+        "expire",
+        "pexpire",
+    }
+)
+
+
+def redis_writes(client: redis.Redis) -> tuple[int, int]:
+    """(write commands executed, keys changed) so far, from INFO commandstats / persistence."""
+    stats = client.info("commandstats")
+    calls = sum(
+        int(v["calls"]) for k, v in stats.items() if k.removeprefix("cmdstat_") in WRITE_COMMANDS
+    )
+    dirty = int(client.info("persistence")["rdb_changes_since_last_save"])
+    return calls, dirty
+
+
+@pytest.fixture
+def client(redis_srv: RunningServer) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(redis_srv.url, socket_timeout=5) as c:
+        yield c
+
+
+def open_elapsed(client: redis.Redis, key: str) -> None:
+    """Put the shared breaker in OPEN with its open period already over (a new generation)."""
+    gen = int(client.hget(key, "gen") or 0) + 1
+    client.hset(
+        key,
+        mapping={
+            "state": "open",
+            "gen": gen,
+            "open_until": 0,
+            "admitted": 0,
+            "done": 0,
+            "failures": 0,
+            "slow": 0,
+            "since": 0,
+        },
+    )
+
+
+WORKER = Path(__file__).with_name("shared_breaker_worker.py")
+
+
+def run_processes_round(
+    procs: list[subprocess.Popen[str]], client: redis.Redis, key: str
+) -> list[dict[str, object]]:
+    open_elapsed(client, key)
+    time.sleep(0.2)  # longer than sync_s: every process' cached view has expired
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    results = []
+    for proc in procs:
+        assert proc.stdout is not None
+        results.append(json.loads(proc.stdout.readline()))
+    return results
+
+
+@pytest.mark.slow
+def test_8_processes_x_8_callers_admit_exactly_n_probes(
+    redis_srv: RunningServer, client: redis.Redis
+) -> None:
+    probes = 3
+    name = f"shared-{uuid.uuid4().hex[:8]}"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), redis_srv.url, name, str(probes), "8", "1.0"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+        for _ in range(3):
+            results = run_processes_round(procs, client, name)
+            admitted = sum(int(r["admitted"]) for r in results)  # type: ignore[call-overload]
+            outcomes = [o for r in results for o in r["outcomes"]]  # type: ignore[attr-defined]
+            assert admitted == probes, results
+            assert outcomes.count("ok") == probes
+            assert outcomes.count("rejected") == 64 - probes
+            assert client.hget(name, "state") == b"closed"  # all probes passed
+    finally:
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.close()
+        for proc in procs:
+            proc.wait(timeout=30)
+            assert proc.stdout is not None
+            proc.stdout.close()
+        client.delete(name)
+    assert all(proc.returncode == 0 for proc in procs)
+
+
+def test_no_redis_write_per_success_in_steady_state(client: redis.Redis) -> None:
+    name = f"steady-{uuid.uuid4().hex[:8]}"
+    breaker = RedisCircuitBreaker(
+        name, client=client, prefix="", window=CountWindow(10), min_calls=5, sync_s=0.05
+    )
+
+    @breaker
+    def ok() -> str:
+        return "ok"
+
+    for _ in range(20):  # warm the window up
+        ok()
+    before = redis_writes(client)
+    started = time.monotonic()
+    n = 0
+    while time.monotonic() - started < 0.3 or n < 2000:  # spans several refreshes
+        ok()
+        n += 1
+    after = redis_writes(client)
+    assert after == before
+    assert client.exists(name) == 0  # nothing was ever written for a healthy breaker
+
+
+def test_a_trip_in_one_process_is_seen_by_the_others(client: redis.Redis) -> None:
+    name = f"trip-{uuid.uuid4().hex[:8]}"
+    options = {
+        "prefix": "",
+        "window": CountWindow(4),
+        "min_calls": 4,
+        "sync_s": 0.05,
+        "open_s": 30.0,
+    }
+    a = RedisCircuitBreaker(name, client=client, **options)
+    b = RedisCircuitBreaker(name, client=client, **options)
+
+    @a
+    def failing() -> None:
+        raise ConnectionError
+
+    @b
+    def fine() -> str:
+        return "ok"
+
+    assert fine() == "ok"
+    for _ in range(4):
+        with pytest.raises(ConnectionError):
+            failing()
+    assert a.state is CircuitState.OPEN
+    assert client.hget(name, "state") == b"open"
+    time.sleep(0.06)
+    with pytest.raises(CircuitOpen) as info:
+        fine()
+    assert 25 < info.value.retry_after_s <= 30
+    assert b.state is CircuitState.OPEN
+    client.delete(name)
+
+
+def test_failed_probe_reopens_and_successful_probes_close(client: redis.Redis) -> None:
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+    breaker = RedisCircuitBreaker(
+        name, client=client, prefix="", half_open_probes=2, sync_s=0.05, open_s=30
+    )
+    calls = {"fail": True}
+
+    @breaker
+    def call() -> str:
+        if calls["fail"]:
+            raise ConnectionError
+        return "ok"
+
+    open_elapsed(client, name)
+    breaker.refresh()
+    with pytest.raises(ConnectionError):
+        call()  # probe 1 fails: 1/2 >= 50% -> open again
+    assert client.hget(name, "state") == b"open"
+    with pytest.raises(CircuitOpen):
+        call()
+    open_elapsed(client, name)
+    breaker.refresh()
+    calls["fail"] = False
+    assert call() == "ok"
+    assert client.hget(name, "state") == b"half_open"
+    assert call() == "ok"
+    assert client.hget(name, "state") == b"closed"
+    assert breaker.refresh() is CircuitState.CLOSED
+    client.delete(name)
+
+
+def test_probe_permits_of_lost_probes_are_recovered(client: redis.Redis) -> None:
+    name = f"lost-{uuid.uuid4().hex[:8]}"
+    breaker = RedisCircuitBreaker(
+        name, client=client, prefix="", half_open_probes=1, sync_s=0.05, probe_timeout_s=0.3
+    )
+    open_elapsed(client, name)
+    # A probe is admitted and its process "dies" (never reports).
+    script = client.register_script(breaker._scripts["acquire"].script)
+    assert script(keys=[name], args=[1, 300])[3] == 1
+    breaker.refresh()
+
+    @breaker
+    def call() -> str:
+        return "ok"
+
+    with pytest.raises(CircuitOpen):
+        call()
+    time.sleep(0.35)
+    assert call() == "ok"  # the stale half-open handed out a fresh permit
+    assert client.hget(name, "state") == b"closed"
+    client.delete(name)
+
+
+def test_redis_down_fails_closed_only_when_coordination_is_needed() -> None:
+    # redis-py retries refused connections with backoff by default; the breaker must cope with
+    # the error, not wait for the client's retries.
+    dead = redis.Redis(
+        host="127.0.0.1",
+        port=1,
+        socket_timeout=0.2,
+        socket_connect_timeout=0.2,
+        retry=Retry(NoBackoff(), 0),
+    )
+    breaker = RedisCircuitBreaker("down", client=dead, sync_s=0.05, min_calls=1)
+
+    @breaker
+    def ok() -> str:
+        return "ok"
+
+    @breaker
+    def failing() -> None:
+        raise ConnectionError
+
+    assert ok() == "ok"  # refresh failed: the cached (closed) view is kept
+    with pytest.raises(ConnectionError):
+        failing()  # trips; the trip cannot be written, so the circuit opens locally
+    assert breaker.state is CircuitState.OPEN
+    with pytest.raises(CircuitOpen):
+        ok()
+
+
+async def test_async_64_tasks_admit_exactly_n_probes(
+    redis_srv: RunningServer, client: redis.Redis
+) -> None:
+    name = f"async-{uuid.uuid4().hex[:8]}"
+    async_client = redis.asyncio.Redis.from_url(redis_srv.url, socket_timeout=5)
+    try:
+        breaker = RedisCircuitBreaker(
+            name, async_client=async_client, prefix="", half_open_probes=4, sync_s=0.05
+        )
+        for _ in range(5):
+            open_elapsed(client, name)
+            await asyncio.sleep(0.06)
+            hold = asyncio.Event()
+            entered = []
+
+            @breaker
+            async def probe(entered: list[int], hold: asyncio.Event) -> None:
+                entered.append(1)
+                await hold.wait()
+
+            async def caller(entered: list[int], hold: asyncio.Event, fn=probe) -> str:
+                try:
+                    await fn(entered, hold)
+                except CircuitOpen:
+                    return "rejected"
+                return "ok"
+
+            tasks = [asyncio.create_task(caller(entered, hold)) for _ in range(64)]
+            while sum(t.done() for t in tasks) < 60:  # noqa: ASYNC110 - a count, not an event
+                await asyncio.sleep(0.01)
+            assert len(entered) == 4
+            hold.set()
+            outcomes = await asyncio.gather(*tasks)
+            assert outcomes.count("ok") == 4
+            assert outcomes.count("rejected") == 60
+            assert client.hget(name, "state") == b"closed"
+    finally:
+        await async_client.aclose()
+        client.delete(name)
+
+
+def test_64_threads_in_one_process_admit_exactly_n_probes(client: redis.Redis) -> None:
+    """64 threads in one process against the shared state: exactly N probes."""
+    name = f"threads-{uuid.uuid4().hex[:8]}"
+    breaker = RedisCircuitBreaker(name, client=client, prefix="", half_open_probes=2, sync_s=0.05)
+    for _ in range(3):
+        open_elapsed(client, name)
+        time.sleep(0.06)
+        entered: list[int] = []
+        outcomes: list[str] = []
+        barrier = threading.Barrier(64)
+        release = threading.Event()
+
+        def protected(entered: list[int] = entered, release: threading.Event = release) -> None:
+            entered.append(1)
+            release.wait(5)
+
+        wrapped = breaker(protected)
+
+        def caller(
+            outcomes: list[str] = outcomes, barrier: threading.Barrier = barrier, wrapped=wrapped
+        ) -> None:
+            barrier.wait()
+            try:
+                wrapped()
+                outcomes.append("ok")
+            except CircuitOpen:
+                outcomes.append("rejected")
+
+        threads = [threading.Thread(target=caller) for _ in range(64)]
+        for t in threads:
+            t.start()
+        give_up = time.monotonic() + 10
+        while len(outcomes) < 62 and time.monotonic() < give_up:
+            time.sleep(0.005)
+        release.set()
+        for t in threads:
+            t.join()
+        assert len(entered) == 2
+        assert outcomes.count("rejected") == 62
+    client.delete(name)
