@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import replace as dc_replace
+from typing import TYPE_CHECKING
 
 from stalwart.storage import (
     AlreadyExists,
@@ -21,6 +21,9 @@ from stalwart.storage import (
     VersionConflict,
 )
 from stalwart.storage._contract import encode_data, expiry_from_ttl, validate_key
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 
 class MemoryStore:
@@ -41,7 +44,11 @@ class MemoryStore:
 
     def _live(self, key: Key) -> Record | None:
         record = self._records.get(key)
-        if record is not None and record.expires_at is not None and record.expires_at <= self._clock():
+        if (
+            record is not None
+            and record.expires_at is not None
+            and record.expires_at <= self._clock()
+        ):
             return None
         return record
 
@@ -61,16 +68,18 @@ class MemoryStore:
             self._records[key] = record
             return record
 
-    def replace(self, key: Key, data: JSONObject, *, expected_version: int,
-                ttl: float | None = None) -> Record:
+    def replace(
+        self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
+    ) -> Record:
         self.calls.append("replace")
         encode_data(data, max_bytes=self._max)
         with self._lock:
             current = self._live(validate_key(key))
             if current is None or current.version != expected_version:
                 raise VersionConflict(key, expected_version, current)
-            record = Record(key, dict(data), expected_version + 1,
-                            expiry_from_ttl(ttl, self._clock()))
+            record = Record(
+                key, dict(data), expected_version + 1, expiry_from_ttl(ttl, self._clock())
+            )
             self._records[key] = record
             return record
 
@@ -79,17 +88,24 @@ class MemoryStore:
         with self._lock:
             current = self._live(validate_key(key))
             if expected_version is not None and (
-                    current is None or current.version != expected_version):
+                current is None or current.version != expected_version
+            ):
                 raise VersionConflict(key, expected_version, current)
             self._records.pop(key, None)
             return current is not None
 
-    def increment(self, key: Key, field: str, by: float = 1, *,
-                  ttl: float | None = None) -> Record:
+    def increment(self, key: Key, field: str, by: float = 1, *, ttl: float | None = None) -> Record:
         raise NotImplementedError
 
-    def query(self, partition: str, *, prefix: str = "", limit: int = 100,
-              cursor: str | None = None, descending: bool = False) -> Page:
+    def query(
+        self,
+        partition: str,
+        *,
+        prefix: str = "",
+        limit: int = 100,
+        cursor: str | None = None,
+        descending: bool = False,
+    ) -> Page:
         raise NotImplementedError
 
     def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
@@ -126,19 +142,28 @@ class AsyncMemoryStore:
     async def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
         return self.sync.create(key, data, ttl=ttl)
 
-    async def replace(self, key: Key, data: JSONObject, *, expected_version: int,
-                      ttl: float | None = None) -> Record:
+    async def replace(
+        self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
+    ) -> Record:
         return self.sync.replace(key, data, expected_version=expected_version, ttl=ttl)
 
     async def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
         return self.sync.delete(key, expected_version=expected_version)
 
-    async def increment(self, key: Key, field: str, by: float = 1, *,
-                        ttl: float | None = None) -> Record:
+    async def increment(
+        self, key: Key, field: str, by: float = 1, *, ttl: float | None = None
+    ) -> Record:
         raise NotImplementedError
 
-    async def query(self, partition: str, *, prefix: str = "", limit: int = 100,
-                    cursor: str | None = None, descending: bool = False) -> Page:
+    async def query(
+        self,
+        partition: str,
+        *,
+        prefix: str = "",
+        limit: int = 100,
+        cursor: str | None = None,
+        descending: bool = False,
+    ) -> Page:
         raise NotImplementedError
 
     async def transact(self, operations: Sequence[Operation]) -> list[Record | None]:

@@ -26,6 +26,7 @@ from stalwart.idempotency import (
     Status,
 )
 from stalwart.idempotency._core import decide, record_key
+from stalwart.storage import AlreadyExists
 
 
 class FakeClock:
@@ -87,8 +88,10 @@ def test_takeover_fences_the_late_owner(caplog: pytest.LogCaptureFixture) -> Non
     assert isinstance(fresh, Lease)
     assert fresh.took_over
     assert fresh.version == dead.version + 1
-    with caplog.at_level(logging.ERROR, logger="stalwart.idempotency"), \
-            pytest.raises(LeaseLost) as info:
+    with (
+        caplog.at_level(logging.ERROR, logger="stalwart.idempotency"),
+        pytest.raises(LeaseLost) as info,
+    ):
         layer.complete(dead, {"by": "dead"})
     assert info.value.result == {"by": "dead"}
     assert "taken over" in caplog.text
@@ -130,8 +133,6 @@ def test_release_allows_rerun() -> None:
 def test_missing_current_falls_back_to_get() -> None:
     class Forgetful(MemoryStore):
         def create(self, key, data, *, ttl=None):
-            from stalwart.storage import AlreadyExists
-
             try:
                 return super().create(key, data, ttl=ttl)
             except AlreadyExists as exc:
@@ -195,8 +196,9 @@ async def test_async_layer_same_semantics() -> None:
     store = AsyncMemoryStore(MemoryStore(clock))
     layer = AsyncIdempotency(store, IdempotencyPolicy(lease=5, clock=clock))
     key = layer.key("ns", "k")
-    results = await asyncio.gather(*(layer.claim(key, "fp") for _ in range(10)),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(layer.claim(key, "fp") for _ in range(10)), return_exceptions=True
+    )
     leases = [r for r in results if isinstance(r, Lease)]
     assert len(leases) == 1
     assert all(isinstance(r, InProgress) for r in results if r is not leases[0])

@@ -67,8 +67,7 @@ async def test_async_runs_once_and_replays_typed() -> None:
         await asyncio.sleep(0.01)
         return [p, Point(p.y, p.x)]
 
-    results = await asyncio.gather(move(Point(1, 2)), move(Point(1, 2)),
-                                   return_exceptions=True)
+    results = await asyncio.gather(move(Point(1, 2)), move(Point(1, 2)), return_exceptions=True)
     assert calls == [1]
     assert sum(isinstance(r, InProgress) for r in results) == 1
     replay = await move(Point(1, 2), note="ignored: not in the fingerprint")
@@ -112,9 +111,12 @@ def test_unstorable_result_is_returned_and_released(caplog: pytest.LogCaptureFix
 
 def test_wrong_layer_kind_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="AsyncIdempotency"):
+
         @idempotent(Idempotency(MemoryStore()))
         async def job() -> None: ...
+
     with pytest.raises(TypeError, match="no parameters"):
+
         @idempotent(Idempotency(MemoryStore()), key_args=["nope"])
         def job2(a: int) -> None: ...
 
