@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """Idempotency: run work once per key on any storage engine; replay the result after.
 
 See ``docs/idempotency.md``. The HTTP adapters live in ``stalwart.idempotency.fastapi``

@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """The idempotency state machine, written once as pure code.
 
 Every store interaction is a *plan*: a generator that yields the contract's operation objects

@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """Idempotency errors: one root, four cases.
 
 Exception tree::
@@ -21,7 +22,7 @@ class IdempotencyError(Exception):
     """Root of every error the idempotency layer raises."""
 
 
-class InProgress(IdempotencyError):  # noqa: N818 - reads as the state it reports
+class InProgress(IdempotencyError):
     """Another execution holds a live lease on this key; retry after ``retry_after`` seconds."""
 
     def __init__(self, key: Key, retry_after: float) -> None:
@@ -30,7 +31,7 @@ class InProgress(IdempotencyError):  # noqa: N818 - reads as the state it report
         self.retry_after = retry_after
 
 
-class FingerprintMismatch(IdempotencyError):  # noqa: N818 - reads as the condition
+class FingerprintMismatch(IdempotencyError):
     """The key was first used with another payload (different fingerprint)."""
 
     def __init__(self, key: Key) -> None:
@@ -38,7 +39,7 @@ class FingerprintMismatch(IdempotencyError):  # noqa: N818 - reads as the condit
         self.key = key
 
 
-class LeaseLost(IdempotencyError):  # noqa: N818 - reads as the condition
+class LeaseLost(IdempotencyError):
     """Our lease expired and another worker took the key over; nothing of ours was written.
 
     ``result`` holds the value the late worker computed, when there is one, so a caller can
@@ -52,5 +53,5 @@ class LeaseLost(IdempotencyError):  # noqa: N818 - reads as the condition
         self.result = result
 
 
-class InvalidIdempotencyKey(IdempotencyError, ValueError):  # noqa: N818 - the issue's name
+class InvalidIdempotencyKey(IdempotencyError, ValueError):
     """The client-supplied idempotency key is empty, longer than 255 characters or malformed."""

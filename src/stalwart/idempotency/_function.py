@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """``@idempotent``: run a sync or async function once per key, replay its result after."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """HTTP Idempotency-Key semantics, framework-neutral; the FastAPI and Flask adapters are shells.
 
 Flow per request: :func:`begin_plan` (parse the key, scope it, claim it) gives either a reply to

@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """Thin sync and async shells that run the core's plans against a store."""
 
 from __future__ import annotations

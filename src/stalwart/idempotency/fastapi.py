@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """Idempotency-Key for FastAPI, as a route class.
 
 Why a route class: an ASGI middleware runs before routing, so it cannot know the route

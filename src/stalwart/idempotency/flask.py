@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """Idempotency-Key for Flask, as an extension with ``init_app``.
 
 The claim is taken in ``before_request`` (after routing, so the route template is known), the

@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """RFC 9457 problem details (``application/problem+json``), framework-neutral."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """Small FastAPI and Flask apps used by the idempotency HTTP tests (unit and real-server)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """A tiny in-memory Store for unit tests of the idempotency layer ONLY.
 
 It is not evidence that any engine works: the conformance tests run the layer on the real

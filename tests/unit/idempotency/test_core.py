@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """Unit tests of the idempotency state machine, on an in-memory store (tests only).
 
 The real engines are exercised by tests/conformance/test_idempotency_*.py.
@@ -10,7 +11,6 @@ import logging
 import threading
 
 import pytest
-from idem_memory_store import AsyncMemoryStore, MemoryStore
 
 from stalwart.idempotency import (
     AsyncIdempotency,
@@ -27,6 +27,7 @@ from stalwart.idempotency import (
 )
 from stalwart.idempotency._core import decide, record_key
 from stalwart.storage import AlreadyExists
+from unit.idempotency.idem_memory_store import AsyncMemoryStore, MemoryStore
 
 
 class FakeClock:

@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """Unit tests of @idempotent on an in-memory store (the engines are in tests/conformance)."""
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
-from idem_memory_store import AsyncMemoryStore, MemoryStore
 from pydantic import BaseModel
 
 from stalwart.idempotency import (
@@ -22,6 +22,7 @@ from stalwart.idempotency import (
     JsonCodec,
     idempotent,
 )
+from unit.idempotency.idem_memory_store import AsyncMemoryStore, MemoryStore
 
 
 class Receipt(BaseModel):

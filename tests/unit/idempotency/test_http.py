@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """The HTTP semantics, identical for FastAPI and Flask (in-memory store, in-process clients).
 
 The storm through real servers on real engines is in tests/integration/.
@@ -12,8 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from idem_apps import make_fastapi, make_flask
-from idem_memory_store import AsyncMemoryStore, MemoryStore
 
 from stalwart.idempotency import (
     AsyncIdempotency,
@@ -25,6 +24,8 @@ from stalwart.idempotency import (
 )
 from stalwart.idempotency._http import HttpReply, HttpRequest, request_fingerprint
 from stalwart.web import PROBLEM_JSON
+from unit.idempotency.idem_apps import make_fastapi, make_flask
+from unit.idempotency.idem_memory_store import AsyncMemoryStore, MemoryStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
