@@ -37,7 +37,7 @@ from stalwart.idempotency._errors import (
     InvalidIdempotencyKey,
     LeaseLost,
 )
-from stalwart.storage import InvalidRecord
+from stalwart.storage import InvalidRecord, StoreUnavailable
 from stalwart.web import PROBLEM_JSON, problem, problem_bytes
 
 logger = logging.getLogger("stalwart.idempotency")
@@ -320,6 +320,16 @@ def begin_plan(  # noqa: PLR0911 - one early return per HTTP outcome reads best
             "idempotency-key-reused",
             "this Idempotency-Key was used with a different request payload",
         )
+    except StoreUnavailable as exc:
+        # Without the store we cannot promise at-most-once: refuse rather than run unguarded.
+        logger.warning("idempotency store unavailable for %s: %s", key.partition, exc)
+        return problem_reply(
+            policy,
+            503,
+            "idempotency-store-unavailable",
+            "the idempotency store is unavailable; retry the request with the same key",
+            (("retry-after", "1"),),
+        )
     if isinstance(claimed, Replay):
         stored = HttpReply.from_json(claimed.result)
         return HttpReply(stored.status, (*stored.headers, (REPLAYED_HEADER, "true")), stored.body)
@@ -386,5 +396,11 @@ def finish_plan(
                 )
             yield from release_plan(lease)
     except LeaseLost:
-        pass
+        pass  # logged by the core; the client still gets the response it produced
+    except StoreUnavailable:
+        # The handler ran but its outcome could not be recorded: the claim stays in progress
+        # until its lease expires, after which a retry runs the handler again.
+        logger.exception(
+            "idempotency outcome for %s not recorded (%s)", lease.key.partition, outcome.value
+        )
     return outcome

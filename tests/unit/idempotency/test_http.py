@@ -23,6 +23,7 @@ from stalwart.idempotency import (
     parse_idempotency_key,
 )
 from stalwart.idempotency._http import HttpReply, HttpRequest, request_fingerprint
+from stalwart.storage import StoreUnavailable
 from stalwart.web import PROBLEM_JSON
 from unit.idempotency.idem_apps import make_fastapi, make_flask
 from unit.idempotency.idem_memory_store import AsyncMemoryStore, MemoryStore
@@ -306,3 +307,26 @@ def test_fastapi_openapi_documents_the_header() -> None:
     assert any(
         p["name"] == "Idempotency-Key" for p in paths["/orders/{order_id}"]["patch"]["parameters"]
     )
+
+
+class BrokenStore(MemoryStore):
+    def create(self, key, data, *, ttl=None):
+        raise StoreUnavailable("connection refused")
+
+
+async def test_store_unavailable_is_503_and_handler_not_run() -> None:
+    fast_app, fast_runs, _ = make_fastapi(AsyncIdempotency(AsyncMemoryStore(BrokenStore())))
+    flask_app, flask_runs, _ = make_flask(Idempotency(BrokenStore()))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=fast_app), base_url="http://t"
+    ) as client:
+        fast = await client.post("/orders", json={"item": "tea"}, headers={"Idempotency-Key": "k"})
+    with httpx.Client(transport=httpx.WSGITransport(app=flask_app), base_url="http://t") as sync:
+        slow = await asyncio.to_thread(
+            sync.post, "/orders", json={"item": "tea"}, headers={"Idempotency-Key": "k"}
+        )
+    for response in (fast, slow):
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
+        assert response.json()["code"] == "idempotency-store-unavailable"
+    assert fast_runs["orders"] == flask_runs["orders"] == 0
