@@ -33,6 +33,7 @@ import binascii
 import decimal
 import json
 import math
+import random
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
@@ -90,9 +91,11 @@ MAX_TRANSACTION_ITEMS: Final = 100
 MAX_PARTITION_BYTES: Final = 2048
 MAX_SORT_BYTES: Final = 1024
 MAX_QUERY_LIMIT: Final = 1000
-CONTENTION_ATTEMPTS: Final = 5
+CONTENTION_ATTEMPTS: Final = 10
 """Rounds of an internal optimistic loop (expired-record increment, increments inside transact)
 before giving up with StoreUnavailable; each round only repeats after another writer won."""
+CONTENTION_BACKOFF_S: Final = 0.01
+CONTENTION_BACKOFF_CAP_S: Final = 0.25
 
 # DynamoDB numbers: 38 significant digits, magnitude 1E-130 .. 9.99E+125. Trapping Inexact (not
 # Rounded) accepts 10**50 (trailing zeros) but refuses 39 significant digits.
@@ -262,7 +265,7 @@ def normalize_data(data: JSONObject) -> JSONObject:
 
 def _field_value(value: Any) -> tuple[AttributeValue, bool]:
     """Encode one top-level value; the flag says it is a float stored as N."""
-    if isinstance(value, float) and not isinstance(value, bool):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         number = dynamo_number(value)
         if number is not None:
             return {"N": number}, isinstance(value, float)
@@ -622,7 +625,12 @@ def increment_plan(
             raise map_failure(reply) from reply.cause
         old = reply.item
         if old is not None and is_live(old, now):
-            raise _non_numeric(key, field) from reply.cause
+            stored = old.get(FIELD_PREFIX + field)
+            if stored is not None and "N" not in stored:
+                raise _non_numeric(key, field) from reply.cause
+            # The item changed between the check and the reply (DynamoDB itself never shows
+            # this; an emulator that applies an update in steps can): just try again.
+            continue
         item = encode_item(key, {field: amount}, 1, expires_at)
         reply = yield Call("put_item", put_request(table, item, create_condition(now)))
         if not isinstance(reply, Failure):
@@ -844,6 +852,12 @@ def decode_cancellation(
     return TransactionConflict(-1, None, f"transaction cancelled: {failure.message}")
 
 
+def contention_backoff(attempt: int) -> float:
+    """Full-jitter pause before optimistic round ``attempt`` (1-based), so racers spread out."""
+    ceiling = min(CONTENTION_BACKOFF_CAP_S, CONTENTION_BACKOFF_S * 2**attempt)
+    return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
+
+
 def transact_get_request(table: str, keys: Sequence[Key]) -> Request:
     """TransactGetItems of the keys that Increments need to read."""
     return {
@@ -866,7 +880,9 @@ def transact_plan(
     increments = [
         index for index, operation in enumerate(operations) if isinstance(operation, Increment)
     ]
-    for _ in range(CONTENTION_ATTEMPTS):
+    for attempt in range(CONTENTION_ATTEMPTS):
+        if attempt:
+            yield Sleep(contention_backoff(attempt))
         snapshots: dict[int, Item | None] = {}
         if increments:
             keys = [operations[index].key for index in increments]

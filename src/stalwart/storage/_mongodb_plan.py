@@ -83,6 +83,8 @@ HARD_MAX_ITEM_BYTES: Final = 15 * 1024 * 1024
 MAX_TRANSACTION_ITEMS: Final = 100
 """Operations per :meth:`transact`; MongoDB has no hard cap, 100 matches DynamoDB."""
 MAX_QUERY_LIMIT: Final = 1000
+RACE_ATTEMPTS: Final = 3
+"""Attempts of a create/increment whose document vanished mid-race (secantusdb only)."""
 TRANSACTION_ATTEMPTS: Final = 5
 """Attempts of a transaction that hits a transient error (WriteConflict and friends)."""
 BACKOFF_BASE_S: Final = 0.01
@@ -392,34 +394,56 @@ def get(settings: Settings, key: Key) -> Plan[Record | None]:
 def create_command(
     key: Key, data: JSONObject, expires_at: float | None, now: float, token: ObjectId
 ) -> UpdateOne:
-    """Upsert that keeps a live document unchanged, else writes version 1; returns BEFORE."""
+    """Upsert that keeps a live document unchanged, else writes version 1; returns AFTER
+    (the unchanged live document *is* the current record, so AFTER says everything)."""
     pipeline = _switch(
         token, [(live_expr(now), "$$ROOT")], _new_document(data, 1, expires_at, token)
     )
-    return UpdateOne({"_id": doc_id(key)}, pipeline, upsert=True, return_after=False)
+    return UpdateOne({"_id": doc_id(key)}, pipeline, upsert=True, return_after=True)
 
 
 def create_outcome(
-    before: Doc | None, record: Record, now: float, token: ObjectId
-) -> Record | AlreadyExists:
-    """Decide a create from the document it saw: live and not ours means it was there."""
-    if before is not None and before.get("w") != token and is_live(before, now):
-        return AlreadyExists(record.key, decode(before))
-    return record
+    after: Doc | None, record: Record, now: float, token: ObjectId
+) -> Record | AlreadyExists | None:
+    """Our record, the live record that blocked us, or ``None``: nothing live and not ours
+    (the document changed under a secantusdb upsert race; try again)."""
+    if after is not None and after.get("w") == token:
+        return record
+    if after is not None and is_live(after, now):
+        return AlreadyExists(record.key, decode(after))
+    return None
+
+
+def _upsert_after(command: UpdateOne) -> Plan[Doc | None]:
+    """Run an upsert that returns AFTER.
+
+    Real MongoDB always returns an upsert's post-image, so this is one round trip. secantusdb
+    0.7 decides "no document" before it writes, so when a concurrent upsert inserts the
+    document first it applies our pipeline to that document but replies ``value: null``;
+    only then is the document read back (a second round trip that MongoDB never needs).
+    """
+    after = yield from _upsert(command)
+    if after is None:
+        after = yield FindOne({"_id": command.filter["_id"]})
+    return after  # type: ignore[no-any-return]
 
 
 def create(settings: Settings, key: Key, data: JSONObject, ttl: float | None) -> Plan[Record]:
-    """``create``: one upsert; the BEFORE document tells a live conflict from absent/expired."""
+    """``create``: one upsert; AFTER tells our write from a live record that blocked it."""
     validate_key(key)
     stored = _record_data(data, settings)
     now = settings.clock()
     expires_at = expiry_from_ttl(ttl, now)
     token = ObjectId()
-    before = yield from _upsert(create_command(key, stored, expires_at, now, token))
-    outcome = create_outcome(before, Record(key, stored, 1, expires_at), now, token)
-    if isinstance(outcome, AlreadyExists):
-        raise outcome
-    return outcome
+    record = Record(key, stored, 1, expires_at)
+    for _ in range(RACE_ATTEMPTS):
+        after = yield from _upsert_after(create_command(key, stored, expires_at, now, token))
+        outcome = create_outcome(after, record, now, token)
+        if isinstance(outcome, AlreadyExists):
+            raise outcome
+        if outcome is not None:
+            return outcome
+    raise StoreUnavailable(f"create of {key} kept racing concurrent writers; try again")
 
 
 def replace_command(
@@ -535,13 +559,16 @@ def increment_command(
 
 
 def increment_outcome(after: Doc, key: Key, field: str, token: ObjectId) -> Record:
-    """The incremented record, or :class:`InvalidRecord` when the field was not numeric."""
-    if after.get("w") != token:
-        value = after.get("d", {}).get(field)
-        raise InvalidRecord(
-            f"cannot increment {field!r} of {key}: it holds {value!r}, not a number"
-        )
-    return decode(after)
+    """The incremented record, or :class:`InvalidRecord` when the field was not numeric.
+
+    A document our write did not touch holds a non-number in ``field`` (a number would have
+    been incremented) -- except after :func:`_upsert_after`'s secantusdb fallback read, where
+    a later writer may have replaced our token; then the document read is returned.
+    """
+    value = after.get("d", {}).get(field)
+    if after.get("w") == token or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return decode(after)
+    raise InvalidRecord(f"cannot increment {field!r} of {key}: it holds {value!r}, not a number")
 
 
 def increment(
@@ -554,10 +581,12 @@ def increment(
     now = settings.clock()
     expires_at = expiry_from_ttl(ttl, now)
     token = ObjectId()
-    after = yield from _upsert(
-        increment_command(key, field, amount, expires_at=expires_at, now=now, token=token)
-    )
-    return increment_outcome(after, key, field, token)
+    command = increment_command(key, field, amount, expires_at=expires_at, now=now, token=token)
+    for _ in range(RACE_ATTEMPTS):
+        after = yield from _upsert_after(command)
+        if after is not None:
+            return increment_outcome(after, key, field, token)
+    raise StoreUnavailable(f"increment of {key} kept racing concurrent writers; try again")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -593,7 +622,8 @@ def decode_cursor(cursor: str) -> str:
     if not isinstance(cursor, str):
         raise InvalidRecord(f"cursor must be a str, got {type(cursor).__name__}")
     try:
-        return base64.urlsafe_b64decode(cursor.encode("ascii")).decode()
+        raw = base64.b64decode(cursor.encode("ascii"), altchars=b"-_", validate=True)
+        return raw.decode()
     except (binascii.Error, UnicodeError, ValueError) as exc:
         raise InvalidRecord(f"malformed query cursor {cursor!r}") from exc
 
@@ -727,7 +757,7 @@ def _transaction_item(index: int, item: _Prepared, now: float) -> Plan[Record | 
             yield from _check_item(index, operation, now, token)
             return None
         case Increment(field=field, by=by):
-            after = yield increment_command(
+            command = increment_command(
                 operation.key,
                 field,
                 by,
@@ -735,6 +765,9 @@ def _transaction_item(index: int, item: _Prepared, now: float) -> Plan[Record | 
                 now=now,
                 token=token,
             )
+            after = yield from _upsert_after(command)
+            if after is None:
+                raise TransactionConflict(index, operation, "the record changed concurrently")
             try:
                 return increment_outcome(after, operation.key, field, token)
             except InvalidRecord as exc:
@@ -753,12 +786,14 @@ def _write_item(
 ) -> Plan[Record]:
     key = operation.key
     if isinstance(operation, Create):
-        before = yield create_command(key, data, expires_at, now, token)
-        outcome = create_outcome(before, Record(key, data, 1, expires_at), now, token)
+        after = yield from _upsert_after(create_command(key, data, expires_at, now, token))
+        outcome = create_outcome(after, Record(key, data, 1, expires_at), now, token)
         if isinstance(outcome, AlreadyExists):
             raise TransactionConflict(
                 index, operation, "a live record already exists", outcome.current
             )
+        if outcome is None:
+            raise TransactionConflict(index, operation, "the record changed concurrently")
         return outcome
     version = operation.expected_version
     before = yield replace_command(
@@ -796,6 +831,10 @@ def _version_reason(expected_version: int, current: Record | None) -> str:
 
 
 def _is_transient(exc: PyMongoError) -> bool:
+    # A timeout already spent the operation's whole budget (e.g. no server reachable):
+    # retrying it here would multiply the caller's wait, so it surfaces as StoreUnavailable.
+    if exc.timeout:
+        return False
     return exc.has_error_label("TransientTransactionError") or getattr(exc, "code", None) == 112
 
 

@@ -84,8 +84,11 @@ def parse_url(url: str) -> MongoUrl:
     options: dict[str, Any] = {}
     given = {name.lower() for name, _ in theirs}
     timeout = ours.get("timeout")
+    # With timeoutMS set pymongo waits that long for server selection, overriding a
+    # serverSelectionTimeoutMS the URL chose; so a URL choosing any timeout gets no default one.
+    chose_timeouts = any(option.lower() in given for option in DEFAULT_TIMEOUTS_MS)
     for option, default_ms in DEFAULT_TIMEOUTS_MS.items():
-        if option.lower() in given:
+        if option.lower() in given or (option == "timeoutMS" and chose_timeouts):
             continue
         if timeout is not None:
             options[option] = int(_positive_number("timeout", timeout) * 1000)

@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """Pure (sans-I/O) half of the Redis engine: key layout, script calls, replies and errors.
 
 Each operation is turned into a :class:`Call` (which script, which keys and arguments, and how to
@@ -87,6 +88,17 @@ class Call[T]:
     keys: tuple[Arg, ...]
     args: tuple[Arg, ...]
     decode: Callable[[Reply], T]
+
+
+def decode_reply[T](call: Call[T], reply: Reply) -> T:
+    """Decode a reply; a malformed one (a foreign value at our key) is a :class:`StorageError`."""
+    try:
+        return call.decode(reply)
+    except (ValueError, TypeError, IndexError, AttributeError) as exc:
+        raise StorageError(
+            f"unexpected reply from Redis ({exc}); is a key of this store "
+            "written by something else?"
+        ) from exc
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """Lua source of the Redis engine: one script per operation, all checks server-side.
 
 Record layout (see ``docs/storage/redis.md``): a hash with fields ``d`` (compact JSON data),

@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """Redis engine of the storage contract: one Lua script per operation, atomic server-side.
 
 >>> store = store_from_url("redis://localhost:6379/0?prefix=app")  # doctest: +SKIP
@@ -48,6 +49,7 @@ from stalwart.storage._redis_codec import (  # noqa: E402
     ScriptName,
     UrlOptions,
     create_call,
+    decode_reply,
     delete_call,
     get_call,
     increment_call,
@@ -122,7 +124,13 @@ class RedisStore:
 
     @property
     def max_transaction_items(self) -> int:
+        """See :meth:`~stalwart.storage.Store.max_transaction_items`."""
         return MAX_TRANSACTION_ITEMS
+
+    @property
+    def max_item_bytes(self) -> int:
+        """See :meth:`~stalwart.storage.Store.max_item_bytes`."""
+        return MAX_ITEM_BYTES
 
     def run_script(
         self, script: Script, keys: Sequence[Arg] = (), args: Iterable[Arg | int | float] = ()
@@ -147,17 +155,20 @@ class RedisStore:
                 reply = self._scripts[call.script](keys=call.keys, args=call.args)
         except redis_errors.RedisError as exc:
             raise translate_error(exc) from exc
-        return call.decode(reply)
+        return decode_reply(call, reply)
 
     def get(self, key: Key) -> Record | None:
+        """See :meth:`~stalwart.storage.Store.get`."""
         return self._run(get_call(self._layout, key, self._clock()))
 
     def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
+        """See :meth:`~stalwart.storage.Store.create`."""
         return self._run(create_call(self._layout, key, data, ttl=ttl, now=self._clock()))
 
     def replace(
         self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
     ) -> Record:
+        """See :meth:`~stalwart.storage.Store.replace`."""
         return self._run(
             replace_call(
                 self._layout,
@@ -170,11 +181,13 @@ class RedisStore:
         )
 
     def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
+        """See :meth:`~stalwart.storage.Store.delete`."""
         return self._run(
             delete_call(self._layout, key, expected_version=expected_version, now=self._clock())
         )
 
     def increment(self, key: Key, field: str, by: float = 1, *, ttl: float | None = None) -> Record:
+        """See :meth:`~stalwart.storage.Store.increment`."""
         return self._run(increment_call(self._layout, key, field, by, ttl=ttl, now=self._clock()))
 
     def query(
@@ -186,6 +199,7 @@ class RedisStore:
         cursor: str | None = None,
         descending: bool = False,
     ) -> Page:
+        """See :meth:`~stalwart.storage.Store.query`."""
         return self._run(
             query_call(
                 self._layout,
@@ -199,6 +213,7 @@ class RedisStore:
         )
 
     def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
+        """See :meth:`~stalwart.storage.Store.transact`."""
         return self._run(
             transact_call(
                 self._layout,
@@ -210,6 +225,7 @@ class RedisStore:
         )
 
     def close(self) -> None:
+        """See :meth:`~stalwart.storage.Store.close`."""
         if self._close_client:
             self._client.close()
 
@@ -254,7 +270,13 @@ class AsyncRedisStore:
 
     @property
     def max_transaction_items(self) -> int:
+        """See :meth:`~stalwart.storage.AsyncStore.max_transaction_items`."""
         return MAX_TRANSACTION_ITEMS
+
+    @property
+    def max_item_bytes(self) -> int:
+        """See :meth:`~stalwart.storage.AsyncStore.max_item_bytes`."""
+        return MAX_ITEM_BYTES
 
     async def run_script(
         self, script: AsyncScript, keys: Sequence[Arg] = (), args: Iterable[Arg | int | float] = ()
@@ -273,17 +295,20 @@ class AsyncRedisStore:
                 reply = await self._scripts[call.script](keys=call.keys, args=call.args)
         except redis_errors.RedisError as exc:
             raise translate_error(exc) from exc
-        return call.decode(reply)
+        return decode_reply(call, reply)
 
     async def get(self, key: Key) -> Record | None:
+        """See :meth:`~stalwart.storage.AsyncStore.get`."""
         return await self._run(get_call(self._layout, key, self._clock()))
 
     async def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
+        """See :meth:`~stalwart.storage.AsyncStore.create`."""
         return await self._run(create_call(self._layout, key, data, ttl=ttl, now=self._clock()))
 
     async def replace(
         self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
     ) -> Record:
+        """See :meth:`~stalwart.storage.AsyncStore.replace`."""
         return await self._run(
             replace_call(
                 self._layout,
@@ -296,6 +321,7 @@ class AsyncRedisStore:
         )
 
     async def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
+        """See :meth:`~stalwart.storage.AsyncStore.delete`."""
         return await self._run(
             delete_call(self._layout, key, expected_version=expected_version, now=self._clock())
         )
@@ -303,6 +329,7 @@ class AsyncRedisStore:
     async def increment(
         self, key: Key, field: str, by: float = 1, *, ttl: float | None = None
     ) -> Record:
+        """See :meth:`~stalwart.storage.AsyncStore.increment`."""
         return await self._run(
             increment_call(self._layout, key, field, by, ttl=ttl, now=self._clock())
         )
@@ -316,6 +343,7 @@ class AsyncRedisStore:
         cursor: str | None = None,
         descending: bool = False,
     ) -> Page:
+        """See :meth:`~stalwart.storage.AsyncStore.query`."""
         return await self._run(
             query_call(
                 self._layout,
@@ -329,6 +357,7 @@ class AsyncRedisStore:
         )
 
     async def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
+        """See :meth:`~stalwart.storage.AsyncStore.transact`."""
         return await self._run(
             transact_call(
                 self._layout,
@@ -340,6 +369,7 @@ class AsyncRedisStore:
         )
 
     async def close(self) -> None:
+        """See :meth:`~stalwart.storage.AsyncStore.close`."""
         if self._close_client:
             await self._client.aclose()
 

@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """Pure parts of the Redis engine: key layout, bounds, cursors, URL options, error mapping."""
 
 from __future__ import annotations

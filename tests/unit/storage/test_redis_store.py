@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """The Redis engine against a real redis-server: script semantics, layout, expiry, errors.
 
 Most tests run twice, on :class:`RedisStore` (called from a worker thread) and on
@@ -11,15 +12,16 @@ import contextlib
 import socket
 import threading
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
 import redis.asyncio
 
-from conftest import unique_name
 from stalwart.storage import (
     AlreadyExists,
+    AsyncStore,
     Check,
     Create,
     Delete,
@@ -28,6 +30,7 @@ from stalwart.storage import (
     Key,
     Replace,
     StorageError,
+    Store,
     StoreUnavailable,
     TransactionConflict,
     VersionConflict,
@@ -48,6 +51,10 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
 
     from servers import RunningServer
+
+
+def unique_name() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
 
 
 class FakeClock:
@@ -551,15 +558,17 @@ async def test_async_store_unavailable_on_closed_port():
 def test_read_timeout_is_store_unavailable(redis_srv, admin):
     """A server stuck in a long script: our short socket timeout fires (redis-py raises)."""
     store = store_from_url(f"{redis_srv.url}?prefix={unique_name()}&timeout=0.2")
-    blocker = threading.Thread(
-        target=admin.eval,
-        args=("local t = redis.call('TIME') repeat until redis.call('TIME')[1] - t[1] >= 1", 0),
-    )
+    store.get(Key("p"))  # connect first, so only the read can time out
+    busy = "local t = redis.call('TIME') repeat until redis.call('TIME')[1] - t[1] >= 2"
+    blocker = threading.Thread(target=admin.eval, args=(busy, 0))
     blocker.start()
     try:
-        time.sleep(0.1)
-        with pytest.raises(StoreUnavailable):
-            store.get(Key("p"))
+        deadline = time.monotonic() + 1.5
+        with pytest.raises(StoreUnavailable) as raised:  # noqa: PT012 - wait for the script
+            while time.monotonic() < deadline:
+                store.get(Key("p"))
+                time.sleep(0.02)
+        assert isinstance(raised.value.__cause__, redis.TimeoutError)
     finally:
         blocker.join()
         store.close()
@@ -638,3 +647,130 @@ async def test_concurrent_increments_and_creates(store: Both, round_):
     assert len(winners) == 1
     assert len(losers) == 19
     assert all(loser.current == winners[0] for loser in losers)
+
+
+# ---------------------------------------------------------------------------------------------
+# A reply lost on the wire: redis-py's own retry resends the script
+# ---------------------------------------------------------------------------------------------
+
+
+class ReplyCuttingProxy:
+    """TCP proxy to Redis that can swallow the next server reply and drop the connection.
+
+    That is the dangerous case for non-idempotent scripts: the server applied the write, the
+    client saw a ConnectionError, and redis-py's retry sends the very same EVALSHA again.
+    """
+
+    def __init__(self, port: int) -> None:
+        self._upstream = port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self.cut_next_reply = threading.Event()
+        self.replies_cut = 0
+        self.connections = 0
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._upstream))
+            self.connections += 1
+            self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, replies: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if replies and self.cut_next_reply.is_set():
+                    self.cut_next_reply.clear()
+                    self.replies_cut += 1
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self._listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_redis_py_retry_after_a_lost_reply_does_not_double_apply(redis_srv, admin, mode):
+    for source in SCRIPTS.values():
+        admin.script_load(source)
+    proxy = ReplyCuttingProxy(redis_srv.port)
+    url = f"redis://127.0.0.1:{proxy.port}/0?prefix={unique_name()}&retries=1"
+    raw = store_from_url(url) if mode == "sync" else async_store_from_url(url)
+    store = Both(raw)  # type: ignore[arg-type]
+    try:
+        counter, doc = Key("p", "ctr"), Key("p", "doc")
+        await store.create(counter, {"n": 0})
+        await store.create(doc, {"v": 0})
+
+        proxy.cut_next_reply.set()
+        record = await store.increment(counter, "n", 1)
+        assert proxy.replies_cut == 1
+        assert (record.data, record.version) == ({"n": 1}, 2)
+        assert (await store.get(counter)).data == {"n": 1}  # type: ignore[union-attr]
+
+        proxy.cut_next_reply.set()
+        created = await store.create(Key("p", "new"), {"x": 1})
+        assert created.version == 1  # not AlreadyExists of its own write
+
+        proxy.cut_next_reply.set()
+        replaced = await store.replace(doc, {"v": 1}, expected_version=1)
+        assert replaced.version == 2  # not VersionConflict with its own write
+
+        proxy.cut_next_reply.set()
+        results = await store.transact([Increment(counter, "n", 10), Delete(doc)])
+        assert results[0] is not None
+        assert results[0].data == {"n": 11}
+        assert (await store.get(counter)).data == {"n": 11}  # type: ignore[union-attr]
+        assert proxy.replies_cut == 4
+        assert proxy.connections >= 5
+    finally:
+        await store.close()
+        proxy.close()
+
+
+async def test_public_surface(redis_srv):
+    import stalwart.storage.redis as engine  # noqa: PLC0415
+
+    assert sorted(engine.__all__) == sorted(
+        [
+            "MAX_ITEM_BYTES",
+            "MAX_TRANSACTION_ITEMS",
+            "AsyncRedisStore",
+            "RedisStore",
+            "async_store_from_url",
+            "partition_key",
+            "store_from_url",
+            "translate_error",
+        ]
+    )
+    sync_store = store_from_url(f"{redis_srv.url}?prefix=x")
+    async_store = async_store_from_url(f"{redis_srv.url}?prefix=x")
+    assert isinstance(sync_store, Store)
+    assert isinstance(async_store, AsyncStore)
+    assert (sync_store.max_transaction_items, sync_store.max_item_bytes) == (100, 512 * 1024)
+    sync_store.close()
+    await async_store.close()
+
+
+async def test_corrupt_record_is_a_storage_error_not_a_json_error(store: Both, admin):
+    await store.create(Key("p", "a"), {})
+    admin.hset(f"{partition_key(store.store.prefix, 'p')}r:a", "d", "{not json")
+    with pytest.raises(StorageError) as raised:
+        await store.get(Key("p", "a"))
+    assert type(raised.value) is StorageError
