@@ -131,10 +131,19 @@ def openapi_extra(policy: HttpPolicy, *, required: bool) -> dict[str, Any]:
 
 
 def _with_openapi(
-    extra: dict[str, Any] | None, policy: HttpPolicy, *, required: bool
+    extra: dict[str, Any] | None, policy: HttpPolicy, *, required: bool, success: int
 ) -> dict[str, Any]:
     mine = dict(extra or {})
     ours = openapi_extra(policy, required=required)
+    # Merged into the route's own success response by FastAPI (a deep update).
+    ours["responses"][str(success)] = {
+        "headers": {
+            REPLAYED_HEADER: {
+                "description": "`true` when this response is a replay of the first one",
+                "schema": {"type": "string", "enum": ["true"]},
+            }
+        }
+    }
     mine["parameters"] = [*mine.get("parameters", []), *ours["parameters"]]
     mine["responses"] = {**ours["responses"], **mine.get("responses", {})}
     return mine
@@ -223,7 +232,10 @@ def idempotent_route_class(
             ]
             if any(on for on, _ in settings):
                 self.openapi_extra = _with_openapi(
-                    self.openapi_extra, http, required=all(req for on, req in settings if on)
+                    self.openapi_extra,
+                    http,
+                    required=all(req for on, req in settings if on),
+                    success=self.status_code or 200,
                 )
 
         def get_route_handler(self) -> _Handler:

@@ -298,6 +298,9 @@ def test_fastapi_openapi_documents_the_header() -> None:
     assert {"400", "409", "422"} <= set(post["responses"])
     assert "Retry-After" in post["responses"]["409"]["headers"]
     assert "201" in post["responses"]  # the route's own response survives
+    assert post["responses"]["201"]["description"] == "Successful Response"
+    assert "Idempotent-Replayed" in post["responses"]["201"]["headers"]
+    assert "content" in post["responses"]["201"]
     required = next(
         p for p in paths["/required/{name}"]["put"]["parameters"] if p["name"] == "Idempotency-Key"
     )
