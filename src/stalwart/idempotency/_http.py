@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -43,6 +45,8 @@ from stalwart.web import PROBLEM_JSON, problem, problem_bytes
 logger = logging.getLogger("stalwart.idempotency")
 
 MAX_KEY_CHARS: Final = 255
+# Visible ASCII except the quote, backslash, comma and semicolon.
+_BARE_TOKEN: Final = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
 DEFAULT_REPLAY_HEADERS: Final = (
     "content-type",
@@ -70,7 +74,7 @@ def parse_idempotency_key(value: str) -> str:
     else:
         # Many clients send bare UUIDs, which are not RFC 8941 tokens (they may start with a
         # digit); accept any visible ASCII without quotes, backslashes or separators.
-        if any(not 0x21 <= ord(ch) <= 0x7E or ch in '"\\,;' for ch in text):
+        if _BARE_TOKEN.fullmatch(text) is None:
             raise InvalidIdempotencyKey(
                 "the Idempotency-Key must be a quoted string or a token of visible ASCII"
             )
@@ -359,9 +363,14 @@ def settle(policy: HttpPolicy, reply: HttpReply | None, *, streamed: bool) -> Se
     return Settlement.STORE
 
 
+@functools.cache
+def _allowed_headers(names: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(name.lower() for name in names)
+
+
 def storable(policy: HttpPolicy, reply: HttpReply) -> HttpReply:
     """Keep only the allow-listed headers."""
-    allowed = {name.lower() for name in policy.replay_headers}
+    allowed = _allowed_headers(policy.replay_headers)
     return HttpReply(
         reply.status, tuple((n, v) for n, v in reply.headers if n.lower() in allowed), reply.body
     )

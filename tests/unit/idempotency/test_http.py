@@ -109,7 +109,21 @@ def test_parse_key_forms() -> None:
     assert parse_idempotency_key('"a b\\"c"') == 'a b"c'
     assert parse_idempotency_key("  tok:en/1 ") == "tok:en/1"
     assert parse_idempotency_key('"' + "k" * 255 + '"') == "k" * 255
-    for bad in ('""', "", '"' + "k" * 256 + '"', "k" * 256, '"open', '"a"b', "a b", '"\\n"', '"é"'):
+    for bad in (
+        '""',
+        "",
+        '"' + "k" * 256 + '"',
+        "k" * 256,
+        '"open',
+        '"a"b',
+        "a b",
+        "a,b",
+        "a;b",
+        "a\\b",
+        "é",
+        '"\\n"',
+        '"é"',
+    ):
         with pytest.raises(InvalidIdempotencyKey):
             parse_idempotency_key(bad)
 
