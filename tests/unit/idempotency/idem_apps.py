@@ -41,6 +41,7 @@ def make_fastapi(  # noqa: C901 - one small route per behaviour under test
     @router.post("/orders", status_code=201)
     async def create_order(order: Order, request: Request) -> JSONResponse:
         executions["orders"] += 1
+        n = executions["orders"]
         if state["started"] is not None:
             state["started"].set()
         if state["gate"] is not None:
@@ -51,12 +52,12 @@ def make_fastapi(  # noqa: C901 - one small route per behaviour under test
             {
                 "item": order.item,
                 "qty": order.qty,
-                "n": executions["orders"],
+                "n": n,
                 "tenant": request.headers.get("x-tenant"),
             },
             status_code=201,
             headers={
-                "Location": f"/orders/{executions['orders']}",
+                "Location": f"/orders/{n}",
                 "Set-Cookie": "secret=1",
                 "X-Private": "no",
             },

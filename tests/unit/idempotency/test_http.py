@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -347,3 +348,50 @@ async def test_store_unavailable_is_503_and_handler_not_run() -> None:
         assert response.headers["retry-after"] == "1"
         assert response.json()["code"] == "idempotency-store-unavailable"
     assert fast_runs["orders"] == flask_runs["orders"] == 0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("kind", ["fastapi", "flask"])
+async def test_late_completion_is_fenced_and_logged(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock()
+    policy = IdempotencyPolicy(lease=5, clock=clock)
+    if kind == "fastapi":
+        app, runs, state = make_fastapi(AsyncIdempotency(AsyncMemoryStore(), policy))
+        started, gate = asyncio.Event(), asyncio.Event()
+        transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=app)
+    else:
+        flask_app, runs, state = make_flask(Idempotency(MemoryStore(), policy))
+        started, gate = threading.Event(), threading.Event()  # type: ignore[assignment]
+        transport = httpx.ASGITransport(app=_wsgi_to_asgi(flask_app))
+    state["started"], state["gate"] = started, gate
+    headers = {"Idempotency-Key": "slow"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        stalled = asyncio.create_task(client.post("/orders", json={"item": "a"}, headers=headers))
+        if kind == "fastapi":
+            await asyncio.wait_for(started.wait(), 5)
+        else:
+            await asyncio.to_thread(started.wait, 5)
+        state["started"] = state["gate"] = None
+        clock.now += 6  # the stalled request's lease is over
+        fresh = await client.post("/orders", json={"item": "a"}, headers=headers)
+        assert fresh.status_code == 201
+        assert fresh.json()["n"] == 2
+        gate.set()
+        with caplog.at_level(logging.ERROR, logger="stalwart.idempotency"):
+            late = await stalled
+        assert late.status_code == 201  # the late client still gets what its handler made
+        assert late.json()["n"] == 1
+        assert "completion refused" in caplog.text
+        replay = await client.post("/orders", json={"item": "a"}, headers=headers)
+        assert replay.headers["idempotent-replayed"] == "true"
+        assert replay.json()["n"] == 2  # the new owner's record was not overwritten
+    assert runs["orders"] == 2
