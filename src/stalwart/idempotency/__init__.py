@@ -13,7 +13,7 @@ from stalwart.idempotency._errors import (
     InvalidIdempotencyKey,
     LeaseLost,
 )
-from stalwart.idempotency._function import Codec, JsonCodec, idempotent
+from stalwart.idempotency._function import Codec, IdempotentDecorator, JsonCodec, idempotent
 from stalwart.idempotency._http import HttpPolicy, idempotency_options, parse_idempotency_key
 from stalwart.idempotency._layer import AsyncIdempotency, Idempotency
 
@@ -25,6 +25,7 @@ __all__ = [
     "Idempotency",
     "IdempotencyError",
     "IdempotencyPolicy",
+    "IdempotentDecorator",
     "InProgress",
     "InvalidIdempotencyKey",
     "JsonCodec",

@@ -276,16 +276,24 @@ def _async_wrapper(
     return wrapper
 
 
-def idempotent[**P, R](
+class IdempotentDecorator(Protocol):
+    """What :func:`idempotent` returns: keeps the decorated function's exact signature."""
+
+    def __call__[**P, R](self, func: Callable[P, R], /) -> Callable[P, R]:
+        """Wrap ``func``."""
+        ...
+
+
+def idempotent(
     layer: Idempotency | AsyncIdempotency,
     *,
-    key: Callable[P, str] | None = None,
+    key: Callable[..., str] | None = None,
     key_args: Sequence[str] | None = None,
     namespace: str | None = None,
     codec: Codec | None = None,
     fingerprint_args: Sequence[str] | None = None,
     heartbeat_every: float | None = None,
-) -> Callable[[Callable[P, R]], Callable[P, R]]:
+) -> IdempotentDecorator:
     """Run the decorated function once per key; later calls get the stored result back.
 
     The key is ``key(*args, **kwargs)``, else the JSON of the ``key_args`` arguments, else of
@@ -308,7 +316,7 @@ def idempotent[**P, R](
     if key is not None and key_args is not None:
         raise TypeError("pass either key or key_args, not both")
 
-    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+    def decorate[**P, R](func: Callable[P, R], /) -> Callable[P, R]:
         the_codec = codec or JsonCodec(_return_type(func))
         identity = _make_identity(
             func,

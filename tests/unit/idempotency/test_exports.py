@@ -18,6 +18,7 @@ def test_idempotency_exports() -> None:
         "Idempotency",
         "IdempotencyError",
         "IdempotencyPolicy",
+        "IdempotentDecorator",
         "InProgress",
         "InvalidIdempotencyKey",
         "JsonCodec",
