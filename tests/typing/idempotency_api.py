@@ -37,8 +37,7 @@ async def async_api(store: AsyncStore) -> None:
     async def charge(order_id: str, cents: int) -> int:
         return cents
 
-    pending = charge("o-1", 5)
-    assert_type(pending, Coroutine[Any, Any, int])
+    pending: Coroutine[Any, Any, int] = charge("o-1", 5)  # keeps the coroutine type
     pending.close()
     assert_type(await charge("o-1", 5), int)
     lease = await layer.claim(layer.key("k"))
