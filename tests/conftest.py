@@ -1,4 +1,4 @@
-"""Session-wide real servers and the engine × mode matrix used by the conformance suite."""
+"""Session-wide real servers and the engine x mode matrix used by the conformance suite."""
 
 from __future__ import annotations
 
@@ -65,8 +65,7 @@ def store_url_factory(
                 return f"{server.url}?prefix={name}"
             if engine == "dynamodb":
                 server = request.getfixturevalue("moto_srv")
-                return (f"dynamodb://{name}?region=us-east-1&endpoint_url={server.url}"
-                        "&create=true")
+                return f"dynamodb://{name}?region=us-east-1&endpoint_url={server.url}&create=true"
             if engine == "mongodb":
                 server = request.getfixturevalue("mongodb_srv")
                 base = server.url.split("/?")[0]

@@ -41,8 +41,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_until(ready: Callable[[], bool], name: str, proc: subprocess.Popen[bytes] | None,
-                log: Path | None) -> None:
+def _wait_until(
+    ready: Callable[[], bool], name: str, proc: subprocess.Popen[bytes] | None, log: Path | None
+) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -100,9 +101,23 @@ def redis_server() -> Iterator[RunningServer]:
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="stalwart-redis-"))
     log = workdir / "redis.log"
-    args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(workdir),
-            "--maxclients", "10000", "--protected-mode", "no"]
+    args = [
+        redis_server_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+        "--maxclients",
+        "10000",
+        "--protected-mode",
+        "no",
+    ]
     with log.open("wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -126,14 +141,18 @@ def moto_server() -> Iterator[RunningServer]:
     A subprocess rather than ThreadedMotoServer keeps moto's CPU work off the test's GIL, so
     concurrency tests measure our code, not contention with the fake server.
     """
-    existing = os.environ.get("STALWART_TEST_AWS_URL")
+    existing = os.environ.get("STALWART_TEST_AWS_URL") or os.environ.get(
+        "STALWART_TEST_DYNAMODB_URL"
+    )
     if existing:
         yield RunningServer("moto", existing, "", 0)
         return
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="stalwart-moto-"))
     log = workdir / "moto.log"
-    args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    # moto applies writes in steps; the wrapper serializes requests (see tests/moto_serial.py).
+    args = [sys.executable, str(Path(__file__).with_name("moto_serial.py")),
+            "-H", "127.0.0.1", "-p", str(port)]
     with log.open("wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -164,14 +183,25 @@ def mongodb_server() -> Iterator[RunningServer]:
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="stalwart-mongo-"))
     log = workdir / "secantus.log"
-    args = [_secantus_binary(), "--host", "127.0.0.1", "--port", str(port),
-            "--storage-path", ":memory:", "--enable-test-commands", "--log-level", "WARNING"]
+    args = [
+        _secantus_binary(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--storage-path",
+        ":memory:",
+        "--enable-test-commands",
+        "--log-level",
+        "WARNING",
+    ]
     with log.open("wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
     try:
         _wait_until(lambda: _mongo_ping(port), "secantusd-py (MongoDB)", proc, log)
-        yield RunningServer("mongodb", f"mongodb://127.0.0.1:{port}/?directConnection=true",
-                            "127.0.0.1", port)
+        yield RunningServer(
+            "mongodb", f"mongodb://127.0.0.1:{port}/?directConnection=true", "127.0.0.1", port
+        )
     finally:
         _stop(proc, grace_s=15.0)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -181,8 +211,8 @@ def _mongo_ping(port: int) -> bool:
     import pymongo  # noqa: PLC0415 - the mongodb extra is part of the dev group
 
     client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
-        "127.0.0.1", port, serverSelectionTimeoutMS=500, connectTimeoutMS=500,
-        directConnection=True)
+        "127.0.0.1", port, serverSelectionTimeoutMS=500, connectTimeoutMS=500, directConnection=True
+    )
     try:
         client.admin.command("ping")
         return True

@@ -15,6 +15,8 @@ def require_extra(module: str, extra: str, *, feature: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        msg = (f"{feature} needs the optional dependency {module!r}: "
-               f"install it with `uv add 'stalwart[{extra}]'` (or pip install 'stalwart[{extra}]')")
+        msg = (
+            f"{feature} needs the optional dependency {module!r}: "
+            f"install it with `uv add 'stalwart[{extra}]'` (or pip install 'stalwart[{extra}]')"
+        )
         raise ImportError(msg, name=module) from exc

@@ -1,0 +1,116 @@
+"""The shared validation every engine runs before any I/O."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from stalwart.storage import Check, Create, Delete, Increment, InvalidRecord, Key, Replace
+from stalwart.storage._contract import (
+    MAX_KEY_PART_CHARS,
+    TransactionConflict,
+    VersionConflict,
+    encode_data,
+    expiry_from_ttl,
+    validate_amount,
+    validate_field,
+    validate_key,
+    validate_operations,
+    validate_version,
+)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        Key(""),
+        Key("p", "x" * (MAX_KEY_PART_CHARS + 1)),
+        Key("x" * (MAX_KEY_PART_CHARS + 1)),
+        Key("p\x00q"),
+        Key(123, "s"),  # type: ignore[arg-type]
+        ("p", "s"),
+    ],
+)
+def test_bad_keys_are_rejected(key: object) -> None:
+    with pytest.raises(InvalidRecord):
+        validate_key(key)  # type: ignore[arg-type]
+
+
+def test_good_key_passes_unchanged() -> None:
+    key = Key("p", "x" * MAX_KEY_PART_CHARS)
+    assert validate_key(key) is key
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"a": {1, 2}},
+        {"a": math.nan},
+        {"a": math.inf},
+        ["not", "an", "object"],
+        "text",
+        {"o": object()},
+    ],
+)
+def test_non_json_data_is_rejected(data: object) -> None:
+    with pytest.raises(InvalidRecord):
+        encode_data(data, max_bytes=1000)  # type: ignore[arg-type]
+
+
+def test_encode_data_is_compact_and_bounded() -> None:
+    assert encode_data({"a": 1, "b": "é"}, max_bytes=100) == '{"a":1,"b":"é"}'
+    with pytest.raises(InvalidRecord, match="limit is 10"):
+        encode_data({"a": "x" * 20}, max_bytes=10)
+
+
+@pytest.mark.parametrize("name", ["", "a.b", "$set", "a[0]", "x" * 256, 5])
+def test_bad_increment_fields(name: object) -> None:
+    with pytest.raises(InvalidRecord):
+        validate_field(name)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("amount", [True, math.nan, math.inf, "1", None])
+def test_bad_increment_amounts(amount: object) -> None:
+    with pytest.raises(InvalidRecord):
+        validate_amount(amount)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("version", [0, -1, True, 1.0, "1"])
+def test_bad_versions(version: object) -> None:
+    with pytest.raises(InvalidRecord):
+        validate_version(version)  # type: ignore[arg-type]
+
+
+def test_ttl_becomes_absolute_expiry() -> None:
+    assert expiry_from_ttl(None, 100.0) is None
+    assert expiry_from_ttl(5, 100.0) == 105.0
+    for bad in (0, -1, True, "5"):
+        with pytest.raises(InvalidRecord):
+            expiry_from_ttl(bad, 100.0)  # type: ignore[arg-type]
+
+
+def test_transaction_shape_is_checked() -> None:
+    ops = [
+        Create(Key("a"), {}),
+        Replace(Key("b"), {}, 1),
+        Delete(Key("c")),
+        Check(Key("d"), None),
+        Increment(Key("e"), "n"),
+    ]
+    validate_operations(ops, max_items=5)
+    with pytest.raises(InvalidRecord, match="at most 4"):
+        validate_operations(ops, max_items=4)
+    with pytest.raises(InvalidRecord, match="at least one"):
+        validate_operations([], max_items=4)
+    with pytest.raises(InvalidRecord, match="once"):
+        validate_operations([Delete(Key("a")), Check(Key("a"), 1)], max_items=4)
+
+
+def test_error_messages_say_what_happened() -> None:
+    conflict = VersionConflict(Key("p", "s"), 3, None)
+    assert "expected version 3" in str(conflict)
+    assert "absent" in str(conflict)
+    failed = TransactionConflict(2, Delete(Key("p")), "version mismatch")
+    assert "item 2" in str(failed)
+    assert "Delete" in str(failed)
