@@ -455,68 +455,73 @@ def replace_command(
     now: float,
     token: ObjectId,
 ) -> UpdateOne:
-    """Replace a live document at ``expected_version``, else leave it; returns BEFORE."""
+    """Replace a live document at ``expected_version``, else leave it; returns AFTER."""
     matches = {"$and": [live_expr(now), {"$eq": ["$v", expected_version]}]}
     pipeline = _switch(
         token, [(matches, _new_document(data, expected_version + 1, expires_at, token))], "$$ROOT"
     )
-    return UpdateOne({"_id": doc_id(key)}, pipeline, upsert=False, return_after=False)
+    return UpdateOne({"_id": doc_id(key)}, pipeline, upsert=False, return_after=True)
 
 
-def versioned_outcome(
-    before: Doc | None, expected_version: int, now: float, token: ObjectId
-) -> Record | Literal[True] | None:
-    """``True`` if the conditional write applied, else the live record it found (or None)."""
-    if before is None:
-        return None
-    if before.get("w") == token or (is_live(before, now) and before["v"] == expected_version):
+def write_outcome(after: Doc | None, now: float, token: ObjectId) -> Record | Literal[True] | None:
+    """``True`` if our conditional write produced ``after``, else the live record left
+    unchanged (or ``None``).
+
+    Every conditional write returns AFTER rather than BEFORE: when the condition fails the
+    document is untouched, so AFTER is the current record, and a post-image is what the
+    server captured atomically with the write (secantusdb's pre-image is read before it
+    takes its lock, so it can be stale; MongoDB's is exact either way).
+    """
+    if after is not None and after.get("w") == token:
         return True
-    return decode_live(before, now)
+    return decode_live(after, now)
 
 
 def replace(
     settings: Settings, key: Key, data: JSONObject, expected_version: int, ttl: float | None
 ) -> Plan[Record]:
-    """``replace``: one pipeline update; BEFORE carries the current record on a conflict."""
+    """``replace``: one pipeline update; AFTER carries the current record on a conflict."""
     validate_key(key)
     validate_version(expected_version)
     stored = _record_data(data, settings)
     now = settings.clock()
     expires_at = expiry_from_ttl(ttl, now)
     token = ObjectId()
-    before = yield replace_command(
+    after = yield replace_command(
         key, stored, expected_version=expected_version, expires_at=expires_at, now=now, token=token
     )
-    outcome = versioned_outcome(before, expected_version, now, token)
+    outcome = write_outcome(after, now, token)
     if outcome is not True:
         raise VersionConflict(key, expected_version, outcome)
     return Record(key, stored, expected_version + 1, expires_at)
 
 
 def delete_filter(key: Key, expected_version: int | None, now: float) -> Filter:
-    """``_id``, plus the live condition and version when the delete is conditional."""
+    """``_id`` and the live condition, plus the version when the delete is conditional.
+
+    The whole condition sits in the filter (not in Python after the fact): a delete that
+    lands is then known to have removed a live record, on any server. An expired document
+    is left for the TTL index; it is absent to every operation already.
+    """
     if expected_version is None:
-        return {"_id": doc_id(key)}
+        return {"_id": doc_id(key), **live_filter(now)}
     return {"_id": doc_id(key), "v": expected_version, **live_filter(now)}
 
 
 def delete(settings: Settings, key: Key, expected_version: int | None) -> Plan[bool]:
     """``delete``: one ``find_one_and_delete``.
 
-    Unconditional: removes whatever is there (an expired document too) and reports whether it
-    was live. Conditional: on no match the current record is read in a second round trip — the
-    only conflict path that needs one, because a delete cannot return a document it did not
-    remove (see docs/storage/mongodb.md).
+    Unconditional: ``True`` if a live record was removed. Conditional: on no match the current
+    record is read in a second round trip -- the only conflict path that needs one, because a
+    delete cannot return a document it did not remove (see docs/storage/mongodb.md).
     """
     validate_key(key)
     if expected_version is not None:
         validate_version(expected_version)
     now = settings.clock()
     removed = yield DeleteOne(delete_filter(key, expected_version, now))
-    if expected_version is None:
-        return is_live(removed, now)
-    if removed is not None:
-        return True
+    if expected_version is None or removed is not None:
+        return removed is not None
     current = yield FindOne({"_id": doc_id(key), **live_filter(now)})
     raise VersionConflict(key, expected_version, decode_live(current, now))
 
@@ -722,16 +727,16 @@ def check_command(key: Key, expected_version: int | None, now: float, token: Obj
     transactions each checking what the other writes). Requiring a live version: touch ``w``.
     Requiring absence: leave a live document alone (a conflict), else upsert a tombstone —
     ``v = 0``, already expired, removed by the TTL index — that stays invisible to every
-    operation. Returns BEFORE.
+    operation. Returns AFTER.
     """
     if expected_version is None:
         tombstone = {"_id": "$_id", "d": {}, "v": 0, "e": float("-inf"), "exp": _EPOCH, "w": token}
         pipeline = _switch(token, [(live_expr(now), "$$ROOT")], tombstone)
-        return UpdateOne({"_id": doc_id(key)}, pipeline, upsert=True, return_after=False)
+        return UpdateOne({"_id": doc_id(key)}, pipeline, upsert=True, return_after=True)
     matches = {"$and": [live_expr(now), {"$eq": ["$v", expected_version]}]}
     touched = {"$mergeObjects": ["$$ROOT", {"w": token}]}
     pipeline = _switch(token, [(matches, touched)], "$$ROOT")
-    return UpdateOne({"_id": doc_id(key)}, pipeline, upsert=False, return_after=False)
+    return UpdateOne({"_id": doc_id(key)}, pipeline, upsert=False, return_after=True)
 
 
 def _transaction_item(index: int, item: _Prepared, now: float) -> Plan[Record | None]:
@@ -796,10 +801,10 @@ def _write_item(
             raise TransactionConflict(index, operation, "the record changed concurrently")
         return outcome
     version = operation.expected_version
-    before = yield replace_command(
+    after = yield replace_command(
         key, data, expected_version=version, expires_at=expires_at, now=now, token=token
     )
-    found = versioned_outcome(before, version, now, token)
+    found = write_outcome(after, now, token)
     if found is not True:
         raise TransactionConflict(index, operation, _version_reason(version, found), found)
     return Record(key, data, version + 1, expires_at)
@@ -815,12 +820,12 @@ def _delete_item(index: int, operation: Delete, now: float) -> Plan[None]:
 
 def _check_item(index: int, operation: Check, now: float, token: ObjectId) -> Plan[None]:
     version = operation.expected_version
-    before = yield check_command(operation.key, version, now, token)
+    found = write_outcome((yield check_command(operation.key, version, now, token)), now, token)
     if version is None:
-        if before is not None and before.get("w") != token and is_live(before, now):
-            raise TransactionConflict(index, operation, "expected no live record", decode(before))
+        if found is not True:
+            reason = "expected no live record" if found else "the record changed concurrently"
+            raise TransactionConflict(index, operation, reason, found)
         return
-    found = versioned_outcome(before, version, now, token)
     if found is not True:
         raise TransactionConflict(index, operation, _version_reason(version, found), found)
 

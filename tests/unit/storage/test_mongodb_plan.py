@@ -217,7 +217,8 @@ def test_create_retries_once_after_a_duplicate_key_race() -> None:
 
 def test_replace_conflict_carries_current_or_none() -> None:
     live = {"_id": {"p": "P", "s": "s"}, "d": {}, "v": 2, "e": None, "w": ObjectId()}
-    _, outcome = run_plan(plan.replace(settings(), Key("P", "s"), {}, 1, None), [live])
+    commands, outcome = run_plan(plan.replace(settings(), Key("P", "s"), {}, 1, None), [live])
+    assert commands[0].return_after
     assert isinstance(outcome, VersionConflict)
     assert outcome.current is not None
     assert outcome.current.version == 2
@@ -236,11 +237,11 @@ def test_conditional_delete_reads_only_on_the_conflict_path() -> None:
     assert isinstance(outcome, VersionConflict)
 
 
-def test_unconditional_delete_reports_whether_a_live_record_went() -> None:
-    expired = {"_id": {"p": "P", "s": "s"}, "d": {}, "v": 1, "e": 5.0}
-    assert run_plan(plan.delete(settings(), Key("P", "s"), None), [expired])[1] is False
-    assert run_plan(plan.delete(settings(), Key("P", "s"), None), [None])[1] is False
-    live = {**expired, "e": None}
+def test_unconditional_delete_removes_only_a_live_record() -> None:
+    commands, outcome = run_plan(plan.delete(settings(5.0), Key("P", "s"), None), [None])
+    assert outcome is False
+    assert commands == [plan.DeleteOne({"_id": {"p": "P", "s": "s"}, **plan.live_filter(5.0)})]
+    live = {"_id": {"p": "P", "s": "s"}, "d": {}, "v": 1, "e": None}
     assert run_plan(plan.delete(settings(), Key("P", "s"), None), [live])[1] is True
 
 
