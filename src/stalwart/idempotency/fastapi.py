@@ -14,8 +14,10 @@ adding routes.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from stalwart._extras import require_extra
@@ -149,6 +151,42 @@ def _with_openapi(
     return mine
 
 
+_ENDPOINT_STARTED: ContextVar[list[bool] | None] = ContextVar(
+    "stalwart_idempotency_endpoint_started", default=None
+)
+"""Set per guarded request; the endpoint wrapper flips it, so a rejection by a dependency
+(authentication, validation) is told apart from the handler's own result."""
+
+
+def _observed(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap an endpoint to record that it started (signature kept via ``__wrapped__``)."""
+    if inspect.iscoroutinefunction(endpoint):
+
+        @functools.wraps(endpoint)
+        async def observed_async(*args: Any, **kwargs: Any) -> Any:
+            _mark_started()
+            return await endpoint(*args, **kwargs)
+
+        return observed_async
+    if inspect.isfunction(endpoint) and not (
+        inspect.isgeneratorfunction(endpoint) or inspect.isasyncgenfunction(endpoint)
+    ):
+
+        @functools.wraps(endpoint)
+        def observed(*args: Any, **kwargs: Any) -> Any:
+            _mark_started()  # the context (and this flag) is copied into the worker thread
+            return endpoint(*args, **kwargs)
+
+        return observed
+    return endpoint  # generators and callables: treated as started once handling begins
+
+
+def _mark_started() -> None:
+    flag = _ENDPOINT_STARTED.get()
+    if flag is not None:
+        flag[0] = True
+
+
 def _guard(
     handler: _Handler,
     *,
@@ -157,19 +195,26 @@ def _guard(
     settings: dict[str, tuple[bool, bool]],
     route: str,
     describe: Callable[[Request, str, bytes], Awaitable[HttpRequest]],
+    observable: bool,
 ) -> _Handler:
-    async def run(request: Request, lease: Lease) -> Response:
+    async def run(request: Request, lease: Lease, *, observable: bool) -> Response:
+        started = [not observable]
+        token = _ENDPOINT_STARTED.set(started)
         try:
             try:
                 response = await handler(request)
             except HTTPException as exc:
-                handled = await _handled(request, exc)
+                # Raised by the endpoint: its result, stored like a returned 4xx. Raised by a
+                # dependency before it (auth, permissions): a rejection, not stored.
+                handled = await _handled(request, exc) if started[0] else None
                 if handled is None:
                     raise
                 response = handled
         except BaseException:
             await run_plan_async(layer.store, finish_plan(policy, layer.policy, lease, None))
             raise
+        finally:
+            _ENDPOINT_STARTED.reset(token)
         reply, streamed = _to_reply(response)
         await run_plan_async(
             layer.store, finish_plan(policy, layer.policy, lease, reply, streamed=streamed)
@@ -188,7 +233,7 @@ def _guard(
             return await handler(request)
         if isinstance(begin, HttpReply):
             return _to_response(begin)
-        return await run(request, begin.lease)
+        return await run(request, begin.lease, observable=observable)
 
     return idempotent_handler
 
@@ -226,7 +271,9 @@ def idempotent_route_class(
 
     class IdempotentRoute(APIRoute):
         def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-            super().__init__(path, endpoint, **kwargs)
+            wrapped = _observed(endpoint)
+            self._stalwart_observable = wrapped is not endpoint
+            super().__init__(path, wrapped, **kwargs)
             settings = [
                 route_settings(http, method, endpoint) for method in sorted(self.methods or ())
             ]
@@ -252,6 +299,7 @@ def idempotent_route_class(
                 settings=settings,
                 route=self.path_format,
                 describe=describe,
+                observable=getattr(self, "_stalwart_observable", False),
             )
 
     return IdempotentRoute

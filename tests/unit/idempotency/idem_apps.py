@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from flask import Flask, abort, jsonify
 from flask import Request as FlaskRequest
@@ -83,6 +83,20 @@ def make_fastapi(  # noqa: C901 - one small route per behaviour under test
     @router.post("/not-found")
     async def not_found() -> None:
         executions["not-found"] += 1
+        raise HTTPException(404, "no such thing")
+
+    def require_token(request: Request) -> None:
+        if request.headers.get("authorization") != "Bearer ok":
+            raise HTTPException(401, "no token")
+
+    @router.post("/guarded", dependencies=[Depends(require_token)])
+    async def guarded() -> dict[str, int]:
+        executions["guarded"] += 1
+        return {"n": executions["guarded"]}
+
+    @router.post("/sync-not-found")
+    def sync_not_found() -> None:
+        executions["sync-not-found"] += 1
         raise HTTPException(404, "no such thing")
 
     @router.post("/big")

@@ -395,3 +395,21 @@ async def test_late_completion_is_fenced_and_logged(
         assert replay.headers["idempotent-replayed"] == "true"
         assert replay.json()["n"] == 2  # the new owner's record was not overwritten
     assert runs["orders"] == 2
+
+
+async def test_fastapi_dependency_rejections_not_stored_endpoint_errors_stored() -> None:
+    harness = Harness("fastapi")
+    denied = await harness.post("/guarded", key="g")
+    assert denied.status_code == 401
+    allowed = await harness.post("/guarded", key="g", authorization="Bearer ok")
+    assert allowed.status_code == 200
+    assert "idempotent-replayed" not in allowed.headers  # the 401 was not stored
+    replay = await harness.post("/guarded", key="g", authorization="Bearer ok")
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert harness.executions["guarded"] == 1
+    for _ in range(2):  # a sync endpoint (worker thread) raising: its result, stored
+        missing = await harness.post("/sync-not-found", key="s")
+        assert missing.status_code == 404
+    assert missing.headers["idempotent-replayed"] == "true"
+    assert harness.executions["sync-not-found"] == 1
+    await harness.client.aclose()
