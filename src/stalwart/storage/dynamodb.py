@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """The storage contract on DynamoDB, sync (boto3) and async (aiobotocore).
 
 Both stores run the same plans from :mod:`stalwart.storage._dynamodb_core`; the classes here
@@ -42,6 +43,7 @@ from stalwart.storage._contract import (  # noqa: E402
     wall_clock,
 )
 from stalwart.storage._dynamodb_core import (  # noqa: E402
+    MAX_DATA_BYTES,
     MAX_TRANSACTION_ITEMS,
     Call,
     Plan,
@@ -198,6 +200,11 @@ class DynamoDBStore:
     def max_transaction_items(self) -> int:
         """TransactWriteItems' limit: 100."""
         return MAX_TRANSACTION_ITEMS
+
+    @property
+    def max_item_bytes(self) -> int:
+        """Largest data JSON: 350,000 bytes (DynamoDB's 400 KB item minus keys and metadata)."""
+        return MAX_DATA_BYTES
 
     def get(self, key: Key) -> Record | None:
         """See :meth:`stalwart.storage.Store.get`."""
@@ -449,6 +456,11 @@ class AsyncDynamoDBStore:
     def max_transaction_items(self) -> int:
         """TransactWriteItems' limit: 100."""
         return MAX_TRANSACTION_ITEMS
+
+    @property
+    def max_item_bytes(self) -> int:
+        """Largest data JSON: 350,000 bytes (DynamoDB's 400 KB item minus keys and metadata)."""
+        return MAX_DATA_BYTES
 
     async def open(self) -> Self:
         """Enter the store's own client now (and create the table if ``create=true``)."""
