@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """moto's server, applying one request at a time: ``python tests/moto_serial.py -H HOST -p PORT``.
 
 moto's DynamoDB applies a write in steps without a lock (UpdateItem on a new key first stores the

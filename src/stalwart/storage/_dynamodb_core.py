@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """DynamoDB wire logic without I/O: item codec, request builders, reply decoders, error mapping.
 
 Every operation is a *plan*: a generator that yields :class:`Call` (one low-level client

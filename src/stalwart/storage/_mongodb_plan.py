@@ -867,22 +867,32 @@ def _abort_quietly() -> Plan[None]:
         return
 
 
+def _is_write_conflict(exc: PyMongoError) -> bool:
+    return getattr(exc, "code", None) == 112
+
+
 def transact(settings: Settings, operations: Sequence[Operation]) -> Plan[list[Record | None]]:
     """``transact``: one multi-document transaction; each item is the same conditional write
-    as its single-record twin. A failed condition aborts and raises
-    :class:`TransactionConflict` (a non-numeric counter raises :class:`InvalidRecord`, like
-    :meth:`increment`); transient errors (write conflicts with concurrent
-    transactions) retry the whole transaction with backoff, then raise
-    :class:`StoreUnavailable`."""
+    as its single-record twin.
+
+    A failed condition aborts and raises :class:`TransactionConflict` (a non-numeric counter
+    raises :class:`InvalidRecord`, like :meth:`increment`). Transient errors -- above all
+    ``WriteConflict`` with a concurrent transaction -- retry the whole transaction with
+    backoff; when the attempts run out, a write conflict raises :class:`TransactionConflict`
+    naming the item that collided (``-1``: at commit), anything else
+    :class:`StoreUnavailable`.
+    """
     operations = list(operations)
     validate_operations(operations, MAX_TRANSACTION_ITEMS)
     prepared = [_prepare(operation, settings) for operation in operations]
     last_error: PyMongoError | None = None
+    conflict_index = -1
     for attempt in range(TRANSACTION_ATTEMPTS):
         if attempt:
             yield Sleep(backoff_seconds(attempt))
         now = settings.clock()
         yield StartTransaction()
+        index = 0
         try:
             results: list[Record | None] = []
             for index, item in enumerate(prepared):
@@ -891,7 +901,7 @@ def transact(settings: Settings, operations: Sequence[Operation]) -> Plan[list[R
             yield from _abort_quietly()
             if not _is_transient(exc):
                 raise
-            last_error = exc
+            last_error, conflict_index = exc, index
             continue
         except Exception:
             # A failed condition, a non-numeric counter or a record BSON cannot hold.
@@ -902,8 +912,15 @@ def transact(settings: Settings, operations: Sequence[Operation]) -> Plan[list[R
         except PyMongoError as exc:
             if not _is_transient(exc):
                 raise
-            last_error = exc
+            last_error, conflict_index = exc, -1
             continue
         return results
-    msg = f"transaction still conflicting after {TRANSACTION_ATTEMPTS} attempts: {last_error}"
+    assert last_error is not None
+    if _is_write_conflict(last_error):
+        operation = operations[conflict_index] if conflict_index >= 0 else None
+        reason = (
+            f"write conflict with concurrent writers, still after {TRANSACTION_ATTEMPTS} attempts"
+        )
+        raise TransactionConflict(conflict_index, operation, reason) from last_error
+    msg = f"transaction failed {TRANSACTION_ATTEMPTS} times: {last_error}"
     raise StoreUnavailable(msg) from last_error

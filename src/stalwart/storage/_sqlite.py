@@ -68,6 +68,9 @@ DEFAULT_MAX_TRANSACTION_ITEMS: Final = 100
 DEFAULT_TIMEOUT_S: Final = 5.0
 DEFAULT_ASYNC_WORKERS: Final = 4
 _SYNCHRONOUS: Final = ("off", "normal", "full", "extra")
+DEFAULT_SYNCHRONOUS: Final = "normal"
+"""WAL + NORMAL: no fsync per commit (~100x faster here), never corrupt; a power cut (not a
+process crash) may lose the last commits. ``synchronous="full"`` fsyncs every commit."""
 _MEMORY: Final = ":memory:"
 
 type TraceCallback = Callable[[str], object]
@@ -218,7 +221,7 @@ class SQLiteStore:
         table: str = "stalwart",
         clock: Clock = wall_clock,
         timeout: float = DEFAULT_TIMEOUT_S,
-        synchronous: str = "full",
+        synchronous: str = DEFAULT_SYNCHRONOUS,
         max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES,
         max_transaction_items: int = DEFAULT_MAX_TRANSACTION_ITEMS,
         trace: TraceCallback | None = None,
@@ -458,7 +461,7 @@ class AsyncSQLiteStore:
         table: str = "stalwart",
         clock: Clock = wall_clock,
         timeout: float = DEFAULT_TIMEOUT_S,
-        synchronous: str = "full",
+        synchronous: str = DEFAULT_SYNCHRONOUS,
         max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES,
         max_transaction_items: int = DEFAULT_MAX_TRANSACTION_ITEMS,
         trace: TraceCallback | None = None,
@@ -583,7 +586,7 @@ class SQLiteURL:
     path: str
     table: str = "stalwart"
     timeout: float = DEFAULT_TIMEOUT_S
-    synchronous: str = "full"
+    synchronous: str = DEFAULT_SYNCHRONOUS
     max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES
     workers: int = DEFAULT_ASYNC_WORKERS
 
@@ -595,7 +598,7 @@ def parse_url(url: str) -> SQLiteURL:
     """Parse ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``sqlite:///:memory:``.
 
     Query parameters: ``table`` (default ``stalwart``), ``timeout`` (busy timeout, seconds,
-    default 5), ``synchronous`` (``full`` default, ``normal``, ``extra``, ``off``),
+    default 5), ``synchronous`` (``normal`` default, ``full``, ``extra``, ``off``),
     ``max_item_bytes``, ``workers`` (async store threads) and ``create`` (accepted for symmetry
     with the other engines; SQLite always creates its table).
 
@@ -620,7 +623,7 @@ def parse_url(url: str) -> SQLiteURL:
             path=path,
             table=params.get("table", "stalwart"),
             timeout=float(params.get("timeout", DEFAULT_TIMEOUT_S)),
-            synchronous=params.get("synchronous", "full").lower(),
+            synchronous=params.get("synchronous", DEFAULT_SYNCHRONOUS).lower(),
             max_item_bytes=int(params.get("max_item_bytes", DEFAULT_MAX_ITEM_BYTES)),
             workers=int(params.get("workers", DEFAULT_ASYNC_WORKERS)),
         )

@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """The storage contract on DynamoDB, sync (boto3) and async (aiobotocore).
 
 Both stores run the same plans from :mod:`stalwart.storage._dynamodb_core`; the classes here

@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """Pure DynamoDB wire logic: item codec, builders, decoders and plans driven by scripted replies.
 
 These prove the shared logic in isolation; the engine itself is proven against a real moto

@@ -1,3 +1,4 @@
+# Copyright 2026 stalwart contributors
 """The DynamoDB engine against a real moto server: conditions, ALL_OLD, TTL, round trips."""
 
 from __future__ import annotations

@@ -20,11 +20,14 @@ from pymongo.errors import (
 
 from stalwart.storage import (
     AlreadyExists,
+    Check,
+    Create,
     InvalidRecord,
     Key,
     Record,
     StorageError,
     StoreUnavailable,
+    TransactionConflict,
     VersionConflict,
 )
 from stalwart.storage import _mongodb_plan as plan
@@ -269,6 +272,55 @@ def test_bad_input_is_rejected_before_any_command(call) -> None:
     commands, outcome = run_plan(call(small), [])
     assert commands == []
     assert isinstance(outcome, InvalidRecord)
+
+
+def transaction_replies(error: Exception) -> list[object]:
+    """Each attempt: StartTransaction ok, first item fails, abort ok; then backoff sleeps."""
+    replies: list[object] = []
+    for attempt in range(plan.TRANSACTION_ATTEMPTS):
+        if attempt:
+            replies.append(None)  # Sleep
+        replies += [None, error, None]  # StartTransaction, the item, AbortTransaction
+    return replies
+
+
+def test_transaction_write_conflicts_retry_then_name_the_item() -> None:
+    conflict = OperationFailure(
+        "WriteConflict", 112, {"errorLabels": ["TransientTransactionError"]}
+    )
+    operations = [Create(Key("P", "a"), {}), Create(Key("P", "b"), {})]
+    commands, outcome = run_plan(
+        plan.transact(settings(), operations), transaction_replies(conflict)
+    )
+    assert sum(isinstance(c, plan.StartTransaction) for c in commands) == plan.TRANSACTION_ATTEMPTS
+    assert sum(isinstance(c, plan.Sleep) for c in commands) == plan.TRANSACTION_ATTEMPTS - 1
+    assert isinstance(outcome, TransactionConflict)
+    assert outcome.index == 0
+    assert outcome.operation == operations[0]
+
+
+def test_transaction_network_errors_end_as_store_unavailable() -> None:
+    lost = AutoReconnect("reset")
+    lost._add_error_label("TransientTransactionError")
+    _, outcome = run_plan(
+        plan.transact(settings(), [Create(Key("P", "a"), {})]), transaction_replies(lost)
+    )
+    assert isinstance(outcome, StoreUnavailable)
+
+
+def test_a_failed_condition_aborts_without_retrying() -> None:
+    live = {"_id": {"p": "P", "s": "a"}, "d": {}, "v": 4, "e": None, "w": ObjectId()}
+    commands, outcome = run_plan(
+        plan.transact(settings(), [Check(Key("P", "a"), 3)]), [None, live, None]
+    )
+    assert [type(c) for c in commands] == [
+        plan.StartTransaction,
+        plan.UpdateOne,
+        plan.AbortTransaction,
+    ]
+    assert isinstance(outcome, TransactionConflict)
+    assert outcome.current is not None
+    assert outcome.current.version == 4
 
 
 # --- error translation -----------------------------------------------------------------------

@@ -431,21 +431,22 @@ def test_concurrent_transactions_stay_all_or_nothing(store: MongoStore) -> None:
     a, b = Key("tx", "a"), Key("tx", "b")
     barrier = threading.Barrier(4)
 
-    def work(_: int) -> tuple[int, int]:
+    def work(_: int) -> tuple[int, list[str]]:
         barrier.wait()
-        done = unavailable = 0
+        done, reasons = 0, []
         for _ in range(8):
             try:
                 store.transact([Increment(a, "n"), Increment(b, "n")])
                 done += 1
-            except StoreUnavailable:
-                unavailable += 1
-        return done, unavailable
+            except TransactionConflict as exc:
+                reasons.append(exc.reason)
+        return done, reasons
 
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(work, range(4)))
     committed = sum(done for done, _ in results)
     assert committed > 0
+    assert all("write conflict" in reason for _, reasons in results for reason in reasons)
     ra, rb = store.get(a), store.get(b)
     assert ra is not None
     assert rb is not None
@@ -492,7 +493,7 @@ async def test_async_concurrent_increments_and_transactions(
         async def both() -> bool:
             try:
                 await store.transact([Increment(key, "m"), Increment(other, "m")])
-            except StoreUnavailable:
+            except TransactionConflict:
                 return False
             return True
 
