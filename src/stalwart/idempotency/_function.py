@@ -19,7 +19,7 @@ from pydantic_core import to_jsonable_python
 from stalwart.idempotency._core import JSONValue, Lease, Replay, canonical_json, sha256_hex
 from stalwart.idempotency._errors import LeaseLost
 from stalwart.idempotency._layer import AsyncIdempotency, Idempotency
-from stalwart.storage import InvalidRecord, Key, StorageError
+from stalwart.storage import InvalidRecord, Key, StorageError, StoreUnavailable
 
 logger = logging.getLogger("stalwart.idempotency")
 
@@ -197,6 +197,17 @@ async def _heartbeat_async(
         await task
 
 
+def _not_recorded(lease: Lease, exc: StoreUnavailable) -> None:
+    # The work is done: hand the result back rather than lose it. The claim stays in progress
+    # until its lease expires; a duplicate after that runs again.
+    logger.error(
+        "idempotency result for %s not recorded (store unavailable: %s); the claim stays in "
+        "progress until its lease expires",
+        lease.key.partition,
+        exc,
+    )
+
+
 def _store_failed(lease: Lease, exc: InvalidRecord) -> None:
     logger.warning(
         "idempotency result for %s not stored (%s); the claim is released", lease.key.partition, exc
@@ -224,18 +235,20 @@ def _sync_wrapper[**P, R](
                 result = func(*args, **kwargs)
                 encoded = codec.encode(result)
             except BaseException:
-                with contextlib.suppress(LeaseLost):
+                with contextlib.suppress(LeaseLost, StoreUnavailable):
                     layer.release(beat.lease)
                 raise
         try:
             layer.complete(beat.lease, encoded)
         except InvalidRecord as exc:
             _store_failed(beat.lease, exc)
-            with contextlib.suppress(LeaseLost):
+            with contextlib.suppress(LeaseLost, StoreUnavailable):
                 layer.release(beat.lease)
         except LeaseLost as exc:
             exc.result = result
             raise
+        except StoreUnavailable as exc:
+            _not_recorded(beat.lease, exc)
         return result
 
     return wrapper
@@ -259,18 +272,20 @@ def _async_wrapper(
                 result = await func(*args, **kwargs)
                 encoded = codec.encode(result)
             except BaseException:
-                with contextlib.suppress(LeaseLost):
+                with contextlib.suppress(LeaseLost, StoreUnavailable):
                     await layer.release(beat.lease)
                 raise
         try:
             await layer.complete(beat.lease, encoded)
         except InvalidRecord as exc:
             _store_failed(beat.lease, exc)
-            with contextlib.suppress(LeaseLost):
+            with contextlib.suppress(LeaseLost, StoreUnavailable):
                 await layer.release(beat.lease)
         except LeaseLost as exc:
             exc.result = result
             raise
+        except StoreUnavailable as exc:
+            _not_recorded(beat.lease, exc)
         return result
 
     return wrapper

@@ -22,6 +22,7 @@ from stalwart.idempotency import (
     JsonCodec,
     idempotent,
 )
+from stalwart.storage import StoreUnavailable
 from unit.idempotency.idem_memory_store import AsyncMemoryStore, MemoryStore
 
 
@@ -182,3 +183,41 @@ async def test_async_heartbeat_keeps_the_lease() -> None:
     assert await task == 1
     assert await slow(1) == 1
     assert runs == [1]
+
+
+def test_store_outage_after_the_work_returns_the_result(caplog: pytest.LogCaptureFixture) -> None:
+    class FailingCompletion(MemoryStore):
+        def replace(self, key, data, *, expected_version, ttl=None):
+            raise StoreUnavailable("connection lost")
+
+    layer = Idempotency(FailingCompletion())
+    runs: list[int] = []
+
+    @idempotent(layer)
+    def work(n: int) -> int:
+        runs.append(n)
+        return n + 1
+
+    with caplog.at_level(logging.ERROR, logger="stalwart.idempotency"):
+        assert work(1) == 2
+    assert "not recorded" in caplog.text
+    with pytest.raises(InProgress):  # the claim stays until its lease expires
+        work(1)
+    assert runs == [1]
+
+
+def test_store_outage_at_claim_propagates_and_nothing_runs() -> None:
+    class Down(MemoryStore):
+        def create(self, key, data, *, ttl=None):
+            raise StoreUnavailable("connection refused")
+
+    runs: list[int] = []
+
+    @idempotent(Idempotency(Down()))
+    def work(n: int) -> int:
+        runs.append(n)
+        return n
+
+    with pytest.raises(StoreUnavailable):
+        work(1)
+    assert runs == []
