@@ -150,7 +150,9 @@ def moto_server() -> Iterator[RunningServer]:
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="stalwart-moto-"))
     log = workdir / "moto.log"
-    args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    # moto applies writes in steps; the wrapper serializes requests (see tests/moto_serial.py).
+    args = [sys.executable, str(Path(__file__).with_name("moto_serial.py")),
+            "-H", "127.0.0.1", "-p", str(port)]
     with log.open("wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
     try:

@@ -17,7 +17,7 @@ import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, assert_never
 
 from stalwart.storage._contract import (
     Check,
@@ -49,8 +49,10 @@ _FIELD_TYPE: Final = "(SELECT type FROM json_each(data) WHERE key = :field)"
 _SUM: Final = f"(coalesce({_FIELD_VALUE}, 0) + :by)"
 # Reals are printed with 17 significant digits so they survive the trip back to a Python float;
 # SQLite's own JSON rendering keeps only 15 (0.1 + 0.2 would come back as 0.3).
-_SUM_AS_JSON: Final = (f"json(CASE WHEN typeof({_SUM}) = 'integer' THEN CAST({_SUM} AS TEXT) "
-                       f"ELSE printf('%!.17g', {_SUM}) END)")
+_SUM_AS_JSON: Final = (
+    f"json(CASE WHEN typeof({_SUM}) = 'integer' THEN CAST({_SUM} AS TEXT) "
+    f"ELSE printf('%!.17g', {_SUM}) END)"
+)
 
 
 def validate_table(name: str) -> str:
@@ -83,11 +85,15 @@ def statements(table: str) -> Statements:
     t = f'"{validate_table(table)}"'
     where_key = "partition = :partition AND sort = :sort"
     schema = (
-        (f"CREATE TABLE IF NOT EXISTS {t} (partition TEXT NOT NULL, sort TEXT NOT NULL, "
-         "data TEXT NOT NULL, version INTEGER NOT NULL, expires_at REAL, "
-         "PRIMARY KEY (partition, sort)) WITHOUT ROWID"),
-        (f'CREATE INDEX IF NOT EXISTS "{table}_expires_at" ON {t} (expires_at) '
-         "WHERE expires_at IS NOT NULL"),
+        (
+            f"CREATE TABLE IF NOT EXISTS {t} (partition TEXT NOT NULL, sort TEXT NOT NULL, "
+            "data TEXT NOT NULL, version INTEGER NOT NULL, expires_at REAL, "
+            "PRIMARY KEY (partition, sort)) WITHOUT ROWID"
+        ),
+        (
+            f'CREATE INDEX IF NOT EXISTS "{table}_expires_at" ON {t} (expires_at) '
+            "WHERE expires_at IS NOT NULL"
+        ),
     )
     query: dict[tuple[bool, bool, bool], str] = {}
     for descending in (False, True):
@@ -101,7 +107,8 @@ def statements(table: str) -> Statements:
                 order = "DESC" if descending else "ASC"
                 query[descending, bounded, after_cursor] = (
                     f"SELECT sort, data, version, expires_at FROM {t} "
-                    f"WHERE {' AND '.join(clauses)} ORDER BY sort {order} LIMIT :limit")
+                    f"WHERE {' AND '.join(clauses)} ORDER BY sort {order} LIMIT :limit"
+                )
     return Statements(
         schema=schema,
         get=f"SELECT data, version, expires_at FROM {t} WHERE {where_key} AND {_LIVE}",
@@ -110,17 +117,20 @@ def statements(table: str) -> Statements:
             "VALUES (:partition, :sort, :data, 1, :expires_at) "
             "ON CONFLICT (partition, sort) DO UPDATE SET data = excluded.data, version = 1, "
             f"expires_at = excluded.expires_at WHERE {_EXPIRED} "
-            "RETURNING version, expires_at"),
+            "RETURNING version, expires_at"
+        ),
         replace=(
             f"UPDATE {t} SET data = :data, version = version + 1, expires_at = :expires_at "
             f"WHERE {where_key} AND version = :expected AND {_LIVE} "
-            "RETURNING version, expires_at"),
+            "RETURNING version, expires_at"
+        ),
         # Expired rows are removed too (they are garbage), but only a live one counts as deleted.
         # Liveness is judged from the returned expires_at: SQLite 3.40 evaluates "expires_at IS
         # NULL" wrongly in a RETURNING clause of a DELETE on a WITHOUT ROWID table.
         delete=f"DELETE FROM {t} WHERE {where_key} RETURNING expires_at",
-        delete_if=(f"DELETE FROM {t} WHERE {where_key} AND version = :expected AND {_LIVE} "
-                   "RETURNING 1"),
+        delete_if=(
+            f"DELETE FROM {t} WHERE {where_key} AND version = :expected AND {_LIVE} RETURNING 1"
+        ),
         increment=(
             f"INSERT INTO {t} (partition, sort, data, version, expires_at) "
             "VALUES (:partition, :sort, :data, 1, :expires_at) "
@@ -130,11 +140,14 @@ def statements(table: str) -> Statements:
             f"version = CASE WHEN {_EXPIRED} THEN 1 ELSE version + 1 END, "
             f"expires_at = CASE WHEN {_EXPIRED} THEN excluded.expires_at ELSE expires_at END "
             f"WHERE {_EXPIRED} OR coalesce({_FIELD_TYPE}, 'integer') IN ('integer', 'real') "
-            "RETURNING data, version, expires_at"),
+            "RETURNING data, version, expires_at"
+        ),
         check_absent=f"SELECT 1 FROM {t} WHERE {where_key} AND {_LIVE}",
         check_version=f"SELECT 1 FROM {t} WHERE {where_key} AND version = :expected AND {_LIVE}",
-        sweep=(f"DELETE FROM {t} WHERE (partition, sort) IN (SELECT partition, sort FROM {t} "
-               "WHERE expires_at <= :now LIMIT :limit)"),
+        sweep=(
+            f"DELETE FROM {t} WHERE (partition, sort) IN (SELECT partition, sort FROM {t} "
+            "WHERE expires_at <= :now LIMIT :limit)"
+        ),
         query=query,
     )
 
@@ -175,6 +188,8 @@ def prepare(  # noqa: PLR0911 - one return per kind of operation reads best
     operation: Operation, sql: Statements, now: float, max_item_bytes: int
 ) -> Step:
     """Validate ``operation`` (nothing is sent before this succeeds) and build its statement."""
+    if not isinstance(operation, Create | Replace | Delete | Check | Increment):
+        raise InvalidRecord(f"unknown operation {operation!r}")
     key = validate_key(operation.key)
     params = _key_params(key, now)
     match operation:
@@ -184,8 +199,11 @@ def prepare(  # noqa: PLR0911 - one return per kind of operation reads best
             return Step(StepKind.CREATE, key, sql.create, params, json.loads(encoded))
         case Replace(data=data, expected_version=expected, ttl=ttl):
             encoded = encode_data(data, max_bytes=max_item_bytes)
-            params |= {"data": encoded, "expires_at": expiry_from_ttl(ttl, now),
-                       "expected": validate_version(expected)}
+            params |= {
+                "data": encoded,
+                "expires_at": expiry_from_ttl(ttl, now),
+                "expected": validate_version(expected),
+            }
             return Step(StepKind.REPLACE, key, sql.replace, params, json.loads(encoded))
         case Delete(expected_version=expected):
             if expected is None:
@@ -200,10 +218,14 @@ def prepare(  # noqa: PLR0911 - one return per kind of operation reads best
         case Increment(field=field, by=by, ttl=ttl):
             field = validate_field(field)
             by = validate_amount(by)
-            params |= {"field": field, "by": by, "expires_at": expiry_from_ttl(ttl, now),
-                       "data": encode_data({field: by}, max_bytes=max_item_bytes)}
+            params |= {
+                "field": field,
+                "by": by,
+                "expires_at": expiry_from_ttl(ttl, now),
+                "data": encode_data({field: by}, max_bytes=max_item_bytes),
+            }
             return Step(StepKind.INCREMENT, key, sql.increment, params)
-    raise InvalidRecord(f"unknown operation {operation!r}")
+    assert_never(operation)
 
 
 def succeeded(step: Step, rows: list[Row]) -> bool:
@@ -296,8 +318,16 @@ class QueryPlan:
     limit: int
 
 
-def plan_query(sql: Statements, partition: str, *, prefix: str, limit: int,
-               cursor: str | None, descending: bool, now: float) -> QueryPlan:
+def plan_query(
+    sql: Statements,
+    partition: str,
+    *,
+    prefix: str,
+    limit: int,
+    cursor: str | None,
+    descending: bool,
+    now: float,
+) -> QueryPlan:
     """Validate a query's arguments and pick its statement (one extra row detects more)."""
     # The prefix obeys the rules of a sort key (type, length, no NUL, valid UTF-8).
     validate_key(Key(partition, prefix))
@@ -315,7 +345,9 @@ def plan_query(sql: Statements, partition: str, *, prefix: str, limit: int,
 
 def page_records(partition: str, rows: list[Row], limit: int) -> tuple[list[Record], str | None]:
     """Turn up to ``limit + 1`` rows into a page and its cursor."""
-    records = [record_from_row(Key(partition, sort), (data, version, expires_at))
-               for sort, data, version, expires_at in rows[:limit]]
+    records = [
+        record_from_row(Key(partition, sort), (data, version, expires_at))
+        for sort, data, version, expires_at in rows[:limit]
+    ]
     cursor = encode_cursor(records[-1].key.sort) if len(rows) > limit else None
     return records, cursor

@@ -1,0 +1,308 @@
+# Copyright 2026 stalwart contributors
+"""Idempotency-Key for FastAPI, as a route class.
+
+Why a route class: an ASGI middleware runs before routing, so it cannot know the route
+template, whether the route opted out, or tell request-validation failures (which must not be
+stored) from handler results; a dependency cannot replace the response. A route class wraps
+exactly the route's handler, after routing and around validation. Use it per router::
+
+    router = APIRouter(route_class=idempotent_route_class(layer))
+
+or for the whole app: ``app.router.route_class = idempotent_route_class(layer)`` before
+adding routes.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from stalwart._extras import require_extra
+
+require_extra("fastapi", "fastapi", feature="stalwart.idempotency.fastapi")
+
+from fastapi import Request, Response  # noqa: E402 - after the extra check on purpose
+from fastapi.routing import APIRoute  # noqa: E402
+from starlette.exceptions import HTTPException  # noqa: E402
+
+from stalwart.idempotency._http import (  # noqa: E402
+    MAX_KEY_CHARS,
+    REPLAYED_HEADER,
+    HttpPolicy,
+    HttpReply,
+    HttpRequest,
+    begin_plan,
+    finish_plan,
+    route_settings,
+)
+from stalwart.idempotency._layer import AsyncIdempotency, run_plan_async  # noqa: E402
+from stalwart.web import PROBLEM_JSON  # noqa: E402
+
+if TYPE_CHECKING:
+    from stalwart.idempotency._core import Lease
+
+type Principal = Callable[[Request], Awaitable[str | None] | str | None]
+type _Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+def _to_response(reply: HttpReply) -> Response:
+    response = Response(content=reply.body, status_code=reply.status)
+    for name, value in reply.headers:
+        response.headers.append(name, value)
+    return response
+
+
+def _to_reply(response: Response) -> tuple[HttpReply, bool]:
+    body = getattr(response, "body", None)  # streaming and file responses have no body
+    if isinstance(body, bytes):
+        return HttpReply(response.status_code, tuple(response.headers.items()), body), False
+    return HttpReply(response.status_code, tuple(response.headers.items())), True
+
+
+async def _handled(request: Request, exc: HTTPException) -> Response | None:
+    """The response the app's own handler makes for ``exc`` (so 4xx results are stored)."""
+    handlers: dict[Any, Callable[..., Any]] = request.app.exception_handlers
+    handler = handlers.get(exc.status_code)
+    if handler is None:
+        handler = next((handlers[cls] for cls in type(exc).__mro__ if cls in handlers), None)
+    if handler is None:
+        return None
+    result = handler(request, exc)
+    if inspect.isawaitable(result):
+        result = await result
+    return result if isinstance(result, Response) else None
+
+
+def openapi_extra(policy: HttpPolicy, *, required: bool) -> dict[str, Any]:
+    """The OpenAPI additions for one idempotent operation (header, 400/409/422, replay header)."""
+    problem = {
+        PROBLEM_JSON: {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string"},
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "detail": {"type": "string"},
+                    "code": {"type": "string"},
+                },
+            }
+        }
+    }
+    example = "8e03978e-40d5-43e8-bc93-6894a57f9324"
+    return {
+        "parameters": [
+            {
+                "name": policy.header,
+                "in": "header",
+                "required": required,
+                "description": (
+                    "Makes the request safe to retry: the first request with a key runs, later "
+                    "ones with the same key and payload get the stored response with "
+                    f"`{REPLAYED_HEADER}: true`. 1-{MAX_KEY_CHARS} characters, sent as a "
+                    "structured-field string or a bare token."
+                ),
+                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS + 2},
+                "examples": {
+                    "structured": {
+                        "summary": "structured-field string (RFC 8941)",
+                        "value": f'"{example}"',
+                    },
+                    "token": {"summary": "bare token", "value": example},
+                },
+            }
+        ],
+        "responses": {
+            "400": {
+                "description": "Missing (if required) or malformed Idempotency-Key",
+                "content": problem,
+            },
+            "409": {
+                "description": "A request with this key is still in progress",
+                "headers": {
+                    "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}
+                },
+                "content": problem,
+            },
+            "422": {"description": "The key was used with a different payload", "content": problem},
+        },
+    }
+
+
+def _with_openapi(
+    extra: dict[str, Any] | None, policy: HttpPolicy, *, required: bool, success: int
+) -> dict[str, Any]:
+    mine = dict(extra or {})
+    ours = openapi_extra(policy, required=required)
+    # Merged into the route's own success response by FastAPI (a deep update).
+    ours["responses"][str(success)] = {
+        "headers": {
+            REPLAYED_HEADER: {
+                "description": "`true` when this response is a replay of the first one",
+                "schema": {"type": "string", "enum": ["true"]},
+            }
+        }
+    }
+    mine["parameters"] = [*mine.get("parameters", []), *ours["parameters"]]
+    mine["responses"] = {**ours["responses"], **mine.get("responses", {})}
+    return mine
+
+
+_ENDPOINT_STARTED: ContextVar[list[bool] | None] = ContextVar(
+    "stalwart_idempotency_endpoint_started", default=None
+)
+"""Set per guarded request; the endpoint wrapper flips it, so a rejection by a dependency
+(authentication, validation) is told apart from the handler's own result."""
+
+
+def _observed(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap an endpoint to record that it started (signature kept via ``__wrapped__``)."""
+    if inspect.iscoroutinefunction(endpoint):
+
+        @functools.wraps(endpoint)
+        async def observed_async(*args: Any, **kwargs: Any) -> Any:
+            _mark_started()
+            return await endpoint(*args, **kwargs)
+
+        return observed_async
+    if inspect.isfunction(endpoint) and not (
+        inspect.isgeneratorfunction(endpoint) or inspect.isasyncgenfunction(endpoint)
+    ):
+
+        @functools.wraps(endpoint)
+        def observed(*args: Any, **kwargs: Any) -> Any:
+            _mark_started()  # the context (and this flag) is copied into the worker thread
+            return endpoint(*args, **kwargs)
+
+        return observed
+    return endpoint  # generators and callables: treated as started once handling begins
+
+
+def _mark_started() -> None:
+    flag = _ENDPOINT_STARTED.get()
+    if flag is not None:
+        flag[0] = True
+
+
+def _guard(
+    handler: _Handler,
+    *,
+    layer: AsyncIdempotency,
+    policy: HttpPolicy,
+    settings: dict[str, tuple[bool, bool]],
+    route: str,
+    describe: Callable[[Request, str, bytes], Awaitable[HttpRequest]],
+    observable: bool,
+) -> _Handler:
+    async def run(request: Request, lease: Lease, *, observable: bool) -> Response:
+        started = [not observable]
+        token = _ENDPOINT_STARTED.set(started)
+        try:
+            try:
+                response = await handler(request)
+            except HTTPException as exc:
+                # Raised by the endpoint: its result, stored like a returned 4xx. Raised by a
+                # dependency before it (auth, permissions): a rejection, not stored.
+                handled = await _handled(request, exc) if started[0] else None
+                if handled is None:
+                    raise
+                response = handled
+        except BaseException:
+            await run_plan_async(layer.store, finish_plan(policy, layer.policy, lease, None))
+            raise
+        finally:
+            _ENDPOINT_STARTED.reset(token)
+        reply, streamed = _to_reply(response)
+        await run_plan_async(
+            layer.store, finish_plan(policy, layer.policy, lease, reply, streamed=streamed)
+        )
+        return response
+
+    async def idempotent_handler(request: Request) -> Response:
+        enabled, required = settings.get(request.method, (False, False))
+        if not enabled:
+            return await handler(request)
+        incoming = await describe(request, route, await request.body())
+        begin = await run_plan_async(
+            layer.store, begin_plan(policy, layer.policy, incoming, required=required)
+        )
+        if begin is None:
+            return await handler(request)
+        if isinstance(begin, HttpReply):
+            return _to_response(begin)
+        return await run(request, begin.lease, observable=observable)
+
+    return idempotent_handler
+
+
+def idempotent_route_class(
+    layer: AsyncIdempotency,
+    policy: HttpPolicy | None = None,
+    *,
+    principal: Principal | None = None,
+) -> type[APIRoute]:
+    """A FastAPI route class applying ``Idempotency-Key`` semantics to its routes.
+
+    ``principal(request)`` (sync or async) names the caller, so two tenants using the same key
+    never share a response. Per route, ``@idempotency_options(...)`` opts in or out. The scope
+    uses the route's template within its router (``/orders/{order_id}``).
+
+    >>> from fastapi import APIRouter
+    >>> from stalwart.storage import open_async_store
+    >>> layer = AsyncIdempotency(open_async_store("sqlite:///:memory:?table=idem"))
+    >>> router = APIRouter(route_class=idempotent_route_class(layer))
+    """
+    http = policy or HttpPolicy()
+    header_names = http.header_names()
+
+    async def describe(request: Request, route: str, body: bytes) -> HttpRequest:
+        who = principal(request) if principal is not None else None
+        if inspect.isawaitable(who):
+            who = await who
+        headers = {
+            name: value for name in header_names if (value := request.headers.get(name)) is not None
+        }
+        return HttpRequest(
+            request.method, route, request.url.path, request.url.query, body, headers, who
+        )
+
+    class IdempotentRoute(APIRoute):
+        def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+            wrapped = _observed(endpoint)
+            self._stalwart_observable = wrapped is not endpoint
+            super().__init__(path, wrapped, **kwargs)
+            settings = [
+                route_settings(http, method, endpoint) for method in sorted(self.methods or ())
+            ]
+            if any(on for on, _ in settings):
+                self.openapi_extra = _with_openapi(
+                    self.openapi_extra,
+                    http,
+                    required=all(req for on, req in settings if on),
+                    success=self.status_code or 200,
+                )
+
+        def get_route_handler(self) -> _Handler:
+            handler = super().get_route_handler()
+            settings = {
+                method: route_settings(http, method, self.endpoint) for method in self.methods or ()
+            }
+            if not any(on for on, _ in settings.values()):
+                return handler
+            return _guard(
+                handler,
+                layer=layer,
+                policy=http,
+                settings=settings,
+                route=self.path_format,
+                describe=describe,
+                observable=getattr(self, "_stalwart_observable", False),
+            )
+
+    return IdempotentRoute
+
+
+__all__ = ["Principal", "idempotent_route_class", "openapi_extra"]

@@ -1,0 +1,595 @@
+# Copyright 2026 stalwart contributors
+"""The storage contract on DynamoDB, sync (boto3) and async (aiobotocore).
+
+Both stores run the same plans from :mod:`stalwart.storage._dynamodb_core`; the classes here
+only send each request with the low-level client and hand back the reply. See
+``docs/storage/dynamodb.md`` for the item layout, conditions and table creation.
+
+>>> store = store_from_url("dynamodb://orders?region=eu-west-1")  # doctest: +SKIP
+>>> store.create(Key("acct-1", "balance"), {"cents": 0}).version  # doctest: +SKIP
+1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Self
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from stalwart._extras import require_extra
+
+require_extra("boto3", "dynamodb", feature="stalwart.storage.dynamodb")
+require_extra("aiobotocore", "dynamodb", feature="stalwart.storage.dynamodb")
+
+import boto3  # noqa: E402 - after the extra check, so a missing extra names itself
+from aiobotocore.config import AioConfig  # type: ignore[import-untyped]  # noqa: E402
+from aiobotocore.session import get_session  # type: ignore[import-untyped]  # noqa: E402
+from botocore.config import Config  # noqa: E402
+from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
+
+from stalwart.storage._contract import (  # noqa: E402
+    Clock,
+    InvalidRecord,
+    JSONObject,
+    Key,
+    Operation,
+    Page,
+    Record,
+    StorageError,
+    wall_clock,
+)
+from stalwart.storage._dynamodb_core import (  # noqa: E402
+    MAX_DATA_BYTES,
+    MAX_TRANSACTION_ITEMS,
+    Call,
+    Plan,
+    Reply,
+    Sleep,
+    create_plan,
+    create_table_plan,
+    delete_plan,
+    failure_from_response,
+    get_plan,
+    increment_plan,
+    map_transport_error,
+    query_plan,
+    replace_plan,
+    transact_plan,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from types_aiobotocore_dynamodb.client import DynamoDBClient as AsyncDynamoDBClient
+
+__all__ = [
+    "AsyncDynamoDBStore",
+    "ConnectionSettings",
+    "DynamoDBStore",
+    "async_create_table",
+    "async_store_from_url",
+    "create_table",
+    "store_from_url",
+]
+
+_TABLE_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+DEFAULT_TABLE_WAIT_S: Final = 60.0
+DEFAULT_CONNECT_TIMEOUT_S: Final = 2.0
+DEFAULT_READ_TIMEOUT_S: Final = 5.0
+DEFAULT_MAX_ATTEMPTS: Final = 3
+DEFAULT_MAX_POOL_CONNECTIONS: Final = 50
+
+
+# ---------------------------------------------------------------------------------------------
+# Drivers: the only code that performs I/O
+# ---------------------------------------------------------------------------------------------
+
+
+def _run[T](client: Any, plan: Plan[T]) -> T:
+    reply: Reply = None
+    try:
+        while True:
+            step = plan.send(reply)
+            if isinstance(step, Sleep):
+                time.sleep(step.seconds)
+                reply = None
+                continue
+            reply = _send(client, step)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def _send(client: Any, call: Call) -> Reply:
+    try:
+        response: Mapping[str, Any] = getattr(client, call.operation)(**call.request)
+    except ClientError as exc:
+        return failure_from_response(exc.response, exc)
+    except (BotoCoreError, OSError) as exc:
+        raise map_transport_error(exc) from exc
+    return response
+
+
+async def _run_async[T](client: Any, plan: Plan[T]) -> T:
+    reply: Reply = None
+    try:
+        while True:
+            step = plan.send(reply)
+            if isinstance(step, Sleep):
+                await asyncio.sleep(step.seconds)
+                reply = None
+                continue
+            reply = await _send_async(client, step)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def _send_async(client: Any, call: Call) -> Reply:
+    try:
+        response: Mapping[str, Any] = await getattr(client, call.operation)(**call.request)
+    except ClientError as exc:
+        return failure_from_response(exc.response, exc)
+    except (BotoCoreError, OSError, TimeoutError) as exc:
+        raise map_transport_error(exc) from exc
+    return response
+
+
+# ---------------------------------------------------------------------------------------------
+# Table creation
+# ---------------------------------------------------------------------------------------------
+
+
+def create_table(
+    client: DynamoDBClient, table: str, *, wait_seconds: float = DEFAULT_TABLE_WAIT_S
+) -> None:
+    """Create ``table`` if missing (``pk`` S HASH, ``sk`` S RANGE, on-demand) and enable TTL
+    on ``exp``. Idempotent; meant for development and tests (production: see the docs).
+
+    >>> create_table(boto3.client("dynamodb"), "orders")  # doctest: +SKIP
+    """
+    _run(client, create_table_plan(table, wait_seconds))
+
+
+async def async_create_table(
+    client: AsyncDynamoDBClient, table: str, *, wait_seconds: float = DEFAULT_TABLE_WAIT_S
+) -> None:
+    """The async twin of :func:`create_table`, on an aiobotocore client.
+
+    >>> await async_create_table(client, "orders")  # doctest: +SKIP
+    """
+    await _run_async(client, create_table_plan(table, wait_seconds))
+
+
+# ---------------------------------------------------------------------------------------------
+# Stores
+# ---------------------------------------------------------------------------------------------
+
+
+class DynamoDBStore:
+    """A :class:`~stalwart.storage.Store` on one DynamoDB table, over a boto3 client.
+
+    A client passed in stays the caller's: :meth:`close` leaves it open.
+
+    >>> store = DynamoDBStore(boto3.client("dynamodb"), table="orders")  # doctest: +SKIP
+    >>> store.get(Key("acct-1", "balance"))  # doctest: +SKIP
+    """
+
+    def __init__(self, client: DynamoDBClient, *, table: str, clock: Clock = wall_clock) -> None:
+        self._client = client
+        self._table = table
+        self._clock = clock
+        self._owns_client = False
+
+    @property
+    def client(self) -> DynamoDBClient:
+        """The low-level boto3 client (read-only)."""
+        return self._client
+
+    @property
+    def table(self) -> str:
+        """The table name."""
+        return self._table
+
+    @property
+    def max_transaction_items(self) -> int:
+        """TransactWriteItems' limit: 100."""
+        return MAX_TRANSACTION_ITEMS
+
+    @property
+    def max_item_bytes(self) -> int:
+        """Largest data JSON: 350,000 bytes (DynamoDB's 400 KB item minus keys and metadata)."""
+        return MAX_DATA_BYTES
+
+    def get(self, key: Key) -> Record | None:
+        """See :meth:`stalwart.storage.Store.get`."""
+        return _run(self._client, get_plan(self._table, key, self._clock))
+
+    def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
+        """See :meth:`stalwart.storage.Store.create`."""
+        return _run(self._client, create_plan(self._table, key, data, ttl=ttl, clock=self._clock))
+
+    def replace(
+        self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
+    ) -> Record:
+        """See :meth:`stalwart.storage.Store.replace`."""
+        return _run(
+            self._client,
+            replace_plan(
+                self._table,
+                key,
+                data,
+                expected_version=expected_version,
+                ttl=ttl,
+                clock=self._clock,
+            ),
+        )
+
+    def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
+        """See :meth:`stalwart.storage.Store.delete`."""
+        return _run(self._client, delete_plan(self._table, key, expected_version, self._clock))
+
+    def increment(self, key: Key, field: str, by: float = 1, *, ttl: float | None = None) -> Record:
+        """See :meth:`stalwart.storage.Store.increment`."""
+        return _run(
+            self._client, increment_plan(self._table, key, field, by, ttl=ttl, clock=self._clock)
+        )
+
+    def query(
+        self,
+        partition: str,
+        *,
+        prefix: str = "",
+        limit: int = 100,
+        cursor: str | None = None,
+        descending: bool = False,
+    ) -> Page:
+        """See :meth:`stalwart.storage.Store.query`."""
+        return _run(
+            self._client,
+            query_plan(
+                self._table,
+                partition,
+                prefix=prefix,
+                limit=limit,
+                cursor=cursor,
+                descending=descending,
+                clock=self._clock,
+            ),
+        )
+
+    def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
+        """See :meth:`stalwart.storage.Store.transact`."""
+        return _run(self._client, transact_plan(self._table, operations, self._clock))
+
+    def close(self) -> None:
+        """Close the client if this store built it (from a URL)."""
+        if self._owns_client:
+            self._owns_client = False
+            self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSettings:
+    """How a store opened from a URL builds its client (timeouts are always explicit).
+
+    ``max_attempts`` counts botocore's own attempts (standard retry mode): retries of
+    throttling and 5xx are safe, but a write retried after a lost response may already have
+    been applied (see the docs: a create then reports AlreadyExists with your own record, and an
+    increment can count twice). Set it to 1 to leave every retry to the caller.
+    """
+
+    table: str
+    region: str | None = None
+    endpoint_url: str | None = None
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
+    read_timeout: float = DEFAULT_READ_TIMEOUT_S
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    max_pool_connections: int = DEFAULT_MAX_POOL_CONNECTIONS
+    create: bool = False
+
+    @classmethod
+    def from_url(cls, url: str) -> ConnectionSettings:
+        """Parse ``dynamodb://TABLE?region=..&endpoint_url=..&timeout=..&create=true``.
+
+        >>> ConnectionSettings.from_url("dynamodb://orders?region=us-east-1&timeout=3").read_timeout
+        3.0
+        """
+        parts = urlsplit(url)
+        if parts.scheme.lower() != "dynamodb":
+            raise InvalidRecord(f"not a dynamodb:// URL: {url!r}")
+        table = unquote(parts.netloc or parts.path.strip("/"))
+        if not _TABLE_NAME.fullmatch(table):
+            raise InvalidRecord(f"invalid DynamoDB table name {table!r} in {url!r}")
+        params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        known = {
+            "region",
+            "endpoint_url",
+            "timeout",
+            "connect_timeout",
+            "read_timeout",
+            "max_attempts",
+            "max_pool_connections",
+            "create",
+        }
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise InvalidRecord(
+                f"unknown dynamodb URL parameter(s) {unknown}; known: {sorted(known)}"
+            )
+        timeout = _positive(params, "timeout")
+        return cls(
+            table=table,
+            region=params.get("region") or None,
+            endpoint_url=params.get("endpoint_url") or None,
+            connect_timeout=_positive(params, "connect_timeout")
+            or timeout
+            or DEFAULT_CONNECT_TIMEOUT_S,
+            read_timeout=_positive(params, "read_timeout") or timeout or DEFAULT_READ_TIMEOUT_S,
+            max_attempts=int(_positive(params, "max_attempts") or DEFAULT_MAX_ATTEMPTS),
+            max_pool_connections=int(
+                _positive(params, "max_pool_connections") or DEFAULT_MAX_POOL_CONNECTIONS
+            ),
+            create=_flag(params, "create"),
+        )
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``create_client("dynamodb", ...)`` except ``config``."""
+        kwargs: dict[str, Any] = {}
+        if self.region:
+            kwargs["region_name"] = self.region
+        if self.endpoint_url:
+            kwargs["endpoint_url"] = self.endpoint_url
+        return kwargs
+
+    def config_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for botocore's ``Config`` / aiobotocore's ``AioConfig``."""
+        return {
+            "connect_timeout": self.connect_timeout,
+            "read_timeout": self.read_timeout,
+            "retries": {"mode": "standard", "max_attempts": self.max_attempts},
+            "max_pool_connections": self.max_pool_connections,
+        }
+
+
+def _positive(params: Mapping[str, str], name: str) -> float | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise InvalidRecord(f"URL parameter {name}={raw!r} is not a number") from exc
+    if not value > 0:
+        raise InvalidRecord(f"URL parameter {name} must be positive, got {raw!r}")
+    return value
+
+
+def _flag(params: Mapping[str, str], name: str) -> bool:
+    raw = params.get(name, "false").lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise InvalidRecord(f"URL parameter {name}={raw!r} must be true or false")
+
+
+def store_from_url(url: str, *, clock: Clock = wall_clock) -> DynamoDBStore:
+    """Open a :class:`DynamoDBStore` that owns a boto3 client built from ``url``.
+
+    Parameters: ``region``, ``endpoint_url``, ``timeout`` (connect and read, seconds),
+    ``connect_timeout`` (default 2), ``read_timeout`` (default 5), ``max_attempts`` (botocore
+    standard retry mode, default 3), ``max_pool_connections`` (default 50), ``create=true``
+    (create the table and enable TTL: development only).
+
+    >>> store = store_from_url("dynamodb://orders?region=us-east-1&create=true")  # doctest: +SKIP
+    """
+    settings = ConnectionSettings.from_url(url)
+    client = boto3.client(
+        "dynamodb", config=Config(**settings.config_kwargs()), **settings.client_kwargs()
+    )
+    try:
+        if settings.create:
+            create_table(client, settings.table)
+    except BaseException:
+        client.close()
+        raise
+    store = DynamoDBStore(client, table=settings.table, clock=clock)
+    store._owns_client = True  # noqa: SLF001 - the factory hands ownership to its store
+    return store
+
+
+class AsyncDynamoDBStore:
+    """An :class:`~stalwart.storage.AsyncStore` on one DynamoDB table, over aiobotocore.
+
+    Pass an open aiobotocore client (it stays yours: :meth:`close` leaves it open), or use
+    :func:`async_store_from_url`, whose store enters its own client on first use (or on
+    :meth:`open`) and exits it in :meth:`close`.
+
+    >>> async with get_session().create_client("dynamodb") as client:  # doctest: +SKIP
+    ...     store = AsyncDynamoDBStore(client, table="orders")
+    ...     await store.get(Key("acct-1", "balance"))
+    """
+
+    def __init__(
+        self,
+        client: AsyncDynamoDBClient | None,
+        *,
+        table: str,
+        clock: Clock = wall_clock,
+        settings: ConnectionSettings | None = None,
+    ) -> None:
+        if client is None and settings is None:
+            raise StorageError("AsyncDynamoDBStore needs a client or connection settings")
+        self._client = client
+        self._table = table
+        self._clock = clock
+        self._settings = settings if client is None else None
+        self._exit_stack: contextlib.AsyncExitStack | None = None
+        self._opening = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def client(self) -> AsyncDynamoDBClient:
+        """The aiobotocore client (read-only); a URL-built store has one once opened."""
+        if self._client is None:
+            raise StorageError("the store has not opened its client yet: await store.open()")
+        return self._client
+
+    @property
+    def table(self) -> str:
+        """The table name."""
+        return self._table
+
+    @property
+    def max_transaction_items(self) -> int:
+        """TransactWriteItems' limit: 100."""
+        return MAX_TRANSACTION_ITEMS
+
+    @property
+    def max_item_bytes(self) -> int:
+        """Largest data JSON: 350,000 bytes (DynamoDB's 400 KB item minus keys and metadata)."""
+        return MAX_DATA_BYTES
+
+    async def open(self) -> Self:
+        """Enter the store's own client now (and create the table if ``create=true``)."""
+        await self._ready()
+        return self
+
+    async def _ready(self) -> AsyncDynamoDBClient:
+        if self._closed:
+            raise StorageError("the store is closed")
+        if self._client is None:
+            async with self._opening:
+                # Another task may have opened it while this one waited for the lock.
+                if self._client is None:
+                    self._client = await self._enter_client()
+        return self._client
+
+    async def _enter_client(self) -> AsyncDynamoDBClient:
+        settings = self._settings
+        assert settings is not None
+        stack = contextlib.AsyncExitStack()
+        try:
+            client: AsyncDynamoDBClient = await stack.enter_async_context(
+                get_session().create_client(
+                    "dynamodb",
+                    config=AioConfig(**settings.config_kwargs()),
+                    **settings.client_kwargs(),
+                )
+            )
+            if settings.create:
+                await async_create_table(client, self._table)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._exit_stack = stack
+        return client
+
+    async def get(self, key: Key) -> Record | None:
+        """See :meth:`stalwart.storage.AsyncStore.get`."""
+        return await _run_async(await self._ready(), get_plan(self._table, key, self._clock))
+
+    async def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
+        """See :meth:`stalwart.storage.AsyncStore.create`."""
+        return await _run_async(
+            await self._ready(), create_plan(self._table, key, data, ttl=ttl, clock=self._clock)
+        )
+
+    async def replace(
+        self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
+    ) -> Record:
+        """See :meth:`stalwart.storage.AsyncStore.replace`."""
+        return await _run_async(
+            await self._ready(),
+            replace_plan(
+                self._table,
+                key,
+                data,
+                expected_version=expected_version,
+                ttl=ttl,
+                clock=self._clock,
+            ),
+        )
+
+    async def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
+        """See :meth:`stalwart.storage.AsyncStore.delete`."""
+        return await _run_async(
+            await self._ready(), delete_plan(self._table, key, expected_version, self._clock)
+        )
+
+    async def increment(
+        self, key: Key, field: str, by: float = 1, *, ttl: float | None = None
+    ) -> Record:
+        """See :meth:`stalwart.storage.AsyncStore.increment`."""
+        return await _run_async(
+            await self._ready(),
+            increment_plan(self._table, key, field, by, ttl=ttl, clock=self._clock),
+        )
+
+    async def query(
+        self,
+        partition: str,
+        *,
+        prefix: str = "",
+        limit: int = 100,
+        cursor: str | None = None,
+        descending: bool = False,
+    ) -> Page:
+        """See :meth:`stalwart.storage.AsyncStore.query`."""
+        return await _run_async(
+            await self._ready(),
+            query_plan(
+                self._table,
+                partition,
+                prefix=prefix,
+                limit=limit,
+                cursor=cursor,
+                descending=descending,
+                clock=self._clock,
+            ),
+        )
+
+    async def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
+        """See :meth:`stalwart.storage.AsyncStore.transact`."""
+        return await _run_async(
+            await self._ready(), transact_plan(self._table, operations, self._clock)
+        )
+
+    async def close(self) -> None:
+        """Exit the client this store entered itself; a caller's client stays open."""
+        self._closed = True
+        stack, self._exit_stack = self._exit_stack, None
+        if stack is not None:
+            self._client = None
+            await stack.aclose()
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+def async_store_from_url(url: str, *, clock: Clock = wall_clock) -> AsyncDynamoDBStore:
+    """An :class:`AsyncDynamoDBStore` that builds its aiobotocore client lazily from ``url``.
+
+    Same parameters as :func:`store_from_url`. No I/O happens here (it may run outside an event
+    loop); the client is entered on :meth:`AsyncDynamoDBStore.open` or the first operation.
+
+    >>> store = async_store_from_url("dynamodb://orders?region=us-east-1")  # doctest: +SKIP
+    >>> await store.open()  # doctest: +SKIP
+    """
+    settings = ConnectionSettings.from_url(url)
+    return AsyncDynamoDBStore(None, table=settings.table, clock=clock, settings=settings)

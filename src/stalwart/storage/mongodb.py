@@ -1,0 +1,445 @@
+"""The storage contract on MongoDB (extra ``mongodb``): :class:`MongoStore` and
+:class:`AsyncMongoStore`.
+
+One document per record, keyed ``_id = {p: partition, s: sort}``; every single-record
+operation is one ``find_one_and_update`` / ``find_one_and_delete`` / ``find`` whose pipeline
+update decides the condition server-side (see ``docs/storage/mongodb.md``). The logic lives in
+:mod:`stalwart.storage._mongodb_plan` as plans of commands; the two classes below only run
+them, with ``pymongo.MongoClient`` or ``pymongo.AsyncMongoClient``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+
+from stalwart._extras import require_extra
+
+require_extra("pymongo", "mongodb", feature="stalwart.storage.mongodb")
+
+from pymongo import AsyncMongoClient, MongoClient  # noqa: E402
+from pymongo.asynchronous.client_session import AsyncClientSession  # noqa: E402
+from pymongo.asynchronous.collection import AsyncCollection  # noqa: E402
+from pymongo.collection import Collection  # noqa: E402
+from pymongo.errors import PyMongoError  # noqa: E402
+from pymongo.synchronous.client_session import ClientSession  # noqa: E402
+
+from stalwart.storage import _mongodb_plan as plans  # noqa: E402
+from stalwart.storage._contract import (  # noqa: E402
+    Clock,
+    JSONObject,
+    Key,
+    Operation,
+    Page,
+    Record,
+    wall_clock,
+)
+from stalwart.storage._mongodb_plan import (  # noqa: E402
+    DEFAULT_MAX_ITEM_BYTES,
+    INDEXES,
+    MAX_TRANSACTION_ITEMS,
+    AbortTransaction,
+    Command,
+    CommitTransaction,
+    DeleteOne,
+    Doc,
+    FindMany,
+    FindOne,
+    Plan,
+    Settings,
+    Sleep,
+    StartTransaction,
+    UpdateOne,
+    check_max_item_bytes,
+    guarded,
+)
+from stalwart.storage._mongodb_url import parse_url  # noqa: E402
+
+_ENGINE_ERRORS: Final = plans.ENGINE_ERRORS
+
+
+def ensure_indexes(collection: Collection[Doc]) -> None:
+    """Create the query index and the TTL index (idempotent; run once per collection).
+
+    >>> ensure_indexes(MongoClient("mongodb://localhost:27017").app.records)  # doctest: +SKIP
+    """
+    collection.create_indexes(list(INDEXES))
+
+
+async def async_ensure_indexes(collection: AsyncCollection[Doc]) -> None:
+    """Async twin of :func:`ensure_indexes`.
+
+    >>> await async_ensure_indexes(AsyncMongoClient().app.records)  # doctest: +SKIP
+    """
+    await collection.create_indexes(list(INDEXES))
+
+
+class MongoStore:
+    """A synchronous :class:`~stalwart.storage.Store` on one MongoDB collection.
+
+    Pass a ``pymongo`` collection you own (this store never closes its client), or use
+    :func:`store_from_url`. Transactions need a replica set (or sharded cluster).
+
+    >>> store = MongoStore(MongoClient("mongodb://localhost:27017").app.records)  # doctest: +SKIP
+    >>> store.create(Key("acct-1", "balance"), {"cents": 0}).version  # doctest: +SKIP
+    1
+    """
+
+    def __init__(
+        self,
+        collection: Collection[Doc],
+        *,
+        clock: Clock = wall_clock,
+        max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES,
+    ) -> None:
+        self._collection = collection
+        self._settings = Settings(clock, check_max_item_bytes(max_item_bytes))
+        self._owned_client: MongoClient[Doc] | None = None
+
+    @property
+    def collection(self) -> Collection[Doc]:
+        """The pymongo collection this store works on."""
+        return self._collection
+
+    @property
+    def max_transaction_items(self) -> int:
+        """Operations per :meth:`transact` (a stalwart limit; MongoDB has none)."""
+        return MAX_TRANSACTION_ITEMS
+
+    @property
+    def max_item_bytes(self) -> int:
+        """Largest record data, in bytes of compact JSON."""
+        return self._settings.max_item_bytes
+
+    def get(self, key: Key) -> Record | None:
+        """See :meth:`stalwart.storage.Store.get`."""
+        return self._run(plans.get(self._settings, key))
+
+    def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
+        """See :meth:`stalwart.storage.Store.create`."""
+        return self._run(plans.create(self._settings, key, data, ttl))
+
+    def replace(
+        self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
+    ) -> Record:
+        """See :meth:`stalwart.storage.Store.replace`."""
+        return self._run(plans.replace(self._settings, key, data, expected_version, ttl))
+
+    def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
+        """See :meth:`stalwart.storage.Store.delete`."""
+        return self._run(plans.delete(self._settings, key, expected_version))
+
+    def increment(self, key: Key, field: str, by: float = 1, *, ttl: float | None = None) -> Record:
+        """See :meth:`stalwart.storage.Store.increment`."""
+        return self._run(plans.increment(self._settings, key, field, by, ttl))
+
+    def query(
+        self,
+        partition: str,
+        *,
+        prefix: str = "",
+        limit: int = 100,
+        cursor: str | None = None,
+        descending: bool = False,
+    ) -> Page:
+        """See :meth:`stalwart.storage.Store.query`."""
+        return self._run(
+            plans.query(
+                self._settings,
+                partition,
+                prefix=prefix,
+                limit=limit,
+                cursor=cursor,
+                descending=descending,
+            )
+        )
+
+    def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
+        """See :meth:`stalwart.storage.Store.transact`."""
+        return self._run(plans.transact(self._settings, operations))
+
+    def close(self) -> None:
+        """Close the client if this store created it (from a URL)."""
+        if self._owned_client is not None:
+            self._owned_client.close()
+
+    def _run[T](self, plan: Plan[T]) -> T:
+        plan = guarded(plan)
+        session: ClientSession | None = None
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            while True:
+                try:
+                    command = plan.send(result) if error is None else plan.throw(error)
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
+                result, error = None, None
+                try:
+                    if isinstance(command, StartTransaction):
+                        if session is None:
+                            session = self._collection.database.client.start_session()
+                        session.start_transaction()
+                    else:
+                        result = self._execute(command, session)
+                except _ENGINE_ERRORS as exc:
+                    error = exc
+        finally:
+            plan.close()
+            if session is not None:
+                with contextlib.suppress(PyMongoError):
+                    session.end_session()
+
+    def _execute(self, command: Command, session: ClientSession | None) -> Any:  # noqa: PLR0911 - one return per command kind
+        collection = self._collection
+        match command:
+            case UpdateOne():
+                return collection.find_one_and_update(
+                    command.filter,
+                    command.pipeline,
+                    upsert=command.upsert,
+                    return_document=command.return_after,
+                    session=session,
+                )
+            case FindOne():
+                return collection.find_one(command.filter, session=session)
+            case DeleteOne():
+                return collection.find_one_and_delete(command.filter, session=session)
+            case FindMany():
+                return list(
+                    collection.find(
+                        command.filter,
+                        sort=[(command.sort_field, command.direction)],
+                        limit=command.limit,
+                        batch_size=command.limit,
+                        session=session,
+                    )
+                )
+            case CommitTransaction():
+                assert session is not None
+                return session.commit_transaction()
+            case AbortTransaction():
+                assert session is not None
+                return session.abort_transaction()
+            case Sleep():
+                return time.sleep(command.seconds)
+            case StartTransaction():
+                raise AssertionError("handled by _run")
+
+
+class AsyncMongoStore:
+    """An asynchronous :class:`~stalwart.storage.AsyncStore` on one MongoDB collection, on
+    ``pymongo.AsyncMongoClient`` (pymongo's native asyncio driver; no threads).
+
+    >>> store = AsyncMongoStore(AsyncMongoClient().app.records)  # doctest: +SKIP
+    >>> (await store.create(Key("acct-1", "balance"), {"cents": 0})).version  # doctest: +SKIP
+    1
+    """
+
+    def __init__(
+        self,
+        collection: AsyncCollection[Doc],
+        *,
+        clock: Clock = wall_clock,
+        max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES,
+    ) -> None:
+        self._collection = collection
+        self._settings = Settings(clock, check_max_item_bytes(max_item_bytes))
+        self._owned_client: AsyncMongoClient[Doc] | None = None
+        self._indexes_pending = False
+        self._indexes_lock = asyncio.Lock()
+
+    @property
+    def collection(self) -> AsyncCollection[Doc]:
+        """The pymongo async collection this store works on."""
+        return self._collection
+
+    @property
+    def max_transaction_items(self) -> int:
+        """See :attr:`MongoStore.max_transaction_items`."""
+        return MAX_TRANSACTION_ITEMS
+
+    @property
+    def max_item_bytes(self) -> int:
+        """See :attr:`MongoStore.max_item_bytes`."""
+        return self._settings.max_item_bytes
+
+    async def get(self, key: Key) -> Record | None:
+        """See :meth:`stalwart.storage.Store.get`."""
+        return await self._run(plans.get(self._settings, key))
+
+    async def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
+        """See :meth:`stalwart.storage.Store.create`."""
+        return await self._run(plans.create(self._settings, key, data, ttl))
+
+    async def replace(
+        self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
+    ) -> Record:
+        """See :meth:`stalwart.storage.Store.replace`."""
+        return await self._run(plans.replace(self._settings, key, data, expected_version, ttl))
+
+    async def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
+        """See :meth:`stalwart.storage.Store.delete`."""
+        return await self._run(plans.delete(self._settings, key, expected_version))
+
+    async def increment(
+        self, key: Key, field: str, by: float = 1, *, ttl: float | None = None
+    ) -> Record:
+        """See :meth:`stalwart.storage.Store.increment`."""
+        return await self._run(plans.increment(self._settings, key, field, by, ttl))
+
+    async def query(
+        self,
+        partition: str,
+        *,
+        prefix: str = "",
+        limit: int = 100,
+        cursor: str | None = None,
+        descending: bool = False,
+    ) -> Page:
+        """See :meth:`stalwart.storage.Store.query`."""
+        return await self._run(
+            plans.query(
+                self._settings,
+                partition,
+                prefix=prefix,
+                limit=limit,
+                cursor=cursor,
+                descending=descending,
+            )
+        )
+
+    async def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
+        """See :meth:`stalwart.storage.Store.transact`."""
+        return await self._run(plans.transact(self._settings, operations))
+
+    async def close(self) -> None:
+        """Close the client if this store created it (from a URL)."""
+        if self._owned_client is not None:
+            await self._owned_client.close()
+
+    async def _ensure_indexes_once(self) -> None:
+        # async_store_from_url cannot await, so create=true indexes are made on first use.
+        async with self._indexes_lock:
+            if self._indexes_pending:
+                await async_ensure_indexes(self._collection)
+                self._indexes_pending = False
+
+    async def _run[T](self, plan: Plan[T]) -> T:
+        plan = guarded(plan)
+        session: AsyncClientSession | None = None
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            while True:
+                try:
+                    command = plan.send(result) if error is None else plan.throw(error)
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
+                result, error = None, None
+                try:
+                    if self._indexes_pending:
+                        await self._ensure_indexes_once()
+                    if isinstance(command, StartTransaction):
+                        if session is None:
+                            session = self._collection.database.client.start_session()
+                        await session.start_transaction()
+                    else:
+                        result = await self._execute(command, session)
+                except _ENGINE_ERRORS as exc:
+                    error = exc
+        finally:
+            plan.close()
+            if session is not None:
+                with contextlib.suppress(PyMongoError):
+                    await session.end_session()
+
+    async def _execute(  # noqa: PLR0911 - one return per command kind
+        self, command: Command, session: AsyncClientSession | None
+    ) -> Any:
+        collection = self._collection
+        match command:
+            case UpdateOne():
+                return await collection.find_one_and_update(
+                    command.filter,
+                    command.pipeline,
+                    upsert=command.upsert,
+                    return_document=command.return_after,
+                    session=session,
+                )
+            case FindOne():
+                return await collection.find_one(command.filter, session=session)
+            case DeleteOne():
+                return await collection.find_one_and_delete(command.filter, session=session)
+            case FindMany():
+                cursor = collection.find(
+                    command.filter,
+                    sort=[(command.sort_field, command.direction)],
+                    limit=command.limit,
+                    batch_size=command.limit,
+                    session=session,
+                )
+                return await cursor.to_list()
+            case CommitTransaction():
+                assert session is not None
+                return await session.commit_transaction()
+            case AbortTransaction():
+                assert session is not None
+                return await session.abort_transaction()
+            case Sleep():
+                return await asyncio.sleep(command.seconds)
+            case StartTransaction():
+                raise AssertionError("handled by _run")
+
+
+def store_from_url(url: str, *, clock: Clock = wall_clock) -> MongoStore:
+    """Open a :class:`MongoStore` from ``mongodb://host:port/db?collection=name``.
+
+    The client gets explicit timeouts (5 s server selection and connect, 10 s socket and
+    operation; ``timeout=<s>`` or pymongo's own options override them); ``create=true``
+    creates the indexes. The store owns the client: :meth:`MongoStore.close` closes it.
+
+    >>> store = store_from_url("mongodb://localhost:27017/app?collection=records")  # doctest: +SKIP
+    """
+    parsed = parse_url(url)
+    client: MongoClient[Doc] = MongoClient(parsed.client_url, **parsed.client_options)
+    collection = client[parsed.database][parsed.collection]
+    store = MongoStore(collection, clock=clock, max_item_bytes=parsed.max_item_bytes)
+    store._owned_client = client  # noqa: SLF001 - the factory hands ownership to the store
+    if parsed.create:
+        try:
+            ensure_indexes(collection)
+        except _ENGINE_ERRORS as exc:
+            client.close()
+            raise plans.translate_error(exc) from exc
+    return store
+
+
+def async_store_from_url(url: str, *, clock: Clock = wall_clock) -> AsyncMongoStore:
+    """Open an :class:`AsyncMongoStore` from a URL (same forms as :func:`store_from_url`).
+
+    No I/O happens here: the client connects lazily, and ``create=true`` indexes are created
+    by the first operation.
+
+    >>> store = async_store_from_url("mongodb://localhost/app?collection=r")  # doctest: +SKIP
+    """
+    parsed = parse_url(url)
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(parsed.client_url, **parsed.client_options)
+    collection = client[parsed.database][parsed.collection]
+    store = AsyncMongoStore(collection, clock=clock, max_item_bytes=parsed.max_item_bytes)
+    store._owned_client = client  # noqa: SLF001 - the factory hands ownership to the store
+    store._indexes_pending = parsed.create  # noqa: SLF001 - same module
+    return store
+
+
+__all__ = [
+    "AsyncMongoStore",
+    "MongoStore",
+    "async_ensure_indexes",
+    "async_store_from_url",
+    "ensure_indexes",
+    "store_from_url",
+]

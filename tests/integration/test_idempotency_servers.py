@@ -1,0 +1,128 @@
+# Copyright 2026 stalwart contributors
+"""The duplicate storm through real HTTP servers: uvicorn (FastAPI, async store) and werkzeug's
+threaded server (Flask, sync store), on every engine, 200 concurrent requests with one key."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+import uvicorn
+from werkzeug.serving import make_server
+
+from conftest import ENGINES
+from servers import free_port
+from stalwart.idempotency import AsyncIdempotency, Idempotency, IdempotencyPolicy
+from stalwart.storage import open_async_store, open_store
+from unit.idempotency.idem_apps import make_fastapi, make_flask
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+STORM = 200
+ROUNDS = 2
+HANDLER_S = 0.3
+
+
+@contextlib.contextmanager
+def uvicorn_server(app: Any) -> Iterator[str]:
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", backlog=1024, timeout_keep_alive=30
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    try:
+        for _ in range(300):
+            if server.started:
+                break
+            threading.Event().wait(0.05)
+        assert server.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@contextlib.contextmanager
+def werkzeug_server(app: Any) -> Iterator[str]:
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="werkzeug", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=15)
+        server.server_close()
+
+
+async def storm(base_url: str, key: str) -> Counter[int]:
+    limits = httpx.Limits(max_connections=STORM, max_keepalive_connections=STORM)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
+        start = asyncio.Event()
+
+        async def one() -> httpx.Response:
+            await start.wait()
+            return await client.post(
+                "/orders", json={"item": "tea"}, headers={"Idempotency-Key": key}
+            )
+
+        tasks = [asyncio.create_task(one()) for _ in range(STORM)]
+        await asyncio.sleep(0)
+        start.set()
+        responses = await asyncio.gather(*tasks)
+    statuses = Counter(r.status_code for r in responses)
+    bodies = {r.content for r in responses if r.status_code == 201}
+    assert len(bodies) == 1, "every 201 must carry the one stored response"
+    return statuses
+
+
+def check(statuses: Counter[int], executions: Counter[str]) -> None:
+    assert executions["orders"] == 1, (executions, statuses)
+    assert set(statuses) <= {201, 409}, statuses
+    assert statuses[201] >= 1
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_fastapi_uvicorn_storm(engine, store_url_factory):
+    url = store_url_factory(engine)()
+    for round_ in range(ROUNDS):
+        store = open_async_store(url)
+        app, executions, _ = make_fastapi(
+            AsyncIdempotency(store, IdempotencyPolicy(lease=30)), delay=HANDLER_S
+        )
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_app: Any, store: Any = store) -> AsyncIterator[None]:
+            # The async client connects on uvicorn's loop, so it is closed there too.
+            yield
+            await store.close()
+
+        app.router.lifespan_context = lifespan
+        with uvicorn_server(app) as base_url:
+            statuses = await storm(base_url, f"fastapi-{round_}")
+        check(statuses, executions)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_flask_werkzeug_storm(engine, store_url_factory):
+    url = store_url_factory(engine)()
+    store = open_store(url)
+    try:
+        for round_ in range(ROUNDS):
+            app, executions, _ = make_flask(
+                Idempotency(store, IdempotencyPolicy(lease=30)), delay=HANDLER_S
+            )
+            with werkzeug_server(app) as base_url:
+                statuses = await storm(base_url, f"flask-{round_}")
+            check(statuses, executions)
+    finally:
+        store.close()
