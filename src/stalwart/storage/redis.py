@@ -374,6 +374,9 @@ class AsyncRedisStore:
             await self._client.aclose()
 
 
+_DEFAULT_MAX_CONNECTIONS = 64
+
+
 def _client_kwargs(options: UrlOptions, retry_class: type[Any]) -> dict[str, Any]:
     """Explicit timeouts and redis-py's own retries (none unless the URL asks)."""
     backoff = (
@@ -389,13 +392,25 @@ def _client_kwargs(options: UrlOptions, retry_class: type[Any]) -> dict[str, Any
     }
 
 
+def _pool_kwargs(options: UrlOptions) -> dict[str, Any]:
+    """A blocking pool: a burst beyond ``max_connections`` waits for a free connection (up to
+    the socket timeout) instead of failing at once, as redis-py's default async pool does."""
+    kwargs: dict[str, Any] = {"timeout": options.socket_timeout}
+    if "max_connections" not in options.client_url:
+        kwargs["max_connections"] = _DEFAULT_MAX_CONNECTIONS
+    return kwargs
+
+
 def store_from_url(url: str, *, clock: Clock = wall_clock) -> Store:
     """Open a :class:`RedisStore` on a client it owns (closed by ``close()``).
 
     >>> store = store_from_url("redis://127.0.0.1:6379/0?prefix=app&timeout=2")  # doctest: +SKIP
     """
     options = parse_store_url(url)
-    client = redis.Redis.from_url(options.client_url, **_client_kwargs(options, redis.retry.Retry))
+    pool = redis.BlockingConnectionPool.from_url(
+        options.client_url, **_pool_kwargs(options), **_client_kwargs(options, redis.retry.Retry)
+    )
+    client = redis.Redis.from_pool(pool)
     return RedisStore(
         client, prefix=options.prefix, clock=clock, cluster=options.cluster, close_client=True
     )
@@ -407,9 +422,12 @@ def async_store_from_url(url: str, *, clock: Clock = wall_clock) -> AsyncStore:
     >>> store = async_store_from_url("redis://127.0.0.1:6379/0?prefix=app")  # doctest: +SKIP
     """
     options = parse_store_url(url)
-    client = redis.asyncio.Redis.from_url(
-        options.client_url, **_client_kwargs(options, redis.asyncio.retry.Retry)
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        options.client_url,
+        **_pool_kwargs(options),
+        **_client_kwargs(options, redis.asyncio.retry.Retry),
     )
+    client = redis.asyncio.Redis.from_pool(pool)
     return AsyncRedisStore(
         client, prefix=options.prefix, clock=clock, cluster=options.cluster, close_client=True
     )
