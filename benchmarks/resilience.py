@@ -16,7 +16,6 @@ import asyncio
 import json
 import logging
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -35,9 +34,9 @@ from stalwart.resilience import CircuitBreaker, CountWindow, RedisCircuitBreaker
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from servers import redis_server  # noqa: E402 - the tests' real-server helper
+from integration.shared_breaker_worker import ProbeExperiment  # noqa: E402 - tests' helpers
+from servers import redis_server  # noqa: E402
 
-WORKER = ROOT / "tests" / "integration" / "shared_breaker_worker.py"
 TARGET_S = 0.04
 WRITE_COMMANDS = frozenset(
     {
@@ -198,39 +197,8 @@ def redis_writes(client: redis.Redis) -> int:
 def shared_probes(url: str, client: redis.Redis, probes: int) -> int:
     """8 processes x 8 callers hit a shared breaker whose open period is over."""
     name = f"bench-{uuid.uuid4().hex[:8]}"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), url, name, str(probes), "8", "1.0"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(8)
-    ]
-    try:
-        for proc in procs:
-            assert proc.stdout is not None
-            if proc.stdout.readline().strip() != "ready":
-                raise RuntimeError("a worker failed to start")
-        client.hset(name, mapping={"state": "open", "gen": 1, "open_until": 0, "admitted": 0})
-        time.sleep(0.2)
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        admitted = 0
-        for proc in procs:
-            assert proc.stdout is not None
-            admitted += int(json.loads(proc.stdout.readline())["admitted"])
-    finally:
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.close()
-        for proc in procs:
-            proc.wait(timeout=60)
-            assert proc.stdout is not None
-            proc.stdout.close()
-        client.delete(name)
+    with ProbeExperiment(url, client, name, probes=probes, processes=8, callers=8) as experiment:
+        admitted, _ = experiment.run_round()
     return admitted
 
 

@@ -58,8 +58,9 @@ class Facade:
         if self._sync is not None:
             method = getattr(self._sync, name)
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool, functools.partial(method, *args,
-                                                                            **kwargs))
+            return await loop.run_in_executor(
+                self._pool, functools.partial(method, *args, **kwargs)
+            )
         assert self._async is not None
         return await getattr(self._async, name)(*args, **kwargs)
 
@@ -69,17 +70,21 @@ class Facade:
     async def create(self, key: Key, data: dict[str, Any], *, ttl: float | None = None) -> Record:
         return await self._call("create", key, data, ttl=ttl)  # type: ignore[no-any-return]
 
-    async def replace(self, key: Key, data: dict[str, Any], *, expected_version: int,
-                      ttl: float | None = None) -> Record:
+    async def replace(
+        self, key: Key, data: dict[str, Any], *, expected_version: int, ttl: float | None = None
+    ) -> Record:
         return await self._call(  # type: ignore[no-any-return]
-            "replace", key, data, expected_version=expected_version, ttl=ttl)
+            "replace", key, data, expected_version=expected_version, ttl=ttl
+        )
 
     async def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
         return await self._call(  # type: ignore[no-any-return]
-            "delete", key, expected_version=expected_version)
+            "delete", key, expected_version=expected_version
+        )
 
-    async def increment(self, key: Key, field: str, by: float = 1, *,
-                        ttl: float | None = None) -> Record:
+    async def increment(
+        self, key: Key, field: str, by: float = 1, *, ttl: float | None = None
+    ) -> Record:
         return await self._call("increment", key, field, by, ttl=ttl)  # type: ignore[no-any-return]
 
     async def query(self, partition: str, **kwargs: Any) -> Page:
@@ -101,8 +106,10 @@ def thread_pool() -> Any:
         yield pool
 
 
-@pytest.fixture(params=[(e, m) for e in ENGINES for m in MODES],
-                ids=[f"{e}-{m}" for e in ENGINES for m in MODES])
+@pytest.fixture(
+    params=[(e, m) for e in ENGINES for m in MODES],
+    ids=[f"{e}-{m}" for e in ENGINES for m in MODES],
+)
 def engine_mode(request: pytest.FixtureRequest) -> tuple[str, str]:
     return request.param  # type: ignore[no-any-return]
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import logging
 import random
 import time
 from collections.abc import (
@@ -107,6 +108,7 @@ class _TestMode:
 
 
 _TEST_MODE = _TestMode()
+_LOG = logging.getLogger("stalwart.resilience")
 _GLOBAL_HOOKS: list[RetryHook] = []
 
 
@@ -289,10 +291,11 @@ class RetryPolicy:
         if not self.hooks and not _GLOBAL_HOOKS:
             return
         event = RetryEvent(name, attempt, wait, cause, None if cause is not None else result)
-        for hook in self.hooks:
-            hook(event)
-        for hook in tuple(_GLOBAL_HOOKS):
-            hook(event)
+        for hook in (*self.hooks, *_GLOBAL_HOOKS):
+            try:
+                hook(event)
+            except Exception:  # noqa: BLE001 - observing a retry must not change its outcome
+                _LOG.exception("retry hook %r failed", hook)
 
     def _refund(self, attempts_made: int, last_cause: BaseException | None) -> None:
         budget = self.budget

@@ -35,7 +35,7 @@ from stalwart.resilience._breaker import (
     BreakerListener,
     BreakerTransition,
     CircuitState,
-    notify_transitions,
+    TransitionQueue,
 )
 from stalwart.resilience._errors import CircuitOpen
 from stalwart.resilience._window import FAILURE, SLOW, CountRing, CountWindow
@@ -192,7 +192,7 @@ class RedisCircuitBreaker:
             raise ValueError("sync_s and probe_timeout_s must be > 0")
         self.name = name
         self.key = prefix + name
-        self.listeners = listeners
+        self._transitions = TransitionQueue(listeners)
         self.sync_s = sync_s
         self._probe_timeout_ms = int(probe_timeout_s * 1000)
         self._open_ms = int(self.config.open_s * 1000)
@@ -225,11 +225,10 @@ class RedisCircuitBreaker:
 
     def _apply(self, reply: _Reply, now: float) -> None:
         state, gen, wait_s, _ = reply
-        transitions: list[BreakerTransition] = []
         with self._lock:
             if gen != self._gen:
                 if self._gen >= 0 and state is not self._state:
-                    transitions.append(BreakerTransition(self.name, self._state, state, now))
+                    self._transitions.push(BreakerTransition(self.name, self._state, state, now))
                 self._gen = gen
                 self._ring.reset()  # every generation judges its own calls
             self._state = state
@@ -237,7 +236,7 @@ class RedisCircuitBreaker:
             self._fresh_until = now + (
                 wait_s if state is CircuitState.OPEN and wait_s > self.sync_s else self.sync_s
             )
-        notify_transitions(self.listeners, transitions)
+        self._transitions.deliver()
 
     def _local_admit(self, now: float) -> int | None:
         """Generation of a call admitted from the cache; ``None``: ask Redis (ACQUIRE)."""
@@ -269,7 +268,7 @@ class RedisCircuitBreaker:
         ring = self._ring
         if outcome == 0:
             i = ring.idx
-            if not ring.buf[i] and ring.calls >= ring.size and gen == self._gen:
+            if not ring.buf[i] and gen == self._gen:
                 nxt = i + 1
                 ring.idx = nxt if nxt < ring.size else 0  # lock-free: see _breaker.py
                 return None
@@ -299,16 +298,15 @@ class RedisCircuitBreaker:
         )
 
     def _trip_locally(self, now: float) -> None:
-        transitions: list[BreakerTransition] = []
         with self._lock:
             if self._state is CircuitState.CLOSED:
-                transitions.append(
+                self._transitions.push(
                     BreakerTransition(self.name, self._state, CircuitState.OPEN, now)
                 )
                 self._state = CircuitState.OPEN
                 self._open_until = now + self.config.open_s
                 self._fresh_until = self._open_until
-        notify_transitions(self.listeners, transitions)
+        self._transitions.deliver()
 
     def _outcome(self, exc: BaseException | None, started: float, now: float) -> int | None:
         slow_s = self.config.slow_call_s

@@ -535,3 +535,14 @@ def test_retries_leave_no_reference_cycles() -> None:
     finally:
         gc.enable()
     assert growth < 50  # a cycle per call would leave hundreds of frames and tracebacks
+
+
+def test_a_failing_hook_is_logged_and_does_not_change_the_outcome(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(_: RetryEvent) -> None:
+        raise RuntimeError("hook bug")
+
+    flaky = Flaky(1)
+    assert retry(on=ConnectionError, base_s=0.0, hooks=(broken,))(flaky)() == "ok"
+    assert "hook bug" in caplog.text
