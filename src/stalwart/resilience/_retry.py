@@ -219,6 +219,10 @@ class RetryPolicy:
     async_sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
     rand: Callable[[], float] = random.random
     _match: Callable[[Exception], bool] = field(init=False, repr=False, compare=False)
+    # What the wrappers catch, and the predicate still to pass (None when ``on`` are types):
+    # ``except types`` costs nothing extra, a predicate call on every failure does.
+    _catch: tuple[type[Exception], ...] = field(init=False, repr=False, compare=False)
+    _pred: Callable[[Exception], bool] | None = field(init=False, repr=False, compare=False)
     _full_jitter: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -237,11 +241,15 @@ class RetryPolicy:
             match: Callable[[Exception], bool] = (
                 (lambda exc: isinstance(exc, types)) if types else _never
             )
+            catch, pred = types, None
         elif callable(on):
             match = on
+            catch, pred = (Exception,), on
         else:
             raise TypeError(f"retry on={on!r}: expected exception types or a predicate")
         object.__setattr__(self, "_match", match)
+        object.__setattr__(self, "_catch", catch)
+        object.__setattr__(self, "_pred", pred)
         object.__setattr__(self, "_full_jitter", self.jitter is Jitter.FULL)
 
     # -- decision, shared by every driver -------------------------------------------------------
@@ -270,7 +278,9 @@ class RetryPolicy:
                 wait = server_wait
         if mode.enabled:
             wait = 0.0
-        if self._crosses_a_deadline(started, wait):
+        if (self.total_s is not None or _DEADLINE.get() is not None) and self._crosses_a_deadline(
+            started, wait
+        ):
             return None
         if self.budget is not None and not self.budget.try_withdraw(cause):
             return None
@@ -317,8 +327,8 @@ class RetryPolicy:
 
     def _wrap_sync[**P, R](self, fn: Callable[P, R]) -> Callable[P, R]:
         name = self.name or getattr(fn, "__qualname__", repr(fn))
-        match = self._match
-        retry_rest = functools.partial(self._retry_sync, fn, name)
+        catch, pred = self._catch, self._pred
+        retry_sync = self._retry_sync
 
         if not self._needs_full_path():
 
@@ -326,12 +336,12 @@ class RetryPolicy:
             def fast(*args: P.args, **kwargs: P.kwargs) -> R:
                 try:
                     return fn(*args, **kwargs)
-                except Exception as exc:
-                    if not match(exc):
+                except catch as exc:
+                    if pred is not None and not pred(exc):
                         raise
                     cause: Exception | None = exc
                 try:
-                    return retry_rest(args, kwargs, cause, None, None)
+                    return retry_sync(fn, name, args, kwargs, cause, None, None)
                 finally:
                     cause = None  # the traceback references this frame: break the cycle
 
@@ -347,8 +357,8 @@ class RetryPolicy:
             started = clock() if track_time else None
             try:
                 result = fn(*args, **kwargs)
-            except Exception as exc:
-                if not match(exc):
+            except catch as exc:
+                if pred is not None and not pred(exc):
                     raise
                 cause: Exception | None = exc
             else:
@@ -358,7 +368,9 @@ class RetryPolicy:
                 cause = None
             # Outside the except block, so later errors get no misleading __context__.
             try:
-                return retry_rest(args, kwargs, cause, result if cause is None else None, started)
+                return retry_sync(
+                    fn, name, args, kwargs, cause, result if cause is None else None, started
+                )
             finally:
                 cause = None  # the traceback references this frame: break the cycle
 
@@ -374,7 +386,7 @@ class RetryPolicy:
         result: R | None,
         started: float | None,
     ) -> R:
-        match = self._match
+        catch, pred = self._catch, self._pred
         on_result = self.on_result
         plan = self._plan_next
         hooks = self.hooks
@@ -397,8 +409,8 @@ class RetryPolicy:
             attempt += 1
             try:
                 result = fn(*args, **kwargs)
-            except Exception as exc:
-                if not match(exc):
+            except catch as exc:
+                if pred is not None and not pred(exc):
                     raise
                 cause, result = exc, None
                 continue
@@ -413,8 +425,8 @@ class RetryPolicy:
         self, fn: Callable[P, Coroutine[Any, Any, T]]
     ) -> Callable[P, Coroutine[Any, Any, T]]:
         name = self.name or getattr(fn, "__qualname__", repr(fn))
-        match = self._match
-        retry_rest = functools.partial(self._retry_async, fn, name)
+        catch, pred = self._catch, self._pred
+        retry_async = self._retry_async
 
         if not self._needs_full_path():
 
@@ -422,12 +434,12 @@ class RetryPolicy:
             async def fast(*args: P.args, **kwargs: P.kwargs) -> T:
                 try:
                     return await fn(*args, **kwargs)
-                except Exception as exc:
-                    if not match(exc):
+                except catch as exc:
+                    if pred is not None and not pred(exc):
                         raise
                     cause: Exception | None = exc
                 try:
-                    return await retry_rest(args, kwargs, cause, None, None)
+                    return await retry_async(fn, name, args, kwargs, cause, None, None)
                 finally:
                     cause = None  # the traceback references this frame: break the cycle
 
@@ -443,8 +455,8 @@ class RetryPolicy:
             started = clock() if track_time else None
             try:
                 result = await fn(*args, **kwargs)
-            except Exception as exc:
-                if not match(exc):
+            except catch as exc:
+                if pred is not None and not pred(exc):
                     raise
                 cause: Exception | None = exc
             else:
@@ -454,8 +466,8 @@ class RetryPolicy:
                 cause = None
             # Outside the except block, so later errors get no misleading __context__.
             try:
-                return await retry_rest(
-                    args, kwargs, cause, result if cause is None else None, started
+                return await retry_async(
+                    fn, name, args, kwargs, cause, result if cause is None else None, started
                 )
             finally:
                 cause = None  # the traceback references this frame: break the cycle
@@ -472,7 +484,7 @@ class RetryPolicy:
         result: T | None,
         started: float | None,
     ) -> T:
-        match = self._match
+        catch, pred = self._catch, self._pred
         on_result = self.on_result
         plan = self._plan_next
         hooks = self.hooks
@@ -495,8 +507,8 @@ class RetryPolicy:
             attempt += 1
             try:
                 result = await fn(*args, **kwargs)
-            except Exception as exc:
-                if not match(exc):
+            except catch as exc:
+                if pred is not None and not pred(exc):
                     raise
                 cause, result = exc, None
                 continue
