@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -546,3 +547,19 @@ def test_a_failing_hook_is_logged_and_does_not_change_the_outcome(
     flaky = Flaky(1)
     assert retry(on=ConnectionError, base_s=0.0, hooks=(broken,))(flaky)() == "ok"
     assert "hook bug" in caplog.text
+
+
+def test_budget_withdrawals_are_exact_under_threads() -> None:
+    budget = RetryBudget(capacity=500, retry_cost=5)
+    granted: list[bool] = []
+
+    def drain() -> None:
+        granted.extend(budget.try_withdraw(ConnectionError()) for _ in range(200))
+
+    threads = [threading.Thread(target=drain) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert granted.count(True) == 100
+    assert budget.tokens == 0
