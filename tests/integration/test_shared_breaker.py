@@ -17,7 +17,13 @@ from redis.retry import Retry
 
 from integration.shared_breaker_worker import ProbeExperiment, open_elapsed
 from servers import RunningServer
-from stalwart.resilience import CircuitOpen, CircuitState, CountWindow, RedisCircuitBreaker
+from stalwart.resilience import (
+    CircuitOpen,
+    CircuitState,
+    CountWindow,
+    RedisCircuitBreaker,
+    TimeWindow,
+)
 
 WRITE_COMMANDS = frozenset(
     {
@@ -290,3 +296,12 @@ def test_64_threads_in_one_process_admit_exactly_n_probes(client: redis.Redis) -
         assert len(entered) == 2
         assert outcomes.count("rejected") == 62
     client.delete(name)
+
+
+def test_sync_interval_must_be_shorter_than_the_open_period(client: redis.Redis) -> None:
+    with pytest.raises(ValueError, match="sync_s"):
+        RedisCircuitBreaker("x", client=client, sync_s=5.0, open_s=5.0)
+    with pytest.raises(TypeError, match="client"):
+        RedisCircuitBreaker("x")
+    with pytest.raises(TypeError, match="CountWindow"):
+        RedisCircuitBreaker("x", client=client, window=TimeWindow(10))

@@ -190,6 +190,10 @@ class RedisCircuitBreaker:
             raise TypeError("RedisCircuitBreaker supports CountWindow only")
         if sync_s <= 0 or probe_timeout_s <= 0:
             raise ValueError("sync_s and probe_timeout_s must be > 0")
+        if sync_s >= self.config.open_s:
+            # Otherwise a process could still hold a cached "closed" view when the circuit
+            # half-opens, and send ordinary calls next to the N probes.
+            raise ValueError("sync_s must be shorter than open_s")
         self.name = name
         self.key = prefix + name
         self._transitions = TransitionQueue(listeners)
