@@ -218,7 +218,6 @@ class RetryPolicy:
     sleep: Callable[[float], object] = time.sleep
     async_sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
     rand: Callable[[], float] = random.random
-    _match: Callable[[Exception], bool] = field(init=False, repr=False, compare=False)
     # What the wrappers catch, and the predicate still to pass (None when ``on`` are types):
     # ``except types`` costs nothing extra, a predicate call on every failure does.
     _catch: tuple[type[Exception], ...] = field(init=False, repr=False, compare=False)
@@ -238,21 +237,25 @@ class RetryPolicy:
             for kind in types:
                 if not (isinstance(kind, type) and issubclass(kind, Exception)):
                     raise TypeError(f"retry on={kind!r}: expected Exception subclasses")
-            match: Callable[[Exception], bool] = (
-                (lambda exc: isinstance(exc, types)) if types else _never
-            )
-            catch, pred = types, None
+            catch: tuple[type[Exception], ...] = types
+            pred: Callable[[Exception], bool] | None = None
         elif callable(on):
-            match = on
             catch, pred = (Exception,), on
         else:
             raise TypeError(f"retry on={on!r}: expected exception types or a predicate")
-        object.__setattr__(self, "_match", match)
         object.__setattr__(self, "_catch", catch)
         object.__setattr__(self, "_pred", pred)
         object.__setattr__(self, "_full_jitter", self.jitter is Jitter.FULL)
 
     # -- decision, shared by every driver -------------------------------------------------------
+
+    def matches(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is an error this policy retries.
+
+        >>> retry(on=ConnectionError).matches(ConnectionResetError())
+        True
+        """
+        return isinstance(exc, self._catch) and (self._pred is None or self._pred(exc))
 
     def _plan_next(
         self,
@@ -571,7 +574,7 @@ class _AttemptLoop:
 
     def on_failure(self, attempt: Attempt, exc: Exception) -> bool:
         policy = self.policy
-        if not policy._match(exc):  # noqa: SLF001 - same module
+        if not policy.matches(exc):
             return False
         wait = policy._plan_next(attempt.number, exc, self.started, self.previous_wait)  # noqa: SLF001
         if wait is None:
