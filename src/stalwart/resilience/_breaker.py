@@ -210,6 +210,22 @@ class CircuitBreaker:
     <CircuitState.OPEN: 'open'>
     """
 
+    __slots__ = (
+        "_clock",
+        "_gen",
+        "_lock",
+        "_open_until",
+        "_probe_failures",
+        "_probe_slow",
+        "_probes_admitted",
+        "_probes_done",
+        "_ring",
+        "_state",
+        "_transitions",
+        "config",
+        "name",
+    )
+
     def __init__(
         self,
         name: str,
