@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import logging
 import threading
 import time
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, cast
 
+from stalwart.resilience._decorate import is_coroutine_function
 from stalwart.resilience._errors import BulkheadFull, CircuitOpen
 from stalwart.resilience._window import (
     FAILURE,
@@ -367,7 +367,7 @@ class CircuitBreaker:
 
     def __call__[**P, R](self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorate a sync or coroutine function."""
-        if inspect.iscoroutinefunction(fn):
+        if is_coroutine_function(fn, "CircuitBreaker"):
             return cast("Callable[P, R]", self._wrap_async(fn))
         return self._wrap_sync(fn)
 

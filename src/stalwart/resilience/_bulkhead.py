@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import inspect
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, cast
 
 from stalwart.resilience._deadline import remaining
+from stalwart.resilience._decorate import is_coroutine_function
 from stalwart.resilience._errors import BulkheadFull
 
 
@@ -174,7 +174,7 @@ class Bulkhead:
     def __call__[**P, R](self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorate a sync or coroutine function."""
         release = self._release
-        if inspect.iscoroutinefunction(fn):
+        if is_coroutine_function(fn, "Bulkhead"):
             afn = cast("Callable[P, Coroutine[Any, Any, object]]", fn)
             acquire_async = self.acquire_async
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import inspect
 import logging
 import random
 import time
@@ -29,6 +28,7 @@ from typing import Any, Protocol, Self, cast
 
 from stalwart.resilience._budget import RetryBudget
 from stalwart.resilience._deadline import _DEADLINE
+from stalwart.resilience._decorate import is_coroutine_function
 
 type ExceptionTypes = type[Exception] | tuple[type[Exception], ...]
 type RetryOn = ExceptionTypes | Callable[[Exception], bool]
@@ -324,7 +324,7 @@ class RetryPolicy:
 
     def __call__[**P, R](self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorate a sync or coroutine function."""
-        if inspect.iscoroutinefunction(fn):
+        if is_coroutine_function(fn, "retry"):
             return cast("Callable[P, R]", self._wrap_async(fn))
         return self._wrap_sync(fn)
 

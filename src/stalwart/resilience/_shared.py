@@ -23,7 +23,6 @@ cannot coordinate, rather than letting every process probe at once).
 from __future__ import annotations
 
 import functools
-import inspect
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -37,6 +36,7 @@ from stalwart.resilience._breaker import (
     CircuitState,
     TransitionQueue,
 )
+from stalwart.resilience._decorate import is_coroutine_function
 from stalwart.resilience._errors import CircuitOpen
 from stalwart.resilience._window import FAILURE, SLOW, CountRing, CountWindow
 
@@ -411,7 +411,7 @@ class RedisCircuitBreaker:
         (needs ``async_client``)."""
         clock = self._clock
         outcome_of = self._outcome
-        if inspect.iscoroutinefunction(fn):
+        if is_coroutine_function(fn, "RedisCircuitBreaker"):
             afn = cast("Callable[P, Coroutine[Any, Any, object]]", fn)
             aenter, aexit = self._aenter, self._aexit
 
