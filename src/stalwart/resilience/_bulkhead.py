@@ -98,13 +98,13 @@ class Bulkhead:
 
     def _release(self) -> None:
         with self._lock:
-            while self._waiters:
+            if self._waiters:
                 waiter = self._waiters.popleft()
                 # Hand the slot over directly: the active count does not change.
                 waiter.granted = True
                 waiter.wake()
-                return
-            self._active -= 1
+            else:
+                self._active -= 1
 
     def _abandon(self, waiter: _Waiter) -> bool:
         """A waiter gives up; returns True if it had been granted a slot meanwhile."""
