@@ -305,3 +305,53 @@ def test_sync_interval_must_be_shorter_than_the_open_period(client: redis.Redis)
         RedisCircuitBreaker("x")
     with pytest.raises(TypeError, match="CountWindow"):
         RedisCircuitBreaker("x", client=client, window=TimeWindow(10))
+
+
+async def test_async_trip_and_cancelled_probe_releases_its_permit(
+    redis_srv: RunningServer, client: redis.Redis
+) -> None:
+    name = f"acancel-{uuid.uuid4().hex[:8]}"
+    async_client = redis.asyncio.Redis.from_url(redis_srv.url, socket_timeout=5)
+    try:
+        breaker = RedisCircuitBreaker(
+            name,
+            async_client=async_client,
+            prefix="",
+            window=CountWindow(4),
+            min_calls=4,
+            half_open_probes=1,
+            sync_s=0.05,
+        )
+        gate = asyncio.Event()
+
+        @breaker
+        async def call(fail: bool, block: bool) -> str:
+            if block:
+                await gate.wait()
+            if fail:
+                raise ConnectionError
+            return "ok"
+
+        for _ in range(4):
+            with pytest.raises(ConnectionError):
+                await call(True, False)
+        assert client.hget(name, "state") == b"open"  # tripped through the async client
+        with pytest.raises(CircuitOpen):
+            await call(False, False)
+
+        open_elapsed(client, name)
+        await breaker.refresh_async()
+        probe = asyncio.create_task(call(False, True))
+        await asyncio.sleep(0.05)
+        assert client.hget(name, "admitted") == b"1"
+        with pytest.raises(CircuitOpen):
+            await call(False, False)  # the only permit is taken
+        probe.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+        assert client.hget(name, "admitted") == b"0"  # cancellation gave the permit back
+        assert await call(False, False) == "ok"  # a new probe, which closes the circuit
+        assert client.hget(name, "state") == b"closed"
+    finally:
+        await async_client.aclose()
+        client.delete(name)
