@@ -1,24 +1,32 @@
-"""The engine × {sync, async} matrix.
+# Copyright 2026 stalwart contributors
+"""The engine x {sync, async} matrix.
 
 Every conformance test is written once, as ``async def``, against :class:`Facade`. In ``sync``
 mode the facade runs the sync store's methods on a pool of real threads (so concurrency tests use
 threads); in ``async`` mode it awaits the async store (so concurrency tests use tasks).
 Test ids name the engine and the mode, e.g. ``test_create[redis-async]``.
+
+Time: every store is opened with a :class:`ManualClock` through
+``open_store(url, clock=...)``, i.e. each engine's ``store_from_url(url, *, clock=...)``. The
+clock starts at the real time and stands still until a test moves it (``clock.advance(s)``) or
+lets it follow the wall clock again (``clock.thaw()``), so expiry is tested without sleeping and
+an engine's physical TTL (Redis PEXPIREAT, DynamoDB TTL) never decides the outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable, Sequence
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from conftest import ENGINES, MODES, UrlFactory
 from stalwart.storage import (
     AsyncStore,
+    Clock,
     Key,
     Operation,
     Page,
@@ -28,11 +36,51 @@ from stalwart.storage import (
     open_store,
 )
 
+# The same matrix as tests/conftest.py. It cannot be imported from there: pytest registers this
+# file as module ``conftest`` too, so ``from conftest import ...`` would import this file itself.
+ENGINES = ("sqlite", "redis", "dynamodb", "mongodb")
+MODES = ("sync", "async")
+type UrlFactory = Callable[[], str]
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Sequence
+
+
+class ManualClock:
+    """A controllable epoch-seconds clock, frozen at the real time when created."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._frozen_at: float | None = time.time()
+        self._offset = 0.0
+
+    def __call__(self) -> float:
+        with self._lock:
+            if self._frozen_at is not None:
+                return self._frozen_at
+            return time.time() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            if self._frozen_at is not None:
+                self._frozen_at += seconds
+            else:
+                self._offset += seconds
+
+    def thaw(self) -> None:
+        """Follow the wall clock from now on (keeping any offset already applied)."""
+        with self._lock:
+            if self._frozen_at is not None:
+                self._offset = self._frozen_at - time.time()
+                self._frozen_at = None
+
 
 class Facade:
     """An async view of a sync or async store, so each test is written once."""
 
-    def __init__(self, engine: str, mode: str, url: str, pool: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, engine: str, mode: str, url: str, pool: ThreadPoolExecutor, clock: Clock | None = None
+    ) -> None:
         self.engine = engine
         self.mode = mode
         self.url = url
@@ -40,9 +88,9 @@ class Facade:
         self._sync: Store | None = None
         self._async: AsyncStore | None = None
         if mode == "sync":
-            self._sync = open_store(url)
+            self._sync = open_store(url, clock=clock)
         else:
-            self._async = open_async_store(url)
+            self._async = open_async_store(url, clock=clock)
 
     @property
     def raw(self) -> Store | AsyncStore:
@@ -53,6 +101,10 @@ class Facade:
     @property
     def max_transaction_items(self) -> int:
         return self.raw.max_transaction_items
+
+    @property
+    def max_item_bytes(self) -> int:
+        return self.raw.max_item_bytes
 
     async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         if self._sync is not None:
@@ -115,14 +167,21 @@ def engine_mode(request: pytest.FixtureRequest) -> tuple[str, str]:
 
 
 @pytest.fixture
+def clock() -> ManualClock:
+    """The clock every store of the test is opened with."""
+    return ManualClock()
+
+
+@pytest.fixture
 async def store(
     engine_mode: tuple[str, str],
     store_url_factory: Callable[[str], UrlFactory],
     thread_pool: ThreadPoolExecutor,
+    clock: ManualClock,
 ) -> AsyncIterator[Facade]:
-    """A fresh, empty store of one engine in one mode."""
+    """A fresh, empty store of one engine in one mode, on the test's :class:`ManualClock`."""
     engine, mode = engine_mode
-    facade = Facade(engine, mode, store_url_factory(engine)(), thread_pool)
+    facade = Facade(engine, mode, store_url_factory(engine)(), thread_pool, clock)
     try:
         yield facade
     finally:
@@ -134,13 +193,17 @@ def open_facade(
     engine_mode: tuple[str, str],
     store_url_factory: Callable[[str], UrlFactory],
     thread_pool: ThreadPoolExecutor,
+    clock: ManualClock,
 ) -> Callable[[str], Facade]:
-    """Open another facade on a given URL (e.g. a second client on the same table)."""
+    """Open another facade on a given URL (e.g. a second client on the same table).
+
+    The caller closes it.
+    """
     engine, mode = engine_mode
     del store_url_factory
 
     def make(url: str) -> Facade:
-        return Facade(engine, mode, url, thread_pool)
+        return Facade(engine, mode, url, thread_pool, clock)
 
     return make
 

@@ -181,9 +181,19 @@ def validate_key(key: Key) -> Key:
             )
         if "\x00" in part:
             raise InvalidRecord(f"key {part_name} contains a NUL character")
+        if not part.isascii() and not _is_utf8_encodable(part):
+            raise InvalidRecord(f"key {part_name} contains a lone surrogate (not valid UTF-8)")
     if not key.partition:
         raise InvalidRecord("key partition must not be empty")
     return key
+
+
+def _is_utf8_encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def encode_data(data: Mapping[str, Any], *, max_bytes: int) -> str:
@@ -197,7 +207,10 @@ def encode_data(data: Mapping[str, Any], *, max_bytes: int) -> str:
         encoded = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidRecord(f"data is not JSON-serializable: {exc}") from exc
-    size = len(encoded.encode())
+    try:
+        size = len(encoded.encode())
+    except UnicodeEncodeError as exc:
+        raise InvalidRecord(f"data contains a lone surrogate (not valid UTF-8): {exc}") from exc
     if size > max_bytes:
         raise InvalidRecord(f"data is {size} bytes of JSON; this engine's limit is {max_bytes}")
     return encoded
@@ -276,6 +289,11 @@ class Store(Protocol):
         """Largest number of operations :meth:`transact` accepts on this engine."""
         ...
 
+    @property
+    def max_item_bytes(self) -> int:
+        """Largest accepted ``data``, in bytes of compact UTF-8 JSON (see :func:`encode_data`)."""
+        ...
+
     def get(self, key: Key) -> Record | None:
         """Return the live record at ``key``, or ``None``."""
         ...
@@ -332,6 +350,11 @@ class AsyncStore(Protocol):
     @property
     def max_transaction_items(self) -> int:
         """Largest number of operations :meth:`transact` accepts on this engine."""
+        ...
+
+    @property
+    def max_item_bytes(self) -> int:
+        """Largest accepted ``data``, in bytes of compact UTF-8 JSON (see :func:`encode_data`)."""
         ...
 
     async def get(self, key: Key) -> Record | None:

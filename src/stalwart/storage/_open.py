@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
-from stalwart.storage._contract import AsyncStore, InvalidRecord, Store
+from stalwart.storage._contract import AsyncStore, Clock, InvalidRecord, Store
 
 _ENGINE_MODULES: Final = {
     "sqlite": "stalwart.storage.sqlite",
@@ -27,18 +27,26 @@ def _engine_module(url: str) -> object:
     return importlib.import_module(module_name)
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, clock: Clock | None = None) -> Store:
     """Open a synchronous store described by ``url``.
+
+    ``clock`` (epoch seconds) replaces the wall clock for every expiry decision; every engine's
+    ``store_from_url(url, *, clock=...)`` accepts it. Tests use it to move time.
 
     >>> store = open_store("sqlite:///:memory:?table=demo")
     >>> store.create(Key("acct-1", "balance"), {"cents": 0}).version
     1
     """
-    store: Store = _engine_module(url).store_from_url(url)  # type: ignore[attr-defined]
+    module: Any = _engine_module(url)
+    store: Store = module.store_from_url(url) if clock is None else module.store_from_url(
+        url, clock=clock)
     return store
 
 
-def open_async_store(url: str) -> AsyncStore:
-    """Open an asynchronous store described by ``url`` (same URL forms as :func:`open_store`)."""
-    store: AsyncStore = _engine_module(url).async_store_from_url(url)  # type: ignore[attr-defined]
+def open_async_store(url: str, *, clock: Clock | None = None) -> AsyncStore:
+    """Open an asynchronous store described by ``url`` (same URL forms and ``clock`` as
+    :func:`open_store`)."""
+    module: Any = _engine_module(url)
+    store: AsyncStore = (module.async_store_from_url(url) if clock is None
+                         else module.async_store_from_url(url, clock=clock))
     return store

@@ -1,0 +1,693 @@
+# Copyright 2026 stalwart contributors
+"""Pure (sans-I/O) half of the Redis engine: key layout, script calls, replies and errors.
+
+Each operation is turned into a :class:`Call` (which script, which keys and arguments, and how to
+decode the reply); the sync and async stores only send calls and translate exceptions.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from redis import exceptions as redis_errors
+
+from stalwart.storage._contract import (
+    AlreadyExists,
+    Check,
+    Create,
+    Delete,
+    Increment,
+    InvalidRecord,
+    JSONObject,
+    Key,
+    Operation,
+    Page,
+    Record,
+    Replace,
+    StorageError,
+    StoreUnavailable,
+    TransactionConflict,
+    VersionConflict,
+    encode_data,
+    expiry_from_ttl,
+    validate_amount,
+    validate_field,
+    validate_key,
+    validate_operations,
+    validate_version,
+)
+from stalwart.storage._redis_scripts import INVALID_CODE
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+MAX_ITEM_BYTES: Final = 512 * 1024
+"""Largest JSON encoding of one record's data (bytes); larger data raises InvalidRecord."""
+
+MAX_TRANSACTION_ITEMS: Final = 100
+"""Largest number of operations in one transact() call (one Lua script)."""
+
+MAX_QUERY_LIMIT: Final = 1000
+
+EXPIRY_GRACE_MS: Final = 1000
+"""Redis removes a record this long after its logical expiry (liveness is checked against the
+store's clock; the grace keeps clients whose clocks lag a little from seeing it vanish early)."""
+
+_ESCAPES: Final = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D", ":": "%3A"})
+
+
+class ScriptName(StrEnum):
+    """The engine's Lua scripts, one per operation."""
+
+    CREATE = "create"
+    REPLACE = "replace"
+    DELETE = "delete"
+    INCREMENT = "increment"
+    QUERY = "query"
+    TRANSACT = "transact"
+
+
+type Arg = bytes | str
+type Reply = Any
+"""A raw redis-py reply: nested lists of bytes (or str with ``decode_responses=True``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Call[T]:
+    """One round trip and its decoder: a script, or for ``None`` an ``HMGET keys[0] *args``."""
+
+    script: ScriptName | None
+    keys: tuple[Arg, ...]
+    args: tuple[Arg, ...]
+    decode: Callable[[Reply], T]
+
+
+def decode_reply[T](call: Call[T], reply: Reply) -> T:
+    """Decode a reply; a malformed one (a foreign value at our key) is a :class:`StorageError`."""
+    try:
+        return call.decode(reply)
+    except (ValueError, TypeError, IndexError, AttributeError) as exc:
+        raise StorageError(
+            f"unexpected reply from Redis ({exc}); is a key of this store "
+            "written by something else?"
+        ) from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# Key layout
+# ---------------------------------------------------------------------------------------------
+
+
+def partition_key(prefix: str, partition: str) -> str:
+    """The Redis Cluster hash tag shared by every key of one partition.
+
+    ``{`` ``}`` ``:`` and ``%`` are percent-escaped so that the tag always ends where it should
+    and two (prefix, partition) pairs never share one. Other modules may append their own
+    suffixes; the store uses ``i`` (the index) and ``r:<sort key>`` (records).
+
+    >>> partition_key("app", "acct:{1}")
+    '{app:acct%3A%7B1%7D}'
+    """
+    return "{" + prefix.translate(_ESCAPES) + ":" + partition.translate(_ESCAPES) + "}"
+
+
+def utf8(text: str) -> bytes:
+    """Encode ``text`` for Redis; a lone surrogate (not storable as UTF-8) is InvalidRecord."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:
+        raise InvalidRecord(f"text is not valid Unicode (lone surrogate?): {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Key names of one store (one prefix)."""
+
+    prefix: str
+
+    def record_base(self, partition: str) -> bytes:
+        return utf8(partition_key(self.prefix, partition) + "r:")
+
+    def record_key(self, key: Key) -> bytes:
+        return self.record_base(key.partition) + utf8(key.sort)
+
+    def index_key(self, partition: str) -> bytes:
+        return utf8(partition_key(self.prefix, partition) + "i")
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument encoding
+# ---------------------------------------------------------------------------------------------
+
+
+def new_token() -> str:
+    """A random write token identifying one call (see the scripts' replay checks)."""
+    return secrets.token_hex(8)
+
+
+def _float_text(value: float) -> str:
+    return repr(float(value))
+
+
+def _expiry_args(ttl: float | None, now: float) -> tuple[float | None, str, str]:
+    """``(expires_at, expires_at text, PEXPIRE milliseconds text)`` for an optional ttl."""
+    expires_at = expiry_from_ttl(ttl, now)
+    if expires_at is None:
+        return None, "", ""
+    millis = max(1, math.ceil((expires_at - now) * 1000)) + EXPIRY_GRACE_MS
+    return expires_at, _float_text(expires_at), str(millis)
+
+
+def _data_text(data: JSONObject) -> str:
+    try:
+        return encode_data(data, max_bytes=MAX_ITEM_BYTES)
+    except UnicodeEncodeError as exc:
+        # encode_data measures bytes outside its own try: lone surrogates surface here.
+        raise InvalidRecord(f"data is not valid Unicode (lone surrogate?): {exc}") from exc
+
+
+def _json_number(by: float) -> str:
+    return json.dumps(validate_amount(by))
+
+
+def _field_token(field: str) -> str:
+    return json.dumps(validate_field(field), ensure_ascii=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reply decoding
+# ---------------------------------------------------------------------------------------------
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _record(key: Key, data: bytes | str, version: bytes | str, expires: bytes | str) -> Record:
+    expires_text = _text(expires)
+    return Record(
+        key=key,
+        data=json.loads(data),
+        version=int(version),
+        expires_at=float(expires_text) if expires_text else None,
+    )
+
+
+def _current(key: Key, reply: Sequence[Any], start: int = 1) -> Record | None:
+    if len(reply) < start + 3:
+        return None
+    return _record(key, reply[start], reply[start + 1], reply[start + 2])
+
+
+# ---------------------------------------------------------------------------------------------
+# Single-record calls
+# ---------------------------------------------------------------------------------------------
+
+
+def get_call(layout: Layout, key: Key, now: float) -> Call[Record | None]:
+    """``HMGET`` of the record's fields; expiry is judged against ``now`` here."""
+    validate_key(key)
+
+    def decode(reply: Reply) -> Record | None:
+        data, version, expires = reply
+        if version is None:
+            return None
+        record = _record(key, data, version, expires)
+        if record.expires_at is not None and record.expires_at <= now:
+            return None
+        return record
+
+    return Call(None, (layout.record_key(key),), ("d", "v", "e"), decode)
+
+
+def create_call(
+    layout: Layout, key: Key, data: JSONObject, *, ttl: float | None, now: float
+) -> Call[Record]:
+    validate_key(key)
+    text = _data_text(data)
+    expires_at, expires, millis = _expiry_args(ttl, now)
+    record = Record(key, json.loads(text), 1, expires_at)
+
+    def decode(reply: Reply) -> Record:
+        if _text(reply[0]) != "ok":
+            raise AlreadyExists(key, _current(key, reply))
+        return record
+
+    return Call(
+        ScriptName.CREATE,
+        (layout.record_key(key), layout.index_key(key.partition)),
+        (_float_text(now), text, expires, millis, utf8(key.sort), new_token()),
+        decode,
+    )
+
+
+def replace_call(
+    layout: Layout,
+    key: Key,
+    data: JSONObject,
+    *,
+    expected_version: int,
+    ttl: float | None,
+    now: float,
+) -> Call[Record]:
+    validate_key(key)
+    validate_version(expected_version)
+    text = _data_text(data)
+    expires_at, expires, millis = _expiry_args(ttl, now)
+    record = Record(key, json.loads(text), expected_version + 1, expires_at)
+
+    def decode(reply: Reply) -> Record:
+        if _text(reply[0]) != "ok":
+            raise VersionConflict(key, expected_version, _current(key, reply))
+        return record
+
+    return Call(
+        ScriptName.REPLACE,
+        (layout.record_key(key), layout.index_key(key.partition)),
+        (
+            _float_text(now),
+            text,
+            expires,
+            millis,
+            utf8(key.sort),
+            new_token(),
+            str(expected_version),
+            str(expected_version + 1),
+        ),
+        decode,
+    )
+
+
+def delete_call(
+    layout: Layout, key: Key, *, expected_version: int | None, now: float
+) -> Call[bool]:
+    validate_key(key)
+    if expected_version is not None:
+        validate_version(expected_version)
+
+    def decode(reply: Reply) -> bool:
+        status = _text(reply[0])
+        if status == "conflict":
+            raise VersionConflict(key, expected_version, _current(key, reply))
+        return status == "ok"
+
+    return Call(
+        ScriptName.DELETE,
+        (layout.record_key(key), layout.index_key(key.partition)),
+        (
+            _float_text(now),
+            utf8(key.sort),
+            "" if expected_version is None else str(expected_version),
+        ),
+        decode,
+    )
+
+
+def increment_call(
+    layout: Layout, key: Key, field: str, by: float, *, ttl: float | None, now: float
+) -> Call[Record]:
+    validate_key(key)
+    field_token = _field_token(field)
+    amount = _json_number(by)
+    created = _data_text({field: validate_amount(by)})
+    _, expires, millis = _expiry_args(ttl, now)
+
+    def decode(reply: Reply) -> Record:
+        record = _current(key, reply)
+        assert record is not None, "the increment script always returns the record"
+        return record
+
+    return Call(
+        ScriptName.INCREMENT,
+        (layout.record_key(key), layout.index_key(key.partition)),
+        (
+            _float_text(now),
+            utf8(key.sort),
+            new_token(),
+            utf8(field_token),
+            amount,
+            created,
+            expires,
+            millis,
+        ),
+        decode,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Query
+# ---------------------------------------------------------------------------------------------
+
+
+def encode_cursor(sort: bytes) -> str:
+    """Opaque cursor: URL-safe base64 of the last returned sort key (UTF-8)."""
+    return base64.urlsafe_b64encode(sort).decode("ascii")
+
+
+def decode_cursor(cursor: str) -> bytes:
+    """Inverse of :func:`encode_cursor`; anything else is InvalidRecord."""
+    if not isinstance(cursor, str):
+        raise InvalidRecord(f"cursor must be a str, got {type(cursor).__name__}")
+    try:
+        raw = base64.b64decode(cursor.encode("ascii"), altchars=b"-_", validate=True)
+        raw.decode()
+    except (ValueError, binascii.Error) as exc:
+        raise InvalidRecord(f"malformed query cursor {cursor!r}") from exc
+    return raw
+
+
+def query_bounds(prefix: bytes, after: bytes | None, *, descending: bool) -> tuple[bytes, bytes]:
+    """``(first, second)`` ZRANGEBYLEX bounds (ZREVRANGEBYLEX order when descending).
+
+    Every UTF-8 string that starts with ``prefix`` sorts before ``prefix + b"\\xff"`` because
+    0xFF never occurs in UTF-8, which makes that an exclusive upper bound.
+
+    >>> query_bounds(b"a", None, descending=False)
+    (b'[a', b'(a\\xff')
+    >>> query_bounds(b"", b"k", descending=True)
+    (b'(k', b'-')
+    """
+    lower = b"[" + prefix if prefix else b"-"
+    upper_text = prefix + b"\xff"
+    upper = b"(" + upper_text if prefix else b"+"
+    if descending:
+        if after is not None and (not prefix or after < upper_text):
+            upper = b"(" + after
+        return upper, lower
+    if after is not None and after >= prefix:
+        lower = b"(" + after
+    return lower, upper
+
+
+def query_call(
+    layout: Layout,
+    partition: str,
+    *,
+    prefix: str,
+    limit: int,
+    cursor: str | None,
+    descending: bool,
+    now: float,
+) -> Call[Page]:
+    validate_key(Key(partition, prefix))
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_QUERY_LIMIT:
+        raise InvalidRecord(f"limit must be an int from 1 to {MAX_QUERY_LIMIT}, got {limit!r}")
+    after = None if cursor is None else decode_cursor(cursor)
+    first, second = query_bounds(utf8(prefix), after, descending=bool(descending))
+
+    def decode(reply: Reply) -> Page:
+        records: list[Record] = []
+        last = b""
+        for at in range(1, len(reply), 4):
+            sort = reply[at]
+            last = sort if isinstance(sort, bytes) else sort.encode()
+            records.append(
+                _record(Key(partition, _text(sort)), reply[at + 1], reply[at + 2], reply[at + 3])
+            )
+        more = _text(reply[0]) == "1"
+        return Page(records, encode_cursor(last) if more else None)
+
+    return Call(
+        ScriptName.QUERY,
+        (layout.index_key(partition),),
+        (
+            _float_text(now),
+            layout.record_base(partition),
+            first,
+            second,
+            str(limit),
+            "1" if descending else "0",
+        ),
+        decode,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Transactions
+# ---------------------------------------------------------------------------------------------
+
+_REASONS: Final = {
+    "exists": "a live record already exists",
+    "absent": "no live record",
+}
+
+
+def _item_args(operation: Operation, now: float) -> tuple[str, ...]:
+    """The nine per-item arguments of the transact script (see ``_redis_scripts``)."""
+    match operation:
+        case Create(data=data, ttl=ttl):
+            _, expires, millis = _expiry_args(ttl, now)
+            return ("C", "", "", _data_text(data), expires, millis, "", "")
+        case Replace(data=data, expected_version=expected, ttl=ttl):
+            validate_version(expected)
+            _, expires, millis = _expiry_args(ttl, now)
+            return (
+                "R",
+                str(expected),
+                str(expected + 1),
+                _data_text(data),
+                expires,
+                millis,
+                "",
+                "",
+            )
+        case Delete(expected_version=expected) | Check(expected_version=expected):
+            if expected is not None:
+                validate_version(expected)
+            kind = "D" if isinstance(operation, Delete) else "K"
+            return (kind, "" if expected is None else str(expected), "", "", "", "", "", "")
+        case Increment(field=field, by=by, ttl=ttl):
+            _, expires, millis = _expiry_args(ttl, now)
+            created = _data_text({field: validate_amount(by)})
+            return ("I", "", "", created, expires, millis, _field_token(field), _json_number(by))
+    raise InvalidRecord(f"unknown transaction operation {operation!r}")  # pragma: no cover
+
+
+def _item_result(
+    operation: Operation, sent: Arg, data: Reply, version: Reply, expires: Reply
+) -> Record | None:
+    """The record an item produced; Create/Replace data is what was sent, not echoed back."""
+    match operation:
+        case Create() | Replace():
+            return _record(operation.key, sent, version, expires)
+        case Increment():
+            return _record(operation.key, data, version, expires)
+    return None
+
+
+def transact_call(
+    layout: Layout,
+    operations: Sequence[Operation],
+    *,
+    max_items: int,
+    now: float,
+    single_slot: bool,
+) -> Call[list[Record | None]]:
+    validate_operations(operations, max_items)
+    ops = list(operations)
+    if single_slot and len({op.key.partition for op in ops}) > 1:
+        raise InvalidRecord(
+            "in cluster mode every key of a transaction must be in one "
+            "partition (one hash slot); got "
+            f"{sorted({op.key.partition for op in ops})}"
+        )
+    keys: list[Arg] = []
+    args: list[Arg] = [_float_text(now), new_token(), str(len(ops))]
+    sent: list[Arg] = []
+    for operation in ops:
+        keys += [layout.record_key(operation.key), layout.index_key(operation.key.partition)]
+        kind, *rest = _item_args(operation, now)
+        args += [kind, utf8(operation.key.sort), *rest]
+        sent.append(rest[2])
+
+    def decode(reply: Reply) -> list[Record | None]:
+        if _text(reply[0]) == "conflict":
+            index = int(reply[1])
+            operation = ops[index]
+            reason = _text(reply[2])
+            current = _current(operation.key, reply, start=3)
+            if reason == "version":
+                expected = getattr(operation, "expected_version", None)
+                found = "absent" if current is None else current.version
+                message = f"expected version {expected}, found {found}"
+            else:
+                message = _REASONS.get(reason, reason)
+            raise TransactionConflict(index, operation, message, current)
+        return [
+            _item_result(operation, sent[i], reply[1 + 3 * i], reply[2 + 3 * i], reply[3 + 3 * i])
+            for i, operation in enumerate(ops)
+        ]
+
+    return Call(ScriptName.TRANSACT, tuple(keys), tuple(args), decode)
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------
+
+_TRANSIENT_CODES: Final = (
+    "BUSY",
+    "OOM",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "MASTERDOWN",
+    "LOADING",
+    "READONLY",
+    "NOREPLICAS",
+    "MOVED",
+    "ASK",
+)
+
+
+def translate_error(exc: redis_errors.RedisError) -> StorageError:
+    """Map a redis-py exception to the storage error tree (raise the result ``from exc``).
+
+    >>> type(translate_error(redis_errors.TimeoutError("read timed out"))).__name__
+    'StoreUnavailable'
+    """
+    message = str(exc)
+    if isinstance(exc, redis_errors.AuthenticationError | redis_errors.AuthorizationError):
+        return StorageError(f"Redis refused the credentials: {message}")
+    if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
+        return StoreUnavailable(f"Redis unavailable: {message}")
+    if isinstance(exc, redis_errors.ResponseError):
+        if message.startswith(INVALID_CODE):
+            return InvalidRecord(message.removeprefix(INVALID_CODE).strip())
+        if isinstance(
+            exc,
+            redis_errors.OutOfMemoryError
+            | redis_errors.ReadOnlyError
+            | redis_errors.ClusterDownError
+            | redis_errors.TryAgainError
+            | redis_errors.AskError,
+        ) or message.startswith(_TRANSIENT_CODES):
+            return StoreUnavailable(f"Redis cannot serve the request now: {message}")
+        if message.startswith("WRONGTYPE"):
+            return StorageError(f"a key of this store holds a foreign value: {message}")
+    return StorageError(f"Redis error: {type(exc).__name__}: {message}")
+
+
+# ---------------------------------------------------------------------------------------------
+# URLs
+# ---------------------------------------------------------------------------------------------
+
+DEFAULT_PREFIX: Final = "stalwart"
+DEFAULT_CONNECT_TIMEOUT_S: Final = 2.0
+DEFAULT_SOCKET_TIMEOUT_S: Final = 5.0
+DEFAULT_HEALTH_CHECK_INTERVAL_S: Final = 30
+MAX_CLIENT_RETRIES: Final = 5
+
+_PASSTHROUGH_PARAMS: Final = frozenset(
+    {
+        "max_connections",
+        "socket_keepalive",
+        "client_name",
+        "protocol",
+        "ssl_cert_reqs",
+        "ssl_ca_certs",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_check_hostname",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UrlOptions:
+    """What a ``redis://`` / ``rediss://`` store URL says beyond redis-py's own URL."""
+
+    client_url: str
+    """The URL handed to redis-py (our parameters removed)."""
+    prefix: str = DEFAULT_PREFIX
+    socket_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
+    socket_timeout: float = DEFAULT_SOCKET_TIMEOUT_S
+    health_check_interval: int = DEFAULT_HEALTH_CHECK_INTERVAL_S
+    retries: int = 0
+    cluster: bool = False
+
+
+def _positive_float(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise InvalidRecord(f"URL parameter {name} must be a positive number, got {value!r}")
+    return number
+
+
+def _bounded_int(name: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise InvalidRecord(f"URL parameter {name} must be an integer, got {value!r}") from exc
+    if not low <= number <= high:
+        raise InvalidRecord(f"URL parameter {name} must be from {low} to {high}, got {number}")
+    return number
+
+
+def _flag(name: str, value: str) -> bool:
+    lowered = value.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise InvalidRecord(f"URL parameter {name} must be true or false, got {value!r}")
+
+
+def _prefix(name: str, value: str) -> str:
+    if not value:
+        raise InvalidRecord(f"URL parameter {name} must not be empty")
+    return value
+
+
+_STORE_PARAMS: Final[dict[str, tuple[str, Callable[[str, str], Any]]]] = {
+    "prefix": ("prefix", _prefix),
+    "socket_connect_timeout": ("socket_connect_timeout", _positive_float),
+    "socket_timeout": ("socket_timeout", _positive_float),
+    "timeout": ("socket_timeout", _positive_float),
+    "health_check_interval": (
+        "health_check_interval",
+        lambda name, value: _bounded_int(name, value, 0, 3600),
+    ),
+    "retries": ("retries", lambda name, value: _bounded_int(name, value, 0, MAX_CLIENT_RETRIES)),
+    "cluster": ("cluster", _flag),
+}
+
+
+def parse_store_url(url: str) -> UrlOptions:
+    """Split a store URL into redis-py's URL and the store's own options.
+
+    Store parameters: ``prefix`` (default ``stalwart``), ``socket_connect_timeout`` (2 s),
+    ``socket_timeout`` or its alias ``timeout`` (5 s), ``health_check_interval`` (30 s),
+    ``retries`` (redis-py's own retries, 0-5, default 0) and ``cluster`` (false). A few redis-py
+    parameters pass through (``max_connections``, ``client_name``, ``protocol``, ``ssl_*``,
+    ``socket_keepalive``); anything else is rejected so a typo cannot go unnoticed.
+
+    >>> options = parse_store_url("redis://localhost:6379/2?prefix=app&timeout=1")
+    >>> options.client_url, options.prefix, options.socket_timeout
+    ('redis://localhost:6379/2', 'app', 1.0)
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in {"redis", "rediss"}:
+        raise InvalidRecord(f"not a redis:// or rediss:// URL: {parts.scheme!r}")
+    options: dict[str, Any] = {}
+    passthrough: list[tuple[str, str]] = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in _STORE_PARAMS:
+            option, parse = _STORE_PARAMS[name]
+            options[option] = parse(name, value)
+        elif name in _PASSTHROUGH_PARAMS:
+            passthrough.append((name, value))
+        else:
+            raise InvalidRecord(f"unknown Redis store URL parameter {name!r}")
+    client_url = urlunsplit(parts._replace(query=urlencode(passthrough)))
+    return UrlOptions(client_url=client_url, **options)

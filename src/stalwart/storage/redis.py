@@ -1,0 +1,415 @@
+# Copyright 2026 stalwart contributors
+"""Redis engine of the storage contract: one Lua script per operation, atomic server-side.
+
+>>> store = store_from_url("redis://localhost:6379/0?prefix=app")  # doctest: +SKIP
+>>> store.create(Key("acct-1", "balance"), {"cents": 0}).version  # doctest: +SKIP
+1
+
+Layout, scripts, limits and URL parameters are described in ``docs/storage/redis.md``. In
+short: every key of one partition shares the Redis Cluster hash tag
+:func:`partition_key` ``(prefix, partition)``; records are hashes ``{tag}r:<sort key>`` and
+the partition's sorted-set index is ``{tag}i``.
+
+Both stores accept a caller-made client and never close it (unless ``close_client=True``).
+Scripts are sent with ``EVALSHA`` through redis-py's ``register_script``; a ``NOSCRIPT`` reply
+means the script did not run, so redis-py's load-and-retry cannot apply a write twice. Client
+library retries after a lost reply are recognised by a per-call write token (see the docs).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+from stalwart._extras import require_extra
+
+require_extra("redis", "redis", feature="stalwart.storage.redis")
+
+import redis  # noqa: E402 - after the extra check so a missing extra names itself
+import redis.asyncio  # noqa: E402
+from redis import exceptions as redis_errors  # noqa: E402
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff  # noqa: E402
+
+from stalwart.storage._contract import (  # noqa: E402
+    AsyncStore,
+    Clock,
+    JSONObject,
+    Key,
+    Operation,
+    Page,
+    Record,
+    Store,
+    wall_clock,
+)
+from stalwart.storage._redis_codec import (  # noqa: E402
+    MAX_ITEM_BYTES,
+    MAX_TRANSACTION_ITEMS,
+    Arg,
+    Call,
+    Layout,
+    ScriptName,
+    UrlOptions,
+    create_call,
+    decode_reply,
+    delete_call,
+    get_call,
+    increment_call,
+    parse_store_url,
+    partition_key,
+    query_call,
+    replace_call,
+    transact_call,
+    translate_error,
+)
+from stalwart.storage._redis_scripts import SCRIPTS  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from redis.commands.core import AsyncScript, Script
+
+__all__ = [
+    "MAX_ITEM_BYTES",
+    "MAX_TRANSACTION_ITEMS",
+    "AsyncRedisStore",
+    "RedisStore",
+    "async_store_from_url",
+    "partition_key",
+    "store_from_url",
+    "translate_error",
+]
+
+_RETRY_BACKOFF_BASE_S: Final = 0.05
+_RETRY_BACKOFF_CAP_S: Final = 0.5
+
+
+class RedisStore:
+    """Synchronous :class:`~stalwart.storage.Store` on a ``redis.Redis`` client.
+
+    ``prefix`` namespaces the store's keys; ``cluster=True`` rejects transactions spanning
+    partitions (Redis Cluster runs a script only when all its keys share one hash slot).
+    The client is not closed by :meth:`close` unless ``close_client=True``.
+
+    >>> store = RedisStore(redis.Redis(), prefix="app")  # doctest: +SKIP
+    >>> store.increment(Key("acct-1", "stats"), "hits").data  # doctest: +SKIP
+    {'hits': 1}
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str,
+        clock: Clock = wall_clock,
+        cluster: bool = False,
+        close_client: bool = False,
+    ) -> None:
+        self._client = client
+        self._layout = Layout(prefix)
+        self._clock = clock
+        self._cluster = cluster
+        self._close_client = close_client
+        self._scripts: dict[ScriptName, Script] = {
+            name: client.register_script(SCRIPTS[name]) for name in ScriptName
+        }
+
+    @property
+    def client(self) -> redis.Redis:
+        """The underlying redis-py client (for round-trip counting, own scripts)."""
+        return self._client
+
+    @property
+    def prefix(self) -> str:
+        """The key namespace; see :func:`partition_key` for the layout."""
+        return self._layout.prefix
+
+    @property
+    def max_transaction_items(self) -> int:
+        """See :meth:`~stalwart.storage.Store.max_transaction_items`."""
+        return MAX_TRANSACTION_ITEMS
+
+    @property
+    def max_item_bytes(self) -> int:
+        """See :meth:`~stalwart.storage.Store.max_item_bytes`."""
+        return MAX_ITEM_BYTES
+
+    def run_script(
+        self, script: Script, keys: Sequence[Arg] = (), args: Iterable[Arg | int | float] = ()
+    ) -> Any:
+        """Run a script registered on :attr:`client`, mapping errors like the store does.
+
+        >>> bump = store.client.register_script(  # doctest: +SKIP
+        ...     "return redis.call('INCR', KEYS[1])")
+        >>> store.run_script(bump, [partition_key(store.prefix, "p") + "n"])  # doctest: +SKIP
+        1
+        """
+        try:
+            return script(keys=keys, args=args)
+        except redis_errors.RedisError as exc:
+            raise translate_error(exc) from exc
+
+    def _run[T](self, call: Call[T]) -> T:
+        try:
+            if call.script is None:
+                reply = self._client.hmget(call.keys[0], call.args)
+            else:
+                reply = self._scripts[call.script](keys=call.keys, args=call.args)
+        except redis_errors.RedisError as exc:
+            raise translate_error(exc) from exc
+        return decode_reply(call, reply)
+
+    def get(self, key: Key) -> Record | None:
+        """See :meth:`~stalwart.storage.Store.get`."""
+        return self._run(get_call(self._layout, key, self._clock()))
+
+    def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
+        """See :meth:`~stalwart.storage.Store.create`."""
+        return self._run(create_call(self._layout, key, data, ttl=ttl, now=self._clock()))
+
+    def replace(
+        self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
+    ) -> Record:
+        """See :meth:`~stalwart.storage.Store.replace`."""
+        return self._run(
+            replace_call(
+                self._layout,
+                key,
+                data,
+                expected_version=expected_version,
+                ttl=ttl,
+                now=self._clock(),
+            )
+        )
+
+    def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
+        """See :meth:`~stalwart.storage.Store.delete`."""
+        return self._run(
+            delete_call(self._layout, key, expected_version=expected_version, now=self._clock())
+        )
+
+    def increment(self, key: Key, field: str, by: float = 1, *, ttl: float | None = None) -> Record:
+        """See :meth:`~stalwart.storage.Store.increment`."""
+        return self._run(increment_call(self._layout, key, field, by, ttl=ttl, now=self._clock()))
+
+    def query(
+        self,
+        partition: str,
+        *,
+        prefix: str = "",
+        limit: int = 100,
+        cursor: str | None = None,
+        descending: bool = False,
+    ) -> Page:
+        """See :meth:`~stalwart.storage.Store.query`."""
+        return self._run(
+            query_call(
+                self._layout,
+                partition,
+                prefix=prefix,
+                limit=limit,
+                cursor=cursor,
+                descending=descending,
+                now=self._clock(),
+            )
+        )
+
+    def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
+        """See :meth:`~stalwart.storage.Store.transact`."""
+        return self._run(
+            transact_call(
+                self._layout,
+                operations,
+                max_items=MAX_TRANSACTION_ITEMS,
+                now=self._clock(),
+                single_slot=self._cluster,
+            )
+        )
+
+    def close(self) -> None:
+        """See :meth:`~stalwart.storage.Store.close`."""
+        if self._close_client:
+            self._client.close()
+
+
+class AsyncRedisStore:
+    """Asynchronous :class:`~stalwart.storage.AsyncStore` on a ``redis.asyncio.Redis`` client.
+
+    Same semantics, layout and scripts as :class:`RedisStore`.
+
+    >>> store = AsyncRedisStore(redis.asyncio.Redis(), prefix="app")  # doctest: +SKIP
+    >>> (await store.get(Key("acct-1", "balance"))) is None  # doctest: +SKIP
+    True
+    """
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        *,
+        prefix: str,
+        clock: Clock = wall_clock,
+        cluster: bool = False,
+        close_client: bool = False,
+    ) -> None:
+        self._client = client
+        self._layout = Layout(prefix)
+        self._clock = clock
+        self._cluster = cluster
+        self._close_client = close_client
+        self._scripts: dict[ScriptName, AsyncScript] = {
+            name: client.register_script(SCRIPTS[name]) for name in ScriptName
+        }
+
+    @property
+    def client(self) -> redis.asyncio.Redis:
+        """The underlying redis-py asyncio client."""
+        return self._client
+
+    @property
+    def prefix(self) -> str:
+        """The key namespace; see :func:`partition_key` for the layout."""
+        return self._layout.prefix
+
+    @property
+    def max_transaction_items(self) -> int:
+        """See :meth:`~stalwart.storage.AsyncStore.max_transaction_items`."""
+        return MAX_TRANSACTION_ITEMS
+
+    @property
+    def max_item_bytes(self) -> int:
+        """See :meth:`~stalwart.storage.AsyncStore.max_item_bytes`."""
+        return MAX_ITEM_BYTES
+
+    async def run_script(
+        self, script: AsyncScript, keys: Sequence[Arg] = (), args: Iterable[Arg | int | float] = ()
+    ) -> Any:
+        """Run a script registered on :attr:`client`, mapping errors like the store does."""
+        try:
+            return await script(keys=keys, args=args)
+        except redis_errors.RedisError as exc:
+            raise translate_error(exc) from exc
+
+    async def _run[T](self, call: Call[T]) -> T:
+        try:
+            if call.script is None:
+                reply = await self._client.hmget(call.keys[0], call.args)
+            else:
+                reply = await self._scripts[call.script](keys=call.keys, args=call.args)
+        except redis_errors.RedisError as exc:
+            raise translate_error(exc) from exc
+        return decode_reply(call, reply)
+
+    async def get(self, key: Key) -> Record | None:
+        """See :meth:`~stalwart.storage.AsyncStore.get`."""
+        return await self._run(get_call(self._layout, key, self._clock()))
+
+    async def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
+        """See :meth:`~stalwart.storage.AsyncStore.create`."""
+        return await self._run(create_call(self._layout, key, data, ttl=ttl, now=self._clock()))
+
+    async def replace(
+        self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
+    ) -> Record:
+        """See :meth:`~stalwart.storage.AsyncStore.replace`."""
+        return await self._run(
+            replace_call(
+                self._layout,
+                key,
+                data,
+                expected_version=expected_version,
+                ttl=ttl,
+                now=self._clock(),
+            )
+        )
+
+    async def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
+        """See :meth:`~stalwart.storage.AsyncStore.delete`."""
+        return await self._run(
+            delete_call(self._layout, key, expected_version=expected_version, now=self._clock())
+        )
+
+    async def increment(
+        self, key: Key, field: str, by: float = 1, *, ttl: float | None = None
+    ) -> Record:
+        """See :meth:`~stalwart.storage.AsyncStore.increment`."""
+        return await self._run(
+            increment_call(self._layout, key, field, by, ttl=ttl, now=self._clock())
+        )
+
+    async def query(
+        self,
+        partition: str,
+        *,
+        prefix: str = "",
+        limit: int = 100,
+        cursor: str | None = None,
+        descending: bool = False,
+    ) -> Page:
+        """See :meth:`~stalwart.storage.AsyncStore.query`."""
+        return await self._run(
+            query_call(
+                self._layout,
+                partition,
+                prefix=prefix,
+                limit=limit,
+                cursor=cursor,
+                descending=descending,
+                now=self._clock(),
+            )
+        )
+
+    async def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
+        """See :meth:`~stalwart.storage.AsyncStore.transact`."""
+        return await self._run(
+            transact_call(
+                self._layout,
+                operations,
+                max_items=MAX_TRANSACTION_ITEMS,
+                now=self._clock(),
+                single_slot=self._cluster,
+            )
+        )
+
+    async def close(self) -> None:
+        """See :meth:`~stalwart.storage.AsyncStore.close`."""
+        if self._close_client:
+            await self._client.aclose()
+
+
+def _client_kwargs(options: UrlOptions, retry_class: type[Any]) -> dict[str, Any]:
+    """Explicit timeouts and redis-py's own retries (none unless the URL asks)."""
+    backoff = (
+        NoBackoff()
+        if options.retries == 0
+        else ExponentialWithJitterBackoff(base=_RETRY_BACKOFF_BASE_S, cap=_RETRY_BACKOFF_CAP_S)
+    )
+    return {
+        "socket_connect_timeout": options.socket_connect_timeout,
+        "socket_timeout": options.socket_timeout,
+        "health_check_interval": options.health_check_interval,
+        "retry": retry_class(backoff, options.retries),
+    }
+
+
+def store_from_url(url: str, *, clock: Clock = wall_clock) -> Store:
+    """Open a :class:`RedisStore` on a client it owns (closed by ``close()``).
+
+    >>> store = store_from_url("redis://127.0.0.1:6379/0?prefix=app&timeout=2")  # doctest: +SKIP
+    """
+    options = parse_store_url(url)
+    client = redis.Redis.from_url(options.client_url, **_client_kwargs(options, redis.retry.Retry))
+    return RedisStore(
+        client, prefix=options.prefix, clock=clock, cluster=options.cluster, close_client=True
+    )
+
+
+def async_store_from_url(url: str, *, clock: Clock = wall_clock) -> AsyncStore:
+    """Open an :class:`AsyncRedisStore` on a client it owns (closed by ``close()``).
+
+    >>> store = async_store_from_url("redis://127.0.0.1:6379/0?prefix=app")  # doctest: +SKIP
+    """
+    options = parse_store_url(url)
+    client = redis.asyncio.Redis.from_url(
+        options.client_url, **_client_kwargs(options, redis.asyncio.retry.Retry)
+    )
+    return AsyncRedisStore(
+        client, prefix=options.prefix, clock=clock, cluster=options.cluster, close_client=True
+    )

@@ -1,0 +1,195 @@
+# Copyright 2026 stalwart contributors
+"""Every InvalidRecord case is rejected before anything is written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stalwart.storage import Create, InvalidRecord, Key
+
+KEY = Key("valid", "key")
+
+BAD_KEYS = {
+    "empty-partition": Key(""),
+    "empty-partition-with-sort": Key("", "s"),
+    "long-partition": Key("p" * 1025),
+    "long-sort": Key("valid", "s" * 1025),
+    "nul-partition": Key("p\x00q"),
+    "nul-sort": Key("valid", "s\x00"),
+    "surrogate": Key("valid", "\ud800"),
+    "not-a-key": ("valid", "key"),
+    "int-partition": Key(7),  # type: ignore[arg-type]
+}
+
+
+def key_operations(key):
+    return {
+        "get": lambda s: s.get(key),
+        "create": lambda s: s.create(key, {"a": 1}),
+        "replace": lambda s: s.replace(key, {"a": 1}, expected_version=1),
+        "delete": lambda s: s.delete(key),
+        "delete-versioned": lambda s: s.delete(key, expected_version=1),
+        "increment": lambda s: s.increment(key, "n"),
+        "transact": lambda s: s.transact([Create(key, {"a": 1})]),
+    }
+
+
+@pytest.mark.parametrize("key_name", list(BAD_KEYS))
+async def test_bad_keys_are_invalid_for_every_operation(store, key_name):
+    key = BAD_KEYS[key_name]
+    for op_name, operation in key_operations(key).items():
+        with pytest.raises(InvalidRecord):
+            await operation(store)
+        # Nothing may be written under a truncated or mangled version of the key either.
+        page = await store.query("valid")
+        assert page.records == [], f"{op_name} wrote {page.records}"
+
+
+async def test_longest_keys_are_accepted(store):
+    key = Key("p" * 1024, "é" * 1024)
+    created = await store.create(key, {"a": 1})
+    assert created.key == key
+    fetched = await store.get(key)
+    assert fetched is not None
+    assert fetched.key == key
+    page = await store.query("p" * 1024, prefix="é" * 1000)
+    assert [r.key for r in page.records] == [key]
+
+
+BAD_DATA = {
+    "set": {"s": {1, 2}},
+    "nan": {"x": float("nan")},
+    "inf": {"x": float("inf")},
+    "minus-inf": {"x": [1, float("-inf")]},
+    "bytes": {"b": b"raw"},
+    "object": {"o": object()},
+    "surrogate": {"x": "\udcff"},
+    "list": ["not", "an", "object"],
+    "string": "text",
+    "none": None,
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_DATA))
+async def test_non_json_data_is_invalid_and_writes_nothing(store, name):
+    data = BAD_DATA[name]
+    with pytest.raises(InvalidRecord):
+        await store.create(KEY, data)
+    assert await store.get(KEY) is None
+    await store.create(KEY, {"good": True})
+    with pytest.raises(InvalidRecord):
+        await store.replace(KEY, data, expected_version=1)
+    with pytest.raises(InvalidRecord):
+        await store.transact([Create(Key("valid", "other"), data)])
+    fetched = await store.get(KEY)
+    assert fetched is not None
+    assert (fetched.data, fetched.version) == ({"good": True}, 1)
+    assert await store.get(Key("valid", "other")) is None
+
+
+def data_of_size(size, char="x"):
+    """A JSON object whose compact UTF-8 encoding is exactly ``size`` bytes."""
+    overhead = len(b'{"blob":""}')
+    per_char = len(char.encode())
+    count, rest = divmod(size - overhead, per_char)
+    data = {"blob": char * count + "y" * rest}
+    assert len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()) == size
+    return data
+
+
+async def test_data_at_the_engine_limit_is_stored(store):
+    limit = store.max_item_bytes
+    assert isinstance(limit, int)
+    assert limit >= 64 * 1024
+    data = data_of_size(limit)
+    created = await store.create(KEY, data)
+    assert created.version == 1
+    fetched = await store.get(KEY)
+    assert fetched is not None
+    assert fetched.data == data
+
+
+@pytest.mark.parametrize("char", ["x", "é", "😀"], ids=["ascii", "two-byte", "four-byte"])
+async def test_data_over_the_engine_limit_is_invalid_and_writes_nothing(store, char):
+    limit = store.max_item_bytes
+    # Counted in UTF-8 bytes, not characters.
+    data = data_of_size(limit + 1, char)
+    with pytest.raises(InvalidRecord):
+        await store.create(KEY, data)
+    assert await store.get(KEY) is None
+    await store.create(KEY, {"small": True})
+    with pytest.raises(InvalidRecord):
+        await store.replace(KEY, data, expected_version=1)
+    fetched = await store.get(KEY)
+    assert fetched is not None
+    assert (fetched.data, fetched.version) == ({"small": True}, 1)
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["", "a.b", "$x", "a[0]", "b]", "nul\x00", "f" * 256, 5],
+    ids=["empty", "dot", "dollar", "bracket", "close", "nul", "long", "int"],
+)
+async def test_bad_increment_field_is_invalid_and_writes_nothing(store, field):
+    with pytest.raises(InvalidRecord):
+        await store.increment(KEY, field)
+    assert await store.get(KEY) is None
+    await store.create(KEY, {"n": 1})
+    with pytest.raises(InvalidRecord):
+        await store.increment(KEY, field)
+    fetched = await store.get(KEY)
+    assert fetched is not None
+    assert (fetched.data, fetched.version) == ({"n": 1}, 1)
+
+
+@pytest.mark.parametrize(
+    "amount",
+    [float("nan"), float("inf"), "1", True, None],
+    ids=["nan", "inf", "str", "bool", "none"],
+)
+async def test_bad_increment_amount_is_invalid_and_writes_nothing(store, amount):
+    with pytest.raises(InvalidRecord):
+        await store.increment(KEY, "n", amount)
+    assert await store.get(KEY) is None
+    await store.create(KEY, {"n": 1})
+    with pytest.raises(InvalidRecord):
+        await store.increment(KEY, "n", amount)
+    fetched = await store.get(KEY)
+    assert fetched is not None
+    assert (fetched.data, fetched.version) == ({"n": 1}, 1)
+
+
+@pytest.mark.parametrize(
+    "version",
+    [0, -1, True, "1", 1.0, None],
+    ids=["zero", "negative", "bool", "str", "float", "none"],
+)
+async def test_bad_expected_version_is_invalid(store, version):
+    await store.create(KEY, {"n": 1})
+    with pytest.raises(InvalidRecord):
+        await store.replace(KEY, {"n": 2}, expected_version=version)
+    if version is not None:  # None is the valid "unconditional" delete
+        with pytest.raises(InvalidRecord):
+            await store.delete(KEY, expected_version=version)
+    fetched = await store.get(KEY)
+    assert fetched is not None
+    assert (fetched.data, fetched.version) == ({"n": 1}, 1)
+
+
+@pytest.mark.parametrize(
+    "ttl", [0, -1, float("nan"), True, "10"], ids=["zero", "negative", "nan", "bool", "str"]
+)
+async def test_bad_ttl_is_invalid_and_writes_nothing(store, ttl):
+    with pytest.raises(InvalidRecord):
+        await store.create(KEY, {"a": 1}, ttl=ttl)
+    with pytest.raises(InvalidRecord):
+        await store.increment(KEY, "n", ttl=ttl)
+    assert await store.get(KEY) is None
+    await store.create(KEY, {"n": 1})
+    with pytest.raises(InvalidRecord):
+        await store.replace(KEY, {"n": 2}, expected_version=1, ttl=ttl)
+    fetched = await store.get(KEY)
+    assert fetched is not None
+    assert (fetched.data, fetched.version, fetched.expires_at) == ({"n": 1}, 1, None)
