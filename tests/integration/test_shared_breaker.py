@@ -4,14 +4,10 @@ per success, trips shared between processes, recovery from lost probes."""
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -19,8 +15,15 @@ import redis.asyncio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from integration.shared_breaker_worker import ProbeExperiment, open_elapsed
 from servers import RunningServer
-from stalwart.resilience import CircuitOpen, CircuitState, CountWindow, RedisCircuitBreaker
+from stalwart.resilience import (
+    CircuitOpen,
+    CircuitState,
+    CountWindow,
+    RedisCircuitBreaker,
+    TimeWindow,
+)
 
 WRITE_COMMANDS = frozenset(
     {
@@ -57,80 +60,20 @@ def client(redis_srv: RunningServer) -> Iterator[redis.Redis]:
         yield c
 
 
-def open_elapsed(client: redis.Redis, key: str) -> None:
-    """Put the shared breaker in OPEN with its open period already over (a new generation)."""
-    gen = int(client.hget(key, "gen") or 0) + 1
-    client.hset(
-        key,
-        mapping={
-            "state": "open",
-            "gen": gen,
-            "open_until": 0,
-            "admitted": 0,
-            "done": 0,
-            "failures": 0,
-            "slow": 0,
-            "since": 0,
-        },
-    )
-
-
-WORKER = Path(__file__).with_name("shared_breaker_worker.py")
-
-
-def run_processes_round(
-    procs: list[subprocess.Popen[str]], client: redis.Redis, key: str
-) -> list[dict[str, object]]:
-    open_elapsed(client, key)
-    time.sleep(0.2)  # longer than sync_s: every process' cached view has expired
-    for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-    results = []
-    for proc in procs:
-        assert proc.stdout is not None
-        results.append(json.loads(proc.stdout.readline()))
-    return results
-
-
 @pytest.mark.slow
 def test_8_processes_x_8_callers_admit_exactly_n_probes(
     redis_srv: RunningServer, client: redis.Redis
 ) -> None:
     probes = 3
     name = f"shared-{uuid.uuid4().hex[:8]}"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), redis_srv.url, name, str(probes), "8", "1.0"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(8)
-    ]
-    try:
-        for proc in procs:
-            assert proc.stdout is not None
-            assert proc.stdout.readline().strip() == "ready"
+    with ProbeExperiment(redis_srv.url, client, name, probes=probes, processes=8, callers=8) as run:
         for _ in range(3):
-            results = run_processes_round(procs, client, name)
-            admitted = sum(int(r["admitted"]) for r in results)  # type: ignore[call-overload]
-            outcomes = [o for r in results for o in r["outcomes"]]  # type: ignore[attr-defined]
-            assert admitted == probes, results
+            admitted, outcomes = run.run_round()
+            assert admitted == probes, outcomes
             assert outcomes.count("ok") == probes
             assert outcomes.count("rejected") == 64 - probes
             assert client.hget(name, "state") == b"closed"  # all probes passed
-    finally:
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.close()
-        for proc in procs:
-            proc.wait(timeout=30)
-            assert proc.stdout is not None
-            proc.stdout.close()
-        client.delete(name)
-    assert all(proc.returncode == 0 for proc in procs)
+    assert run.returncodes == [0] * 8
 
 
 def test_no_redis_write_per_success_in_steady_state(client: redis.Redis) -> None:
@@ -353,3 +296,62 @@ def test_64_threads_in_one_process_admit_exactly_n_probes(client: redis.Redis) -
         assert len(entered) == 2
         assert outcomes.count("rejected") == 62
     client.delete(name)
+
+
+def test_sync_interval_must_be_shorter_than_the_open_period(client: redis.Redis) -> None:
+    with pytest.raises(ValueError, match="sync_s"):
+        RedisCircuitBreaker("x", client=client, sync_s=5.0, open_s=5.0)
+    with pytest.raises(TypeError, match="client"):
+        RedisCircuitBreaker("x")
+    with pytest.raises(TypeError, match="CountWindow"):
+        RedisCircuitBreaker("x", client=client, window=TimeWindow(10))
+
+
+async def test_async_trip_and_cancelled_probe_releases_its_permit(
+    redis_srv: RunningServer, client: redis.Redis
+) -> None:
+    name = f"acancel-{uuid.uuid4().hex[:8]}"
+    async_client = redis.asyncio.Redis.from_url(redis_srv.url, socket_timeout=5)
+    try:
+        breaker = RedisCircuitBreaker(
+            name,
+            async_client=async_client,
+            prefix="",
+            window=CountWindow(4),
+            min_calls=4,
+            half_open_probes=1,
+            sync_s=0.05,
+        )
+        gate = asyncio.Event()
+
+        @breaker
+        async def call(fail: bool, block: bool) -> str:
+            if block:
+                await gate.wait()
+            if fail:
+                raise ConnectionError
+            return "ok"
+
+        for _ in range(4):
+            with pytest.raises(ConnectionError):
+                await call(True, False)
+        assert client.hget(name, "state") == b"open"  # tripped through the async client
+        with pytest.raises(CircuitOpen):
+            await call(False, False)
+
+        open_elapsed(client, name)
+        await breaker.refresh_async()
+        probe = asyncio.create_task(call(False, True))
+        await asyncio.sleep(0.05)
+        assert client.hget(name, "admitted") == b"1"
+        with pytest.raises(CircuitOpen):
+            await call(False, False)  # the only permit is taken
+        probe.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+        assert client.hget(name, "admitted") == b"0"  # cancellation gave the permit back
+        assert await call(False, False) == "ok"  # a new probe, which closes the circuit
+        assert client.hget(name, "state") == b"closed"
+    finally:
+        await async_client.aclose()
+        client.delete(name)

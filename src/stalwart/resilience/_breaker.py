@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
+import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, cast
 
+from stalwart.resilience._decorate import is_coroutine_function
 from stalwart.resilience._errors import BulkheadFull, CircuitOpen
 from stalwart.resilience._window import (
     FAILURE,
@@ -73,6 +75,7 @@ class BreakerListener(Protocol):
 
 
 _GLOBAL_LISTENERS: list[BreakerListener] = []
+_LOG = logging.getLogger("stalwart.resilience")
 
 
 def add_breaker_listener(listener: BreakerListener) -> Callable[[], None]:
@@ -90,15 +93,38 @@ def add_breaker_listener(listener: BreakerListener) -> Callable[[], None]:
     return remove
 
 
-def notify_transitions(
-    listeners: tuple[BreakerListener, ...], transitions: list[BreakerTransition]
-) -> None:
-    """Deliver transitions to a breaker's own listeners, then to the global ones."""
-    for transition in transitions:
-        for listener in listeners:
-            listener(transition)
-        for listener in tuple(_GLOBAL_LISTENERS):
-            listener(transition)
+class TransitionQueue:
+    """Delivers a breaker's transitions to its listeners in the order they happened.
+
+    ``push`` is called with the breaker's state lock held, so the queue order is the transition
+    order; ``deliver`` is called after releasing it, and whichever thread takes the delivery
+    lock drains the queue in FIFO order. Listeners thus never run under the state lock, and
+    still see transitions in order. A listener that raises is logged and skipped: observing a
+    breaker must not fail the protected call.
+    """
+
+    __slots__ = ("_lock", "_pending", "listeners")
+
+    def __init__(self, listeners: tuple[BreakerListener, ...]) -> None:
+        self.listeners = listeners
+        self._pending: deque[BreakerTransition] = deque()
+        self._lock = threading.RLock()  # re-entrant: a listener may itself trip a breaker
+
+    def push(self, transition: BreakerTransition) -> None:
+        self._pending.append(transition)
+
+    def deliver(self) -> None:
+        if not self._pending:
+            return
+        with self._lock:
+            pending = self._pending
+            while pending:
+                transition = pending.popleft()
+                for listener in (*self.listeners, *_GLOBAL_LISTENERS):
+                    try:
+                        listener(transition)
+                    except Exception:  # noqa: BLE001 - any listener bug: log it, go on
+                        _LOG.exception("breaker listener %r failed", listener)
 
 
 _DEFAULT_WINDOW = CountWindow(100)
@@ -184,6 +210,22 @@ class CircuitBreaker:
     <CircuitState.OPEN: 'open'>
     """
 
+    __slots__ = (
+        "_clock",
+        "_gen",
+        "_lock",
+        "_open_until",
+        "_probe_failures",
+        "_probe_slow",
+        "_probes_admitted",
+        "_probes_done",
+        "_ring",
+        "_state",
+        "_transitions",
+        "config",
+        "name",
+    )
+
     def __init__(
         self,
         name: str,
@@ -197,7 +239,7 @@ class CircuitBreaker:
             raise TypeError("pass either a BreakerConfig or keyword options, not both")
         self.name = name
         self.config = config if config is not None else BreakerConfig(**options)
-        self.listeners = listeners
+        self._transitions = TransitionQueue(listeners)
         self._clock = clock
         self._lock = threading.Lock()
         self._state = _CLOSED
@@ -233,7 +275,6 @@ class CircuitBreaker:
 
     def _admit(self) -> int:
         """Admit a call when not closed: a half-open probe, or :class:`CircuitOpen`."""
-        transitions: list[BreakerTransition] = []
         with self._lock:
             state = self._state
             if state is _CLOSED:
@@ -242,17 +283,17 @@ class CircuitBreaker:
             if state is _OPEN:
                 if now < self._open_until:
                     raise CircuitOpen(self.name, self._open_until - now)
-                self._move(_HALF_OPEN, now, transitions)
+                self._move(_HALF_OPEN, now)
             if self._probes_admitted >= self.config.half_open_probes:
                 raise CircuitOpen(self.name, 0.0)
             self._probes_admitted += 1
             gen = self._gen
-        notify_transitions(self.listeners, transitions)
+        self._transitions.deliver()
         return gen
 
-    def _move(self, to: CircuitState, now: float, transitions: list[BreakerTransition]) -> None:
-        """Change state (lock held)."""
-        transitions.append(BreakerTransition(self.name, self._state, to, now))
+    def _move(self, to: CircuitState, now: float) -> None:
+        """Change state (lock held); listeners hear of it on the next ``deliver``."""
+        self._transitions.push(BreakerTransition(self.name, self._state, to, now))
         self._state = to
         self._gen += 1
         self._probes_admitted = self._probes_done = 0
@@ -264,7 +305,6 @@ class CircuitBreaker:
 
     def _record(self, gen: int, outcome: int) -> None:
         """Record an outcome of a call admitted in generation ``gen``."""
-        transitions: list[BreakerTransition] = []
         config = self.config
         with self._lock:
             if gen != self._gen:
@@ -276,17 +316,16 @@ class CircuitBreaker:
                 self._probe_slow += (outcome & SLOW) >> 1
                 n = config.half_open_probes
                 if config.over_threshold(n, self._probe_failures, self._probe_slow):
-                    self._move(_OPEN, now, transitions)
+                    self._move(_OPEN, now)
                 elif self._probes_done >= n:
-                    self._move(_CLOSED, now, transitions)
+                    self._move(_CLOSED, now)
             elif self._state is _CLOSED:
                 ring = self._ring
                 ring.record(outcome, now)
                 calls, failures, slow = ring.totals(now)
                 if calls >= config.min_calls and config.over_threshold(calls, failures, slow):
-                    self._move(_OPEN, now, transitions)
-        if transitions:
-            notify_transitions(self.listeners, transitions)
+                    self._move(_OPEN, now)
+        self._transitions.deliver()
 
     def _release(self, gen: int) -> None:
         """A call ended without a verdict (cancelled or ignored error): free its probe permit."""
@@ -305,20 +344,18 @@ class CircuitBreaker:
 
     def reset(self) -> None:
         """Force the breaker closed with an empty window."""
-        transitions: list[BreakerTransition] = []
         with self._lock:
             if self._state is not _CLOSED:
-                self._move(_CLOSED, self._clock(), transitions)
+                self._move(_CLOSED, self._clock())
             else:
                 self._ring.reset()
-        notify_transitions(self.listeners, transitions)
+        self._transitions.deliver()
 
     def trip(self) -> None:
         """Force the breaker open for ``open_s`` (e.g. from an operator endpoint)."""
-        transitions: list[BreakerTransition] = []
         with self._lock:
-            self._move(_OPEN, self._clock(), transitions)
-        notify_transitions(self.listeners, transitions)
+            self._move(_OPEN, self._clock())
+        self._transitions.deliver()
 
     def call[**P, R](self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn(*args, **kwargs)`` through the breaker (sync).
@@ -330,7 +367,7 @@ class CircuitBreaker:
 
     def __call__[**P, R](self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorate a sync or coroutine function."""
-        if inspect.iscoroutinefunction(fn):
+        if is_coroutine_function(fn, "CircuitBreaker"):
             return cast("Callable[P, R]", self._wrap_async(fn))
         return self._wrap_sync(fn)
 
@@ -341,31 +378,6 @@ class CircuitBreaker:
         breaker = self
 
         record = self._record
-        ring = self._ring
-        if slow_s is None and isinstance(ring, CountRing):
-            size = ring.size
-            buf = ring.buf
-
-            @functools.wraps(fn)
-            def fast(*args: P.args, **kwargs: P.kwargs) -> R:
-                gen = breaker._gen
-                if breaker._state is not _CLOSED:
-                    gen = breaker._admit()
-                try:
-                    result = fn(*args, **kwargs)
-                except BaseException as exc:
-                    on_error(gen, exc, 0)
-                    raise
-                # Lock-free only when the success changes no count (see the module docstring).
-                i = ring.idx + 1
-                if buf[i - 1] or ring.calls < size or breaker._state is not _CLOSED:
-                    record(gen, 0)
-                else:
-                    ring.idx = i if i < size else 0
-                return result
-
-            return fast
-
         threshold = slow_s if slow_s is not None else float("inf")
 
         @functools.wraps(fn)
@@ -382,7 +394,34 @@ class CircuitBreaker:
             record(gen, SLOW if clock() - started >= threshold else 0)
             return result
 
-        return timed
+        ring = self._ring
+        if slow_s is not None or not isinstance(ring, CountRing):
+            return timed
+        size = ring.size
+        buf = ring.buf
+
+        @functools.wraps(fn)
+        def fast(*args: P.args, **kwargs: P.kwargs) -> R:
+            # Generation first, then state: a transition in between leaves a stale generation,
+            # whose outcome is ignored, never a probe mistaken for a closed-state call.
+            gen = breaker._gen
+            if breaker._state is not _CLOSED:
+                return timed(*args, **kwargs)
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                on_error(gen, exc, 0)
+                raise
+            # Lock-free when the slot being overwritten holds a plain success (see the module
+            # docstring); a failure, a slow call or a warm-up slot goes through the lock.
+            i = ring.idx + 1
+            if buf[i - 1]:
+                record(gen, 0)
+            else:
+                ring.idx = i if i < size else 0
+            return result
+
+        return fast
 
     def _wrap_async[**P, T](
         self, fn: Callable[P, Coroutine[Any, Any, T]]
@@ -393,31 +432,6 @@ class CircuitBreaker:
         breaker = self
 
         record = self._record
-        ring = self._ring
-        if slow_s is None and isinstance(ring, CountRing):
-            size = ring.size
-            buf = ring.buf
-
-            @functools.wraps(fn)
-            async def fast(*args: P.args, **kwargs: P.kwargs) -> T:
-                gen = breaker._gen
-                if breaker._state is not _CLOSED:
-                    gen = breaker._admit()
-                try:
-                    result = await fn(*args, **kwargs)
-                except BaseException as exc:
-                    on_error(gen, exc, 0)
-                    raise
-                # Lock-free only when the success changes no count (see the module docstring).
-                i = ring.idx + 1
-                if buf[i - 1] or ring.calls < size or breaker._state is not _CLOSED:
-                    record(gen, 0)
-                else:
-                    ring.idx = i if i < size else 0
-                return result
-
-            return fast
-
         threshold = slow_s if slow_s is not None else float("inf")
 
         @functools.wraps(fn)
@@ -434,7 +448,34 @@ class CircuitBreaker:
             record(gen, SLOW if clock() - started >= threshold else 0)
             return result
 
-        return timed
+        ring = self._ring
+        if slow_s is not None or not isinstance(ring, CountRing):
+            return timed
+        size = ring.size
+        buf = ring.buf
+
+        @functools.wraps(fn)
+        async def fast(*args: P.args, **kwargs: P.kwargs) -> T:
+            # Generation first, then state: a transition in between leaves a stale generation,
+            # whose outcome is ignored, never a probe mistaken for a closed-state call.
+            gen = breaker._gen
+            if breaker._state is not _CLOSED:
+                return await timed(*args, **kwargs)
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                on_error(gen, exc, 0)
+                raise
+            # Lock-free when the slot being overwritten holds a plain success (see the module
+            # docstring); a failure, a slow call or a warm-up slot goes through the lock.
+            i = ring.idx + 1
+            if buf[i - 1]:
+                record(gen, 0)
+            else:
+                ring.idx = i if i < size else 0
+            return result
+
+        return fast
 
 
 class BreakerRegistry:

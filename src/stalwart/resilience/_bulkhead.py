@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import inspect
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, cast
 
 from stalwart.resilience._deadline import remaining
+from stalwart.resilience._decorate import is_coroutine_function
 from stalwart.resilience._errors import BulkheadFull
 
 
@@ -98,13 +98,13 @@ class Bulkhead:
 
     def _release(self) -> None:
         with self._lock:
-            while self._waiters:
+            if self._waiters:
                 waiter = self._waiters.popleft()
                 # Hand the slot over directly: the active count does not change.
                 waiter.granted = True
                 waiter.wake()
-                return
-            self._active -= 1
+            else:
+                self._active -= 1
 
     def _abandon(self, waiter: _Waiter) -> bool:
         """A waiter gives up; returns True if it had been granted a slot meanwhile."""
@@ -174,7 +174,7 @@ class Bulkhead:
     def __call__[**P, R](self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorate a sync or coroutine function."""
         release = self._release
-        if inspect.iscoroutinefunction(fn):
+        if is_coroutine_function(fn, "Bulkhead"):
             afn = cast("Callable[P, Coroutine[Any, Any, object]]", fn)
             acquire_async = self.acquire_async
 

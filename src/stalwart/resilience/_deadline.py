@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Self, cast
 
+from stalwart.resilience._decorate import is_coroutine_function
 from stalwart.resilience._errors import DeadlineExceeded
 
 _DEADLINE: ContextVar[float | None] = ContextVar("stalwart_deadline", default=None)
@@ -160,7 +160,7 @@ def with_deadline[**P, R](seconds: float) -> Callable[[Callable[P, R]], Callable
     """
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
-        if inspect.iscoroutinefunction(fn):
+        if is_coroutine_function(fn, "with_deadline"):
             afn = cast("Callable[P, Awaitable[object]]", fn)
 
             @functools.wraps(fn)

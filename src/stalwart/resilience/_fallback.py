@@ -7,6 +7,8 @@ import inspect
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, cast
 
+from stalwart.resilience._decorate import is_coroutine_function
+
 type ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]
 
 _MISSING: Any = object()
@@ -34,7 +36,7 @@ def fallback[**P, R](
     handler: Callable[[BaseException], Any] = call if call is not None else (lambda _exc: value)
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
-        if inspect.iscoroutinefunction(fn):
+        if is_coroutine_function(fn, "fallback"):
             afn = cast("Callable[P, Coroutine[Any, Any, object]]", fn)
 
             @functools.wraps(fn)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import inspect
+import logging
 import random
 import time
 from collections.abc import (
@@ -28,6 +28,7 @@ from typing import Any, Protocol, Self, cast
 
 from stalwart.resilience._budget import RetryBudget
 from stalwart.resilience._deadline import _DEADLINE
+from stalwart.resilience._decorate import is_coroutine_function
 
 type ExceptionTypes = type[Exception] | tuple[type[Exception], ...]
 type RetryOn = ExceptionTypes | Callable[[Exception], bool]
@@ -107,6 +108,7 @@ class _TestMode:
 
 
 _TEST_MODE = _TestMode()
+_LOG = logging.getLogger("stalwart.resilience")
 _GLOBAL_HOOKS: list[RetryHook] = []
 
 
@@ -216,7 +218,10 @@ class RetryPolicy:
     sleep: Callable[[float], object] = time.sleep
     async_sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
     rand: Callable[[], float] = random.random
-    _match: Callable[[Exception], bool] = field(init=False, repr=False, compare=False)
+    # What the wrappers catch, and the predicate still to pass (None when ``on`` are types):
+    # ``except types`` costs nothing extra, a predicate call on every failure does.
+    _catch: tuple[type[Exception], ...] = field(init=False, repr=False, compare=False)
+    _pred: Callable[[Exception], bool] | None = field(init=False, repr=False, compare=False)
     _full_jitter: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -232,17 +237,25 @@ class RetryPolicy:
             for kind in types:
                 if not (isinstance(kind, type) and issubclass(kind, Exception)):
                     raise TypeError(f"retry on={kind!r}: expected Exception subclasses")
-            match: Callable[[Exception], bool] = (
-                (lambda exc: isinstance(exc, types)) if types else _never
-            )
+            catch: tuple[type[Exception], ...] = types
+            pred: Callable[[Exception], bool] | None = None
         elif callable(on):
-            match = on
+            catch, pred = (Exception,), on
         else:
             raise TypeError(f"retry on={on!r}: expected exception types or a predicate")
-        object.__setattr__(self, "_match", match)
+        object.__setattr__(self, "_catch", catch)
+        object.__setattr__(self, "_pred", pred)
         object.__setattr__(self, "_full_jitter", self.jitter is Jitter.FULL)
 
     # -- decision, shared by every driver -------------------------------------------------------
+
+    def matches(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is an error this policy retries.
+
+        >>> retry(on=ConnectionError).matches(ConnectionResetError())
+        True
+        """
+        return isinstance(exc, self._catch) and (self._pred is None or self._pred(exc))
 
     def _plan_next(
         self,
@@ -268,7 +281,9 @@ class RetryPolicy:
                 wait = server_wait
         if mode.enabled:
             wait = 0.0
-        if self._crosses_a_deadline(started, wait):
+        if (self.total_s is not None or _DEADLINE.get() is not None) and self._crosses_a_deadline(
+            started, wait
+        ):
             return None
         if self.budget is not None and not self.budget.try_withdraw(cause):
             return None
@@ -289,10 +304,11 @@ class RetryPolicy:
         if not self.hooks and not _GLOBAL_HOOKS:
             return
         event = RetryEvent(name, attempt, wait, cause, None if cause is not None else result)
-        for hook in self.hooks:
-            hook(event)
-        for hook in tuple(_GLOBAL_HOOKS):
-            hook(event)
+        for hook in (*self.hooks, *_GLOBAL_HOOKS):
+            try:
+                hook(event)
+            except Exception:  # noqa: BLE001 - observing a retry must not change its outcome
+                _LOG.exception("retry hook %r failed", hook)
 
     def _refund(self, attempts_made: int, last_cause: BaseException | None) -> None:
         budget = self.budget
@@ -308,14 +324,14 @@ class RetryPolicy:
 
     def __call__[**P, R](self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorate a sync or coroutine function."""
-        if inspect.iscoroutinefunction(fn):
+        if is_coroutine_function(fn, "retry"):
             return cast("Callable[P, R]", self._wrap_async(fn))
         return self._wrap_sync(fn)
 
     def _wrap_sync[**P, R](self, fn: Callable[P, R]) -> Callable[P, R]:
         name = self.name or getattr(fn, "__qualname__", repr(fn))
-        match = self._match
-        retry_rest = functools.partial(self._retry_sync, fn, name)
+        catch, pred = self._catch, self._pred
+        retry_sync = self._retry_sync
 
         if not self._needs_full_path():
 
@@ -323,12 +339,12 @@ class RetryPolicy:
             def fast(*args: P.args, **kwargs: P.kwargs) -> R:
                 try:
                     return fn(*args, **kwargs)
-                except Exception as exc:
-                    if not match(exc):
+                except catch as exc:
+                    if pred is not None and not pred(exc):
                         raise
                     cause: Exception | None = exc
                 try:
-                    return retry_rest(args, kwargs, cause, None, None)
+                    return retry_sync(fn, name, args, kwargs, cause, None, None)
                 finally:
                     cause = None  # the traceback references this frame: break the cycle
 
@@ -344,8 +360,8 @@ class RetryPolicy:
             started = clock() if track_time else None
             try:
                 result = fn(*args, **kwargs)
-            except Exception as exc:
-                if not match(exc):
+            except catch as exc:
+                if pred is not None and not pred(exc):
                     raise
                 cause: Exception | None = exc
             else:
@@ -355,7 +371,9 @@ class RetryPolicy:
                 cause = None
             # Outside the except block, so later errors get no misleading __context__.
             try:
-                return retry_rest(args, kwargs, cause, result if cause is None else None, started)
+                return retry_sync(
+                    fn, name, args, kwargs, cause, result if cause is None else None, started
+                )
             finally:
                 cause = None  # the traceback references this frame: break the cycle
 
@@ -371,7 +389,7 @@ class RetryPolicy:
         result: R | None,
         started: float | None,
     ) -> R:
-        match = self._match
+        catch, pred = self._catch, self._pred
         on_result = self.on_result
         plan = self._plan_next
         hooks = self.hooks
@@ -394,8 +412,8 @@ class RetryPolicy:
             attempt += 1
             try:
                 result = fn(*args, **kwargs)
-            except Exception as exc:
-                if not match(exc):
+            except catch as exc:
+                if pred is not None and not pred(exc):
                     raise
                 cause, result = exc, None
                 continue
@@ -410,8 +428,8 @@ class RetryPolicy:
         self, fn: Callable[P, Coroutine[Any, Any, T]]
     ) -> Callable[P, Coroutine[Any, Any, T]]:
         name = self.name or getattr(fn, "__qualname__", repr(fn))
-        match = self._match
-        retry_rest = functools.partial(self._retry_async, fn, name)
+        catch, pred = self._catch, self._pred
+        retry_async = self._retry_async
 
         if not self._needs_full_path():
 
@@ -419,12 +437,12 @@ class RetryPolicy:
             async def fast(*args: P.args, **kwargs: P.kwargs) -> T:
                 try:
                     return await fn(*args, **kwargs)
-                except Exception as exc:
-                    if not match(exc):
+                except catch as exc:
+                    if pred is not None and not pred(exc):
                         raise
                     cause: Exception | None = exc
                 try:
-                    return await retry_rest(args, kwargs, cause, None, None)
+                    return await retry_async(fn, name, args, kwargs, cause, None, None)
                 finally:
                     cause = None  # the traceback references this frame: break the cycle
 
@@ -440,8 +458,8 @@ class RetryPolicy:
             started = clock() if track_time else None
             try:
                 result = await fn(*args, **kwargs)
-            except Exception as exc:
-                if not match(exc):
+            except catch as exc:
+                if pred is not None and not pred(exc):
                     raise
                 cause: Exception | None = exc
             else:
@@ -451,8 +469,8 @@ class RetryPolicy:
                 cause = None
             # Outside the except block, so later errors get no misleading __context__.
             try:
-                return await retry_rest(
-                    args, kwargs, cause, result if cause is None else None, started
+                return await retry_async(
+                    fn, name, args, kwargs, cause, result if cause is None else None, started
                 )
             finally:
                 cause = None  # the traceback references this frame: break the cycle
@@ -469,7 +487,7 @@ class RetryPolicy:
         result: T | None,
         started: float | None,
     ) -> T:
-        match = self._match
+        catch, pred = self._catch, self._pred
         on_result = self.on_result
         plan = self._plan_next
         hooks = self.hooks
@@ -492,8 +510,8 @@ class RetryPolicy:
             attempt += 1
             try:
                 result = await fn(*args, **kwargs)
-            except Exception as exc:
-                if not match(exc):
+            except catch as exc:
+                if pred is not None and not pred(exc):
                     raise
                 cause, result = exc, None
                 continue
@@ -556,7 +574,7 @@ class _AttemptLoop:
 
     def on_failure(self, attempt: Attempt, exc: Exception) -> bool:
         policy = self.policy
-        if not policy._match(exc):  # noqa: SLF001 - same module
+        if not policy.matches(exc):
             return False
         wait = policy._plan_next(attempt.number, exc, self.started, self.previous_wait)  # noqa: SLF001
         if wait is None:

@@ -23,7 +23,6 @@ cannot coordinate, rather than letting every process probe at once).
 from __future__ import annotations
 
 import functools
-import inspect
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -35,8 +34,9 @@ from stalwart.resilience._breaker import (
     BreakerListener,
     BreakerTransition,
     CircuitState,
-    notify_transitions,
+    TransitionQueue,
 )
+from stalwart.resilience._decorate import is_coroutine_function
 from stalwart.resilience._errors import CircuitOpen
 from stalwart.resilience._window import FAILURE, SLOW, CountRing, CountWindow
 
@@ -190,9 +190,13 @@ class RedisCircuitBreaker:
             raise TypeError("RedisCircuitBreaker supports CountWindow only")
         if sync_s <= 0 or probe_timeout_s <= 0:
             raise ValueError("sync_s and probe_timeout_s must be > 0")
+        if sync_s >= self.config.open_s:
+            # Otherwise a process could still hold a cached "closed" view when the circuit
+            # half-opens, and send ordinary calls next to the N probes.
+            raise ValueError("sync_s must be shorter than open_s")
         self.name = name
         self.key = prefix + name
-        self.listeners = listeners
+        self._transitions = TransitionQueue(listeners)
         self.sync_s = sync_s
         self._probe_timeout_ms = int(probe_timeout_s * 1000)
         self._open_ms = int(self.config.open_s * 1000)
@@ -225,11 +229,10 @@ class RedisCircuitBreaker:
 
     def _apply(self, reply: _Reply, now: float) -> None:
         state, gen, wait_s, _ = reply
-        transitions: list[BreakerTransition] = []
         with self._lock:
             if gen != self._gen:
                 if self._gen >= 0 and state is not self._state:
-                    transitions.append(BreakerTransition(self.name, self._state, state, now))
+                    self._transitions.push(BreakerTransition(self.name, self._state, state, now))
                 self._gen = gen
                 self._ring.reset()  # every generation judges its own calls
             self._state = state
@@ -237,7 +240,7 @@ class RedisCircuitBreaker:
             self._fresh_until = now + (
                 wait_s if state is CircuitState.OPEN and wait_s > self.sync_s else self.sync_s
             )
-        notify_transitions(self.listeners, transitions)
+        self._transitions.deliver()
 
     def _local_admit(self, now: float) -> int | None:
         """Generation of a call admitted from the cache; ``None``: ask Redis (ACQUIRE)."""
@@ -269,7 +272,7 @@ class RedisCircuitBreaker:
         ring = self._ring
         if outcome == 0:
             i = ring.idx
-            if not ring.buf[i] and ring.calls >= ring.size and gen == self._gen:
+            if not ring.buf[i] and gen == self._gen:
                 nxt = i + 1
                 ring.idx = nxt if nxt < ring.size else 0  # lock-free: see _breaker.py
                 return None
@@ -299,16 +302,15 @@ class RedisCircuitBreaker:
         )
 
     def _trip_locally(self, now: float) -> None:
-        transitions: list[BreakerTransition] = []
         with self._lock:
             if self._state is CircuitState.CLOSED:
-                transitions.append(
+                self._transitions.push(
                     BreakerTransition(self.name, self._state, CircuitState.OPEN, now)
                 )
                 self._state = CircuitState.OPEN
                 self._open_until = now + self.config.open_s
                 self._fresh_until = self._open_until
-        notify_transitions(self.listeners, transitions)
+        self._transitions.deliver()
 
     def _outcome(self, exc: BaseException | None, started: float, now: float) -> int | None:
         slow_s = self.config.slow_call_s
@@ -409,7 +411,7 @@ class RedisCircuitBreaker:
         (needs ``async_client``)."""
         clock = self._clock
         outcome_of = self._outcome
-        if inspect.iscoroutinefunction(fn):
+        if is_coroutine_function(fn, "RedisCircuitBreaker"):
             afn = cast("Callable[P, Coroutine[Any, Any, object]]", fn)
             aenter, aexit = self._aenter, self._aexit
 

@@ -143,8 +143,9 @@ class VersionConflict(StorageError):
 class TransactionConflict(StorageError):
     """A condition inside :meth:`Store.transact` failed; nothing was written."""
 
-    def __init__(self, index: int, operation: Operation | None, reason: str,
-                 current: Record | None = None) -> None:
+    def __init__(
+        self, index: int, operation: Operation | None, reason: str, current: Record | None = None
+    ) -> None:
         where = f"item {index}" if index >= 0 else "an unknown item"
         what = f" ({type(operation).__name__} {operation.key})" if operation else ""
         super().__init__(f"transaction failed at {where}{what}: {reason}")
@@ -176,7 +177,8 @@ def validate_key(key: Key) -> Key:
             raise InvalidRecord(f"key {part_name} must be a str, got {type(part).__name__}")
         if len(part) > MAX_KEY_PART_CHARS:
             raise InvalidRecord(
-                f"key {part_name} is {len(part)} characters; the limit is {MAX_KEY_PART_CHARS}")
+                f"key {part_name} is {len(part)} characters; the limit is {MAX_KEY_PART_CHARS}"
+            )
         if "\x00" in part:
             raise InvalidRecord(f"key {part_name} contains a NUL character")
         if not part.isascii() and not _is_utf8_encodable(part):
@@ -219,8 +221,10 @@ def validate_field(name: str) -> str:
     if not isinstance(name, str) or not name:
         raise InvalidRecord("increment field must be a non-empty str")
     if len(name) > 255 or any(ch in name for ch in ".$\x00[]"):
-        raise InvalidRecord(f"increment field {name!r} must be a plain top-level name "
-                            "without '.', '$', '[', ']' or NUL, at most 255 characters")
+        raise InvalidRecord(
+            f"increment field {name!r} must be a plain top-level name "
+            "without '.', '$', '[', ']' or NUL, at most 255 characters"
+        )
     return name
 
 
@@ -254,7 +258,8 @@ def validate_operations(operations: Sequence[Operation], max_items: int) -> None
     if len(operations) > max_items:
         raise InvalidRecord(
             f"a transaction holds at most {max_items} operations on this engine, "
-            f"got {len(operations)}")
+            f"got {len(operations)}"
+        )
     seen: set[Key] = set()
     for operation in operations:
         if not isinstance(operation, Create | Replace | Delete | Check | Increment):
@@ -297,8 +302,9 @@ class Store(Protocol):
         """Create a record at version 1; :class:`AlreadyExists` if a live one is there."""
         ...
 
-    def replace(self, key: Key, data: JSONObject, *, expected_version: int,
-                ttl: float | None = None) -> Record:
+    def replace(
+        self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
+    ) -> Record:
         """Overwrite data if the version matches (new version = old + 1), else
         :class:`VersionConflict`. ``ttl=None`` stores the record without expiry."""
         ...
@@ -308,14 +314,22 @@ class Store(Protocol):
         or absence raises :class:`VersionConflict`."""
         ...
 
-    def increment(self, key: Key, field: str, by: int | float = 1, *,
-                  ttl: float | None = None) -> Record:
+    def increment(
+        self, key: Key, field: str, by: int | float = 1, *, ttl: float | None = None
+    ) -> Record:
         """Atomically add ``by`` to ``field``, creating the record if missing; bumps the
         version. Returns the record after the increment."""
         ...
 
-    def query(self, partition: str, *, prefix: str = "", limit: int = 100,
-              cursor: str | None = None, descending: bool = False) -> Page:
+    def query(
+        self,
+        partition: str,
+        *,
+        prefix: str = "",
+        limit: int = 100,
+        cursor: str | None = None,
+        descending: bool = False,
+    ) -> Page:
         """Live records of ``partition`` whose sort key starts with ``prefix``, by sort key."""
         ...
 
@@ -351,8 +365,9 @@ class AsyncStore(Protocol):
         """See :meth:`Store.create`."""
         ...
 
-    async def replace(self, key: Key, data: JSONObject, *, expected_version: int,
-                      ttl: float | None = None) -> Record:
+    async def replace(
+        self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
+    ) -> Record:
         """See :meth:`Store.replace`."""
         ...
 
@@ -360,13 +375,21 @@ class AsyncStore(Protocol):
         """See :meth:`Store.delete`."""
         ...
 
-    async def increment(self, key: Key, field: str, by: int | float = 1, *,
-                        ttl: float | None = None) -> Record:
+    async def increment(
+        self, key: Key, field: str, by: int | float = 1, *, ttl: float | None = None
+    ) -> Record:
         """See :meth:`Store.increment`."""
         ...
 
-    async def query(self, partition: str, *, prefix: str = "", limit: int = 100,
-                    cursor: str | None = None, descending: bool = False) -> Page:
+    async def query(
+        self,
+        partition: str,
+        *,
+        prefix: str = "",
+        limit: int = 100,
+        cursor: str | None = None,
+        descending: bool = False,
+    ) -> Page:
         """See :meth:`Store.query`."""
         ...
 

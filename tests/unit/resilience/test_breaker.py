@@ -22,7 +22,7 @@ from stalwart.resilience import (
     TimeWindow,
     add_breaker_listener,
 )
-from stalwart.resilience._window import CountRing
+from stalwart.resilience._window import SLOW, UNUSED, CountRing
 
 
 class FakeClock:
@@ -300,19 +300,24 @@ def test_config_validation() -> None:
 
 
 def test_lock_is_not_held_across_the_protected_call() -> None:
-    breaker = CircuitBreaker("t")
+    """4 calls must be inside the protected function at the same time (pybreaker issue #55)."""
+    breaker = CircuitBreaker("t", window=CountWindow(4), min_calls=4)
+    inside = threading.Barrier(4)
+    outcomes: list[str] = []
 
     @breaker
-    def slow() -> None:
-        time.sleep(0.2)
+    def meet() -> None:
+        inside.wait(timeout=10)  # breaks (raises) unless all 4 calls are in here together
 
-    threads = [threading.Thread(target=slow) for _ in range(4)]
-    started = time.monotonic()
+    def caller() -> None:
+        outcomes.append(run(breaker, meet))
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert time.monotonic() - started < 0.6  # serialised it would take 0.8 s
+    assert outcomes == ["ok"] * 4
 
 
 def _half_open_breaker(probes: int) -> tuple[CircuitBreaker, FakeClock]:
@@ -396,8 +401,8 @@ def _check_ring_invariants(breaker: CircuitBreaker) -> None:
     ring = breaker._ring
     assert isinstance(ring, CountRing)
     assert ring.failures == sum(v & 1 for v in ring.buf)
-    assert ring.slow == sum(v >> 1 for v in ring.buf)
-    assert 0 <= ring.calls <= ring.size
+    assert ring.slow == sum((v & SLOW) >> 1 for v in ring.buf)
+    assert ring.calls == sum(v != UNUSED for v in ring.buf)
 
 
 LEGAL = {
@@ -504,3 +509,33 @@ def test_reset_and_metrics() -> None:
     assert breaker.state is CircuitState.CLOSED
     assert breaker.metrics()["calls"] == 0
     assert "closed" in repr(breaker)
+
+
+def test_a_failing_listener_is_logged_and_does_not_fail_the_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(_: BreakerTransition) -> None:
+        raise RuntimeError("listener bug")
+
+    seen: list[BreakerTransition] = []
+    breaker = CircuitBreaker("t", min_calls=1, listeners=(broken, seen.append))
+    assert run(breaker, fail) == "failed"  # the ConnectionError, not the listener's error
+    assert breaker.state is CircuitState.OPEN
+    assert len(seen) == 1
+    assert "listener bug" in caplog.text
+
+
+def test_listeners_see_transitions_in_order_across_threads() -> None:
+    """Transitions are queued under the lock and delivered FIFO, even from many threads."""
+    for seed in range(3):
+        transitions: list[BreakerTransition] = []
+        breaker = _churning_breaker(transitions)
+        threads = [
+            threading.Thread(target=_hammer, args=(breaker, random.Random(seed + i)))
+            for i in range(8)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        _check_transitions(transitions)

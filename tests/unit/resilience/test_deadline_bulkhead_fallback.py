@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -351,3 +352,23 @@ async def test_pipeline_async_deadline_cancels_and_falls_back() -> None:
     started = time.monotonic()
     assert await slow() == "late"
     assert time.monotonic() - started < 1.0
+
+
+def test_generator_functions_are_refused_by_every_decorator() -> None:
+    def numbers() -> Iterator[int]:
+        yield 1
+
+    async def anumbers() -> AsyncIterator[int]:
+        yield 1
+
+    decorators = [
+        retry(on=ValueError),
+        CircuitBreaker("g"),
+        Bulkhead(1),
+        fallback(on=ValueError, value=0),
+        with_deadline(1.0),
+    ]
+    for decorate in decorators:
+        for fn in (numbers, anumbers):
+            with pytest.raises(TypeError, match="generator function"):
+                decorate(fn)  # type: ignore[operator]

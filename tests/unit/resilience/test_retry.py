@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -535,3 +536,30 @@ def test_retries_leave_no_reference_cycles() -> None:
     finally:
         gc.enable()
     assert growth < 50  # a cycle per call would leave hundreds of frames and tracebacks
+
+
+def test_a_failing_hook_is_logged_and_does_not_change_the_outcome(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(_: RetryEvent) -> None:
+        raise RuntimeError("hook bug")
+
+    flaky = Flaky(1)
+    assert retry(on=ConnectionError, base_s=0.0, hooks=(broken,))(flaky)() == "ok"
+    assert "hook bug" in caplog.text
+
+
+def test_budget_withdrawals_are_exact_under_threads() -> None:
+    budget = RetryBudget(capacity=500, retry_cost=5)
+    granted: list[bool] = []
+
+    def drain() -> None:
+        granted.extend(budget.try_withdraw(ConnectionError()) for _ in range(200))
+
+    threads = [threading.Thread(target=drain) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert granted.count(True) == 100
+    assert budget.tokens == 0
