@@ -215,7 +215,11 @@ def _expect_success(reply: Reply) -> Mapping[str, Any]:
 
 
 def dynamo_number(value: float) -> str | None:
-    """``value`` as a DynamoDB N string, or ``None`` if DynamoDB cannot hold it exactly."""
+    """``value`` as a DynamoDB N string, or ``None`` if DynamoDB cannot hold it exactly.
+
+    >>> dynamo_number(2.5), dynamo_number(10**40), dynamo_number(10**40 + 1)
+    ('2.5', '10000000000000000000000000000000000000000', None)
+    """
     exact = decimal.Decimal(value) if isinstance(value, int) else decimal.Decimal(repr(value))
     try:
         fitted = _DYNAMO_NUMBERS.create_decimal(exact)
@@ -234,7 +238,11 @@ def _decode_number(text: str, *, is_float: bool) -> Number:
 
 
 def encode_sort(sort: str) -> str:
-    """The stored ``sk`` for a contract sort key."""
+    """The stored ``sk`` for a contract sort key.
+
+    >>> encode_sort(""), encode_sort("2026-11")
+    ('\\x00', '2026-11')
+    """
     return sort or EMPTY_SORT
 
 

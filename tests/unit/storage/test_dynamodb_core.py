@@ -7,6 +7,8 @@ server in test_dynamodb_store.py and the conformance suite.
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import json
 import math
 import re
@@ -601,3 +603,21 @@ def test_url_settings() -> None:
     ):
         with pytest.raises(InvalidRecord):
             ConnectionSettings.from_url(bad)
+
+
+@pytest.mark.parametrize("module", ["stalwart.storage.dynamodb", "stalwart.storage._dynamodb_core"])
+def test_docstring_examples_run(module: str) -> None:
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+def test_public_module_exports_what_it_lists() -> None:
+    dynamodb = importlib.import_module("stalwart.storage.dynamodb")
+    public = {
+        name
+        for name, value in vars(dynamodb).items()
+        if not name.startswith("_") and getattr(value, "__module__", None) == dynamodb.__name__
+    }
+    assert public <= set(dynamodb.__all__)
+    assert all(hasattr(dynamodb, name) for name in dynamodb.__all__)
