@@ -832,8 +832,9 @@ def decode_cancellation(
 ) -> StorageError | None:
     """The error for a TransactionCanceledException, or ``None`` to retry the transaction.
 
-    ``retryable`` are indices whose failed condition only means "changed since our read"
-    (Increments): they retry unless another item failed for real.
+    ``retryable`` are the indices of Increments: their failed pin only means "changed since our
+    read", and a DynamoDB ``TransactionConflict`` on them only "another transaction was writing
+    it"; both retry, unless another item failed for real.
     """
     reasons = cast("list[dict[str, Any]]", failure.response.get("CancellationReasons") or [])
     codes = [str(reason.get("Code", "None")) for reason in reasons]
@@ -844,20 +845,23 @@ def decode_cancellation(
             return TransactionConflict(
                 index, operation, _conflict_reason(operation, current), current
             )
-    if any(code == "ConditionalCheckFailed" for code in codes):
-        return None
+    lost_race = False
     for index, code in enumerate(codes):
         if code in _THROTTLING_REASONS:
             return StoreUnavailable(f"DynamoDB {code} on transaction item {index}")
-        if code == "TransactionConflict":
-            # Another transaction held the item: a lost race the caller resolves like a
-            # conflict (re-read, decide, retry), so name the item.
-            return TransactionConflict(
-                index, operations[index], "another transaction was writing this item"
-            )
         if code in {"ValidationError", "ItemCollectionSizeLimitExceeded"}:
             message = reasons[index].get("Message", code)
             return InvalidRecord(f"DynamoDB rejected transaction item {index}: {message}")
+        if code in {"ConditionalCheckFailed", "TransactionConflict"} and index in retryable:
+            lost_race = True
+        elif code == "TransactionConflict":
+            # Another transaction held one of the caller's items: a lost race the caller
+            # resolves like a conflict (re-read, decide, retry), so name the item.
+            return TransactionConflict(
+                index, operations[index], "another transaction was writing this item"
+            )
+    if lost_race:
+        return None
     return TransactionConflict(-1, None, f"transaction cancelled: {failure.message}")
 
 

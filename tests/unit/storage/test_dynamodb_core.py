@@ -347,6 +347,9 @@ def test_cancellation_reasons() -> None:
     )
     assert isinstance(conflict, TransactionConflict)
     assert conflict.index == 1
+    increment_busy = [{"Code": "None"}, {"Code": "None"}, {"Code": "TransactionConflict"}]
+    busy = failure("TransactionCanceledException", CancellationReasons=increment_busy)
+    assert core.decode_cancellation(busy, ops, NOW, frozenset({2})) is None
     invalid = [
         {"Code": "ValidationError", "Message": "too big"},
         {"Code": "None"},
