@@ -10,9 +10,10 @@ Starts its own servers (tests/servers.py: redis-server, moto, secantusdb). For e
   by 16 threads; successful replaces per second.
 - ``lost_updates``: successful replaces minus the counter's final increase (must be 0).
 - ``round_trips_per_{replace,create,increment}``: engine calls per successful operation, counted
-  by each client's own instrumentation: SQLite's trace callback (statements), Redis
-  ``INFO commandstats`` call totals (minus the INFO calls themselves), botocore ``before-send``
-  events, PyMongo's CommandListener (started commands).
+  by each client's own instrumentation: SQLite's trace callback (statements), the commands
+  Redis's ``MONITOR`` shows from clients (``INFO commandstats`` would also count the commands a
+  Lua script runs inside one EVALSHA), botocore ``before-send`` events, PyMongo's
+  CommandListener (started commands).
 
 The last line is one JSON object: ``{"engines": {"sqlite": {...}, ...}}``; an engine that cannot
 run reports ``{"error": "..."}``.
@@ -63,6 +64,7 @@ class Instrumented:
     store: Store
     calls: Callable[[], int]
     close: Callable[[], None]
+    done_counting: Callable[[], None] = lambda: None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,6 +82,72 @@ def sqlite_store() -> Iterator[Instrumented]:
         yield Instrumented(store, lambda: statements.count, store.close)
 
 
+class RedisCommandCounter:
+    """Counts the commands clients send to Redis, seen through ``MONITOR``.
+
+    ``INFO commandstats`` cannot be used alone: it also counts every ``redis.call`` made inside
+    a Lua script, so one EVALSHA doing four commands would read as five round trips. MONITOR
+    tags those inner commands as ``lua``; everything else is a command a client sent. Each
+    reading sends an ``ECHO`` marker and waits until the monitor has seen it, so all commands
+    sent before are counted.
+    """
+
+    MARK = "__stalwart_bench_mark__"
+
+    def __init__(self, url: str) -> None:
+        import redis  # noqa: PLC0415
+
+        self._client = redis.Redis.from_url(url, socket_timeout=30)
+        self._marker_client = redis.Redis.from_url(url, socket_timeout=10)
+        self._monitor = self._client.monitor()
+        self._monitor.__enter__()
+        self._lock = threading.Lock()
+        self._count = 0
+        self._closed = False
+        self._marks_seen = 0
+        self._seen = threading.Condition(self._lock)
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        while True:
+            command = self._monitor.next_command()
+            text = str(command["command"])
+            with self._seen:
+                if text.startswith(f"ECHO {self.MARK}"):
+                    self._marks_seen += 1
+                    self._seen.notify_all()
+                    if text.endswith("stop"):
+                        return
+                elif command["client_type"] != "lua":
+                    self._count += 1
+
+    def _mark(self, suffix: str) -> None:
+        with self._seen:
+            wanted = self._marks_seen + 1
+        self._marker_client.echo(f"{self.MARK}{suffix}")
+        with self._seen:
+            if not self._seen.wait_for(lambda: self._marks_seen >= wanted, timeout=30):
+                raise TimeoutError("MONITOR did not report the marker within 30 s")
+
+    def __call__(self) -> int:
+        self._mark("")
+        with self._lock:
+            return self._count
+
+    def close(self) -> None:
+        """Stop monitoring (MONITOR slows the server down) before measuring throughput."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread.is_alive():
+            self._mark("stop")
+            self._thread.join(timeout=30)
+        self._monitor.__exit__(None, None, None)
+        self._client.close()
+        self._marker_client.close()
+
+
 @contextlib.contextmanager
 def redis_store() -> Iterator[Instrumented]:
     import redis  # noqa: PLC0415
@@ -90,19 +158,13 @@ def redis_store() -> Iterator[Instrumented]:
         client = redis.Redis.from_url(
             server.url, socket_timeout=10, socket_connect_timeout=5, max_connections=64
         )
-        stats_client = redis.Redis.from_url(server.url, socket_timeout=10)
-
-        def calls() -> int:
-            # Every command the server ran, minus the INFO calls this function makes.
-            stats = stats_client.info("commandstats")
-            return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
-
+        counter = RedisCommandCounter(server.url)
         store = RedisStore(client, prefix=f"bench{uuid.uuid4().hex[:8]}")
         try:
-            yield Instrumented(store, calls, store.close)
+            yield Instrumented(store, counter, store.close, counter.close)
         finally:
+            counter.close()
             client.close()
-            stats_client.close()
 
 
 @contextlib.contextmanager
@@ -262,6 +324,7 @@ def bench_engine(engine: str, seconds: float) -> dict[str, Any]:
     with OPENERS[engine]() as bench:
         try:
             result: dict[str, Any] = round_trips(bench)
+            bench.done_counting()
             one, lost_one = contended_updates(bench.store, 1, seconds)
             many, lost_many = contended_updates(bench.store, WRITERS, seconds)
         finally:

@@ -151,8 +151,14 @@ def moto_server() -> Iterator[RunningServer]:
     workdir = Path(tempfile.mkdtemp(prefix="stalwart-moto-"))
     log = workdir / "moto.log"
     # moto applies writes in steps; the wrapper serializes requests (see tests/moto_serial.py).
-    args = [sys.executable, str(Path(__file__).with_name("moto_serial.py")),
-            "-H", "127.0.0.1", "-p", str(port)]
+    args = [
+        sys.executable,
+        str(Path(__file__).with_name("moto_serial.py")),
+        "-H",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
     with log.open("wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
     try:

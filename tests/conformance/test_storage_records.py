@@ -280,3 +280,20 @@ async def test_two_clients_on_one_table_see_each_other(store, open_facade):
             await other.create(key, {})
     finally:
         await other.close()
+
+
+async def test_stores_on_different_tables_are_isolated(store, open_facade, store_url_factory):
+    other = open_facade(store_url_factory(store.engine)())
+    try:
+        key = Key("shared", "doc")
+        await store.create(key, {"by": "first"})
+        assert await other.get(key) is None
+        assert (await other.query("shared")).records == []
+        assert await other.delete(key) is False
+        created = await other.create(key, {"by": "other"})
+        assert created.version == 1
+        mine = await store.get(key)
+        assert mine is not None
+        assert mine.data == {"by": "first"}
+    finally:
+        await other.close()

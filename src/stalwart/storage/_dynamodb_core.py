@@ -215,7 +215,11 @@ def _expect_success(reply: Reply) -> Mapping[str, Any]:
 
 
 def dynamo_number(value: float) -> str | None:
-    """``value`` as a DynamoDB N string, or ``None`` if DynamoDB cannot hold it exactly."""
+    """``value`` as a DynamoDB N string, or ``None`` if DynamoDB cannot hold it exactly.
+
+    >>> dynamo_number(2.5), dynamo_number(10**40), dynamo_number(10**40 + 1)
+    ('2.5', '10000000000000000000000000000000000000000', None)
+    """
     exact = decimal.Decimal(value) if isinstance(value, int) else decimal.Decimal(repr(value))
     try:
         fitted = _DYNAMO_NUMBERS.create_decimal(exact)
@@ -234,7 +238,11 @@ def _decode_number(text: str, *, is_float: bool) -> Number:
 
 
 def encode_sort(sort: str) -> str:
-    """The stored ``sk`` for a contract sort key."""
+    """The stored ``sk`` for a contract sort key.
+
+    >>> encode_sort(""), encode_sort("2026-11")
+    ('\\x00', '2026-11')
+    """
     return sort or EMPTY_SORT
 
 
@@ -824,8 +832,9 @@ def decode_cancellation(
 ) -> StorageError | None:
     """The error for a TransactionCanceledException, or ``None`` to retry the transaction.
 
-    ``retryable`` are indices whose failed condition only means "changed since our read"
-    (Increments): they retry unless another item failed for real.
+    ``retryable`` are the indices of Increments: their failed pin only means "changed since our
+    read", and a DynamoDB ``TransactionConflict`` on them only "another transaction was writing
+    it"; both retry, unless another item failed for real.
     """
     reasons = cast("list[dict[str, Any]]", failure.response.get("CancellationReasons") or [])
     codes = [str(reason.get("Code", "None")) for reason in reasons]
@@ -836,20 +845,23 @@ def decode_cancellation(
             return TransactionConflict(
                 index, operation, _conflict_reason(operation, current), current
             )
-    if any(code == "ConditionalCheckFailed" for code in codes):
-        return None
+    lost_race = False
     for index, code in enumerate(codes):
         if code in _THROTTLING_REASONS:
             return StoreUnavailable(f"DynamoDB {code} on transaction item {index}")
-        if code == "TransactionConflict":
-            # Another transaction held the item: a lost race the caller resolves like a
-            # conflict (re-read, decide, retry), so name the item.
-            return TransactionConflict(
-                index, operations[index], "another transaction was writing this item"
-            )
         if code in {"ValidationError", "ItemCollectionSizeLimitExceeded"}:
             message = reasons[index].get("Message", code)
             return InvalidRecord(f"DynamoDB rejected transaction item {index}: {message}")
+        if code in {"ConditionalCheckFailed", "TransactionConflict"} and index in retryable:
+            lost_race = True
+        elif code == "TransactionConflict":
+            # Another transaction held one of the caller's items: a lost race the caller
+            # resolves like a conflict (re-read, decide, retry), so name the item.
+            return TransactionConflict(
+                index, operations[index], "another transaction was writing this item"
+            )
+    if lost_race:
+        return None
     return TransactionConflict(-1, None, f"transaction cancelled: {failure.message}")
 
 

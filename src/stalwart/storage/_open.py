@@ -38,8 +38,9 @@ def open_store(url: str, *, clock: Clock | None = None) -> Store:
     1
     """
     module: Any = _engine_module(url)
-    store: Store = module.store_from_url(url) if clock is None else module.store_from_url(
-        url, clock=clock)
+    store: Store = (
+        module.store_from_url(url) if clock is None else module.store_from_url(url, clock=clock)
+    )
     return store
 
 
@@ -47,6 +48,9 @@ def open_async_store(url: str, *, clock: Clock | None = None) -> AsyncStore:
     """Open an asynchronous store described by ``url`` (same URL forms and ``clock`` as
     :func:`open_store`)."""
     module: Any = _engine_module(url)
-    store: AsyncStore = (module.async_store_from_url(url) if clock is None
-                         else module.async_store_from_url(url, clock=clock))
+    store: AsyncStore = (
+        module.async_store_from_url(url)
+        if clock is None
+        else module.async_store_from_url(url, clock=clock)
+    )
     return store

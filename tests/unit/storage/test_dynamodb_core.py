@@ -7,6 +7,8 @@ server in test_dynamodb_store.py and the conformance suite.
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import json
 import math
 import re
@@ -345,6 +347,9 @@ def test_cancellation_reasons() -> None:
     )
     assert isinstance(conflict, TransactionConflict)
     assert conflict.index == 1
+    increment_busy = [{"Code": "None"}, {"Code": "None"}, {"Code": "TransactionConflict"}]
+    busy = failure("TransactionCanceledException", CancellationReasons=increment_busy)
+    assert core.decode_cancellation(busy, ops, NOW, frozenset({2})) is None
     invalid = [
         {"Code": "ValidationError", "Message": "too big"},
         {"Code": "None"},
@@ -601,3 +606,21 @@ def test_url_settings() -> None:
     ):
         with pytest.raises(InvalidRecord):
             ConnectionSettings.from_url(bad)
+
+
+@pytest.mark.parametrize("module", ["stalwart.storage.dynamodb", "stalwart.storage._dynamodb_core"])
+def test_docstring_examples_run(module: str) -> None:
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+def test_public_module_exports_what_it_lists() -> None:
+    dynamodb = importlib.import_module("stalwart.storage.dynamodb")
+    public = {
+        name
+        for name, value in vars(dynamodb).items()
+        if not name.startswith("_") and getattr(value, "__module__", None) == dynamodb.__name__
+    }
+    assert public <= set(dynamodb.__all__)
+    assert all(hasattr(dynamodb, name) for name in dynamodb.__all__)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import random
 
 import pytest
@@ -126,3 +128,20 @@ def test_prepare_validates_before_anything_runs():
 def test_table_names_must_be_identifiers(name):
     with pytest.raises(InvalidRecord):
         validate_table(name)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["stalwart.storage.sqlite", "stalwart.storage._sqlite", "stalwart.storage._sqlite_sql"],
+)
+def test_docstring_examples_run(module):
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+def test_public_module_exports_what_it_lists():
+    sqlite = importlib.import_module("stalwart.storage.sqlite")
+    assert sorted(sqlite.__all__) == sorted(
+        name for name in vars(sqlite) if not name.startswith("_") and name != "annotations"
+    )
