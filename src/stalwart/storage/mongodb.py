@@ -48,6 +48,7 @@ from stalwart.storage._mongodb_plan import (  # noqa: E402
     Doc,
     FindMany,
     FindOne,
+    InsertOne,
     Plan,
     Settings,
     Sleep,
@@ -206,6 +207,8 @@ class MongoStore:
                 )
             case FindOne():
                 return collection.find_one(command.filter, session=session)
+            case InsertOne():
+                return collection.insert_one(command.document, session=session)
             case DeleteOne():
                 return collection.find_one_and_delete(command.filter, session=session)
             case FindMany():
@@ -372,6 +375,8 @@ class AsyncMongoStore:
                 )
             case FindOne():
                 return await collection.find_one(command.filter, session=session)
+            case InsertOne():
+                return await collection.insert_one(command.document, session=session)
             case DeleteOne():
                 return await collection.find_one_and_delete(command.filter, session=session)
             case FindMany():
