@@ -13,8 +13,15 @@ Per engine (SQLite, Redis, DynamoDB on moto, MongoDB on secantusdb):
 - a storm: 200 concurrent identical POSTs (one key) to a FastAPI app on uvicorn (a separate
   process) backed by that engine; the app counts handler executions.
 And on Redis: requests per second of a FastAPI POST on uvicorn with and without the layer (a
-fresh key per request), load from a Python asyncio HTTP/1.1 keep-alive generator (wrk and hey
-are not used even if installed, so runs are comparable everywhere).
+fresh key per request). Each app runs in its own uvicorn process; the load comes from ``wrk``
+when it is on PATH (a separate, light C process), else from a Python asyncio HTTP/1.1 keep-alive
+generator in this process (never in the server's); the output says which.
+
+Floors, measured in the same interleaved slices so that machine load hits them alike (details
+line): what redis-py itself allows with two round trips and no logic at all -- two plain
+``SET``s per call (sync), and a FastAPI route doing two plain async ``SET``s per request -- plus
+the raw cost of one ``EVALSHA`` of the create script against one ``SET NX EX`` (client rate and
+the server's own microseconds per call from ``INFO commandstats``).
 
 The last line is one JSON object (see the issue for its shape).
 """
@@ -257,15 +264,79 @@ def powertools_dynamodb(endpoint: str) -> Iterator[Callable[[int], Any]]:
         client.close()
 
 
+@contextlib.contextmanager
+def redis_floor(redis_url: str) -> Iterator[Callable[[int], Any]]:
+    """Two plain round trips per call (SET NX EX, then SET), no logic: redis-py's own ceiling."""
+    import redis  # noqa: PLC0415
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+    run = uuid.uuid4().hex
+    claim = json.dumps({"status": "IN_PROGRESS", "expiration": 0, "in_progress_expiration": 0})
+    done = json.dumps({"status": "COMPLETED", "data": {"order_id": run, "cents": 100}})
+
+    def call(i: int) -> None:
+        key = f"floor:{run}-{i}"
+        client.set(key, claim, nx=True, ex=86400)
+        client.set(key, done, ex=86400)
+
+    try:
+        yield call
+    finally:
+        client.close()
+
+
+def evalsha_vs_set(url: str, seconds: float) -> dict[str, Any]:
+    """One EVALSHA of the store's create script vs one SET NX EX, same client and payload:
+    round trips per second (interleaved slices) and the server's microseconds per call."""
+    import redis  # noqa: PLC0415
+
+    from stalwart.storage._redis_scripts import CREATE  # noqa: PLC0415
+
+    client = redis.Redis.from_url(url.split("?", maxsplit=1)[0], socket_timeout=5)
+    create = client.register_script(CREATE)
+    run = uuid.uuid4().hex
+    payload = json.dumps(
+        {"status": "IN_PROGRESS", "owner": run[:24], "lease_expires_at": 1.0, "fingerprint": run}
+    )
+
+    def evalsha(i: int) -> None:
+        key = f"{{raw:{run}-{i}}}"
+        now = time.time()
+        create(
+            keys=[key + "r:", key + "i"],
+            args=[repr(now), payload, repr(now + 86400), "86401000", "", uuid.uuid4().hex],
+        )
+
+    def set_nx(i: int) -> None:
+        client.set(f"raw:{run}-{i}", payload, nx=True, ex=86400)
+
+    try:
+        result: dict[str, Any] = rates(
+            {"evalsha_create_per_s": evalsha, "set_nx_ex_per_s": set_nx}, seconds
+        )
+        client.config_resetstat()
+        for i in range(2000):
+            evalsha(-100 - i)
+            set_nx(-100 - i)
+        stats = client.info("commandstats")
+        result["server_us_per_evalsha_create"] = stats["cmdstat_evalsha"]["usec_per_call"]
+        result["server_us_per_set"] = stats["cmdstat_set"]["usec_per_call"]
+        return result
+    finally:
+        client.close()
+
+
 def execution_rates(engine: str, url: str, seconds: float) -> dict[str, Any]:
     entry: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
         calls = {"executions_per_s": stack.enter_context(stalwart_job(url))}
         try:
             if engine == "redis":
+                redis_url = url.split("?", maxsplit=1)[0]
                 calls["powertools_executions_per_s"] = stack.enter_context(
-                    powertools_redis(url.split("?", maxsplit=1)[0])
+                    powertools_redis(redis_url)
                 )
+                calls["floor_two_plain_sets_per_s"] = stack.enter_context(redis_floor(redis_url))
             elif engine == "dynamodb":
                 endpoint = url.split("endpoint_url=")[1].split("&", maxsplit=1)[0]
                 calls["powertools_executions_per_s"] = stack.enter_context(
@@ -304,12 +375,44 @@ def build_app(mode: str, store_url: str, handler_s: float) -> Any:
     else:
         router = APIRouter()
 
-    @router.post("/orders", status_code=201)
-    async def create_order(order: dict[str, Any]) -> dict[str, Any]:
-        executions["orders"] += 1
-        if handler_s:
-            await asyncio.sleep(handler_s)
-        return {"ok": True, "item": order.get("item")}
+    if mode == "floor":
+        # Two plain async redis-py round trips per request and no idempotency logic: the
+        # ceiling of any layer built on redis-py's asyncio client.
+        import redis.asyncio  # noqa: PLC0415
+        from fastapi import Header  # noqa: PLC0415
+
+        client = redis.asyncio.Redis.from_url(
+            store_url.split("?", maxsplit=1)[0], socket_timeout=5, socket_connect_timeout=2
+        )
+
+        @contextlib.asynccontextmanager
+        async def floor_lifespan(_app: Any) -> Any:
+            yield
+            await client.aclose()
+
+        app.router.lifespan_context = floor_lifespan
+
+        @router.post("/orders", status_code=201)
+        async def create_order_floor(
+            order: dict[str, Any],
+            # Not Annotated: annotations are strings here and Header is a local import.
+            idempotency_key: str = Header(default=""),  # noqa: FAST002
+        ) -> dict[str, Any]:
+            key = "floor:" + idempotency_key
+            await client.set(key, '{"status":"IN_PROGRESS"}', nx=True, ex=86400)
+            executions["orders"] += 1
+            reply = {"ok": True, "item": order.get("item")}
+            await client.set(key, json.dumps(reply), ex=86400)
+            return reply
+
+    else:
+
+        @router.post("/orders", status_code=201)
+        async def create_order(order: dict[str, Any]) -> dict[str, Any]:
+            executions["orders"] += 1
+            if handler_s:
+                await asyncio.sleep(handler_s)
+            return {"ok": True, "item": order.get("item")}
 
     @router.get("/executions")
     async def count() -> dict[str, int]:
@@ -428,6 +531,94 @@ async def load(port: int, seconds: float, *, keyed: bool, connections: int = 16)
     return sum(done.values()) / elapsed
 
 
+_WRK_SCRIPT = """
+counter = 0
+body = '{"item":"tea","qty":1}'
+request = function()
+  counter = counter + 1
+  local headers = {["Content-Type"] = "application/json"}
+  if keyed then headers["Idempotency-Key"] = run .. "-" .. counter end
+  return wrk.format("POST", "/orders", headers, body)
+end
+"""
+
+
+def wrk_load(port: int, seconds: float, *, keyed: bool, connections: int = 16) -> float:
+    """Requests per second from wrk (one thread, so one Lua counter: keys never repeat)."""
+    import re  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        run = uuid.uuid4().hex[:8]
+        script.write(f'keyed = {"true" if keyed else "false"}\nrun = "{run}"\n{_WRK_SCRIPT}')
+    try:
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{max(1, round(seconds))}s",
+                "--timeout",
+                "10s",  # a stall on this shared box is not a failed request
+                "-s",
+                script.name,
+                f"http://127.0.0.1:{port}/orders",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
+        ).stdout
+    finally:
+        Path(script.name).unlink()
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if bad or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw failed requests: {out[out.find('requests in') :]}"[:300])
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if found is None:
+        raise RuntimeError(f"unexpected wrk output: {out}")
+    return float(found.group(1))
+
+
+def http_rates(redis_url: str, seconds: float) -> dict[str, Any]:
+    """Bare, idempotent and floor apps, each in its own uvicorn process, measured in
+    interleaved rounds (order alternating) so machine load hits them alike."""
+    import shutil  # noqa: PLC0415
+
+    use_wrk = shutil.which("wrk") is not None
+
+    def measure(port: int, *, keyed: bool) -> float:
+        if use_wrk:
+            return wrk_load(port, seconds, keyed=keyed)
+        return asyncio.run(load(port, seconds, keyed=keyed))
+
+    results: dict[str, list[float]] = {"bare": [], "idempotent": [], "floor": []}
+    with (
+        app_process("bare", redis_url) as bare_port,
+        app_process("idempotent", redis_url) as keyed_port,
+        app_process("floor", redis_url) as floor_port,
+    ):
+        ports = {"bare": bare_port, "idempotent": keyed_port, "floor": floor_port}
+        for name, port in ports.items():  # warm-up: imports, connections, scripts
+            asyncio.run(load(port, 0.2, keyed=name != "bare"))
+        order = list(ports)
+        for _ in range(3):
+            for name in order:
+                results[name].append(measure(ports[name], keyed=name != "bare"))
+            order.reverse()
+    return {
+        "bare_rps": round(statistics.median(results["bare"]), 1),
+        "idempotent_rps": round(statistics.median(results["idempotent"]), 1),
+        "floor_rps": round(statistics.median(results["floor"]), 1),
+        "load_generator": (
+            "wrk -t1 -c16 (separate process)"
+            if use_wrk
+            else "python asyncio HTTP/1.1 keep-alive, 16 connections, in the benchmark process "
+            "(wrk not on PATH)"
+        ),
+    }
+
+
 async def storm(port: int) -> dict[str, Any]:
     import httpx  # noqa: PLC0415
 
@@ -491,7 +682,7 @@ def bench(seconds: float) -> dict[str, Any]:
     import tempfile  # noqa: PLC0415
 
     _mongo_listener()
-    result: dict[str, Any] = {"engines": {}, "http": {}, "storm": {}}
+    result: dict[str, Any] = {"engines": {}, "http": {}, "storm": {}, "floors": {}}
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         urls = engine_urls(stack, Path(tmp))
         for engine in ENGINES:
@@ -509,6 +700,14 @@ def bench(seconds: float) -> dict[str, Any]:
             except Exception as exc:
                 entry.update(error(exc))
             print(engine, json.dumps(entry), flush=True)
+            if "floor_two_plain_sets_per_s" in entry:
+                result["floors"]["redis_two_plain_sets_per_s"] = entry.pop(
+                    "floor_two_plain_sets_per_s"
+                )
+                try:
+                    result["floors"]["redis_raw"] = evalsha_vs_set(url, seconds)
+                except Exception as exc:
+                    result["floors"]["redis_raw"] = error(exc)
             result["engines"][engine] = entry
             try:
                 with app_process("idempotent", url, handler_s=0.2) as port:
@@ -521,21 +720,7 @@ def bench(seconds: float) -> dict[str, Any]:
             result["http"] = error(redis_url)
         else:
             try:
-                bare: list[float] = []
-                keyed: list[float] = []
-                with (
-                    app_process("bare", redis_url) as bare_port,
-                    app_process("idempotent", redis_url) as keyed_port,
-                ):
-                    for _ in range(3):  # interleaved, so machine load hits both alike
-                        bare.append(asyncio.run(load(bare_port, seconds, keyed=False)))
-                        keyed.append(asyncio.run(load(keyed_port, seconds, keyed=True)))
-                result["http"] = {
-                    "bare_rps": round(statistics.median(bare), 1),
-                    "idempotent_rps": round(statistics.median(keyed), 1),
-                    "load_generator": "python asyncio HTTP/1.1 keep-alive, 16 connections "
-                    "(wrk/hey not used)",
-                }
+                result["http"] = http_rates(redis_url, seconds)
             except Exception as exc:
                 result["http"] = error(exc)
     return result
@@ -570,7 +755,7 @@ def layer_overhead_us() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--serve", choices=["bare", "idempotent"])
+    parser.add_argument("--serve", choices=["bare", "idempotent", "floor"])
     parser.add_argument("--store-url", default="")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--handler-s", type=float, default=0.0)
@@ -585,6 +770,8 @@ def main() -> None:
             engine: entry.pop("statuses", None) for engine, entry in result["storm"].items()
         },
         "http_load_generator": result["http"].pop("load_generator", None),
+        "http_floor_rps_two_plain_async_sets": result["http"].pop("floor_rps", None),
+        "floors": result.pop("floors"),
         "layer_overhead_us_per_first_call": layer_overhead_us(),
     }
     print("details", json.dumps(details))

@@ -83,6 +83,46 @@ def _return_type(func: Callable[..., Any]) -> Any:
 type _KeyFn = Callable[..., str]
 
 
+def _binder(
+    signature: inspect.Signature,
+) -> Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]]:
+    """``signature.bind(...)`` plus defaults, as a name -> value dict.
+
+    For plain positional-or-keyword parameters a call that binds cleanly is mapped directly
+    (``Signature.bind`` costs several microseconds per call); anything else, including every
+    call ``bind`` would reject, goes through ``bind`` so the errors stay the same.
+    """
+
+    def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    parameters = signature.parameters.values()
+    if any(p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters):
+        return slow
+    names = tuple(signature.parameters)
+    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    count = len(names)
+    allowed = frozenset(names)
+
+    def fast(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        arguments = dict(zip(names, args, strict=False))
+        if len(args) > count or (
+            kwargs and (not kwargs.keys() <= allowed or not kwargs.keys().isdisjoint(arguments))
+        ):
+            return slow(args, kwargs)  # too many, unknown or repeated: bind's TypeError
+        arguments.update(kwargs)
+        if len(arguments) < count:
+            missing = [name for name in names if name not in arguments]
+            if not defaults.keys() >= set(missing):
+                return slow(args, kwargs)  # a required argument is missing
+            arguments.update((name, defaults[name]) for name in missing)
+        return arguments
+
+    return fast
+
+
 def _make_identity(
     func: Callable[..., Any],
     *,
@@ -97,11 +137,10 @@ def _make_identity(
         unknown = set(names) - set(signature.parameters)
         if unknown:
             raise TypeError(f"{func.__qualname__} has no parameters {sorted(unknown)}")
+    bind = _binder(signature)
 
     def identity(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Key, str]:
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        arguments = bound.arguments
+        arguments = bind(args, kwargs)
         if key is not None:
             client_key = key(*args, **kwargs)
         elif key_args is not None:
@@ -129,12 +168,18 @@ class _Beat:
         self.lost = False
 
 
-@contextlib.contextmanager
-def _heartbeat(layer: Idempotency, lease: Lease, every: float | None) -> Iterator[_Beat]:
-    beat = _Beat(lease)
+def _heartbeat(
+    layer: Idempotency, lease: Lease, every: float | None
+) -> contextlib.AbstractContextManager[_Beat]:
+    # Without a heartbeat a plain nullcontext: a generator context manager costs microseconds.
     if every is None:
-        yield beat
-        return
+        return contextlib.nullcontext(_Beat(lease))
+    return _heartbeating(layer, lease, every)
+
+
+@contextlib.contextmanager
+def _heartbeating(layer: Idempotency, lease: Lease, every: float) -> Iterator[_Beat]:
+    beat = _Beat(lease)
     stop = threading.Event()
 
     def loop() -> None:
@@ -161,14 +206,19 @@ def _heartbeat(layer: Idempotency, lease: Lease, every: float | None) -> Iterato
         thread.join()
 
 
-@contextlib.asynccontextmanager
-async def _heartbeat_async(
+def _heartbeat_async(
     layer: AsyncIdempotency, lease: Lease, every: float | None
+) -> contextlib.AbstractAsyncContextManager[_Beat]:
+    if every is None:
+        return contextlib.nullcontext(_Beat(lease))
+    return _heartbeating_async(layer, lease, every)
+
+
+@contextlib.asynccontextmanager
+async def _heartbeating_async(
+    layer: AsyncIdempotency, lease: Lease, every: float
 ) -> typing.AsyncIterator[_Beat]:
     beat = _Beat(lease)
-    if every is None:
-        yield beat
-        return
     stop = asyncio.Event()
 
     async def loop() -> None:

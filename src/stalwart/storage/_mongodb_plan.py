@@ -84,7 +84,7 @@ MAX_TRANSACTION_ITEMS: Final = 100
 """Operations per :meth:`transact`; MongoDB has no hard cap, 100 matches DynamoDB."""
 MAX_QUERY_LIMIT: Final = 1000
 RACE_ATTEMPTS: Final = 3
-"""Attempts of a create/increment whose document vanished mid-race (secantusdb only)."""
+"""Attempts of a create/increment whose document vanished or appeared mid-operation."""
 TRANSACTION_ATTEMPTS: Final = 5
 """Attempts of a transaction that hits a transient error (WriteConflict and friends)."""
 BACKOFF_BASE_S: Final = 0.01
@@ -165,6 +165,13 @@ class UpdateOne:
 
 
 @dataclass(frozen=True, slots=True)
+class InsertOne:
+    """``insert_one(document)`` -> ``None``; a taken ``_id`` raises ``DuplicateKeyError``."""
+
+    document: Doc
+
+
+@dataclass(frozen=True, slots=True)
 class DeleteOne:
     """``find_one_and_delete(filter)`` -> the removed document or ``None``."""
 
@@ -194,7 +201,8 @@ class Sleep:
 
 
 type Command = (
-    FindOne
+    InsertOne
+    | FindOne
     | FindMany
     | UpdateOne
     | DeleteOne
@@ -526,14 +534,33 @@ def delete(settings: Settings, key: Key, expected_version: int | None) -> Plan[b
     raise VersionConflict(key, expected_version, decode_live(current, now))
 
 
-def increment_command(
-    key: Key, field: str, by: float, *, expires_at: float | None, now: float, token: ObjectId
-) -> UpdateOne:
-    """Upsert adding ``by`` to ``d.<field>`` server-side; returns AFTER.
+def fresh_counter(
+    key: Key, field: str, by: float, expires_at: float | None, token: ObjectId
+) -> Doc:
+    """The document an increment creates where no document exists."""
+    document: Doc = {"_id": doc_id(key), "d": {field: by}, "v": 1, "e": expires_at, "w": token}
+    expires = expiry_date(expires_at)
+    if expires is not None:
+        document["exp"] = expires
+    return document
 
-    Absent or expired: a fresh version-1 document ``{field: by}``. Live with a numeric or
-    missing field: ``$add`` (ints stay ints), version + 1, expiry kept. Live with anything
-    else in the field: unchanged, which the decoder reports as :class:`InvalidRecord`.
+
+def increment_command(
+    key: Key,
+    field: str,
+    by: float,
+    *,
+    expires_at: float | None,
+    now: float,
+    token: ObjectId,
+    upsert: bool,
+) -> UpdateOne:
+    """Add ``by`` to ``d.<field>`` server-side; returns AFTER.
+
+    Absent (upsert only) or expired: a fresh version-1 document ``{field: by}``. Live with a
+    numeric or missing field: ``$add`` (ints stay ints), version + 1, expiry kept. Live with
+    anything else in the field: unchanged, which the decoder reports as
+    :class:`InvalidRecord`.
     """
     path = f"$d.{field}"
     fresh: dict[str, Any] = {
@@ -560,37 +587,49 @@ def increment_command(
     pipeline = _switch(
         token, [({"$not": [live_expr(now)]}, fresh), (numeric_or_missing, bumped)], "$$ROOT"
     )
-    return UpdateOne({"_id": doc_id(key)}, pipeline, upsert=True, return_after=True)
+    return UpdateOne({"_id": doc_id(key)}, pipeline, upsert=upsert, return_after=True)
 
 
 def increment_outcome(after: Doc, key: Key, field: str, token: ObjectId) -> Record:
-    """The incremented record, or :class:`InvalidRecord` when the field was not numeric.
-
-    A document our write did not touch holds a non-number in ``field`` (a number would have
-    been incremented) -- except after :func:`_upsert_after`'s secantusdb fallback read, where
-    a later writer may have replaced our token; then the document read is returned.
-    """
-    value = after.get("d", {}).get(field)
-    if after.get("w") == token or (isinstance(value, int | float) and not isinstance(value, bool)):
+    """The incremented record, or :class:`InvalidRecord`: a post-image our write did not
+    produce is a live document whose ``field`` holds something other than a number."""
+    if after.get("w") == token:
         return decode(after)
+    value = after.get("d", {}).get(field)
     raise InvalidRecord(f"cannot increment {field!r} of {key}: it holds {value!r}, not a number")
 
 
 def increment(
     settings: Settings, key: Key, field: str, by: float, ttl: float | None
 ) -> Plan[Record]:
-    """``increment``: one upsert with a pipeline; AFTER is the result."""
+    """``increment``: one pipeline update whenever a document exists (live or expired);
+    AFTER is the result. Where none exists, an ``insert`` of the fresh counter follows (a
+    second round trip, only for a counter's first increment), and an insert that loses to a
+    concurrent creator goes back to the update.
+
+    Not an upsert: secantusdb loses an upsert's post-image when a concurrent upsert inserts
+    the document first (see :func:`_upsert_after`), and a read-back cannot recover the exact
+    value this increment produced. ``_id`` uniqueness makes the insert atomic everywhere.
+    """
     validate_key(key)
     validate_field(field)
     amount = validate_amount(by)
     now = settings.clock()
     expires_at = expiry_from_ttl(ttl, now)
     token = ObjectId()
-    command = increment_command(key, field, amount, expires_at=expires_at, now=now, token=token)
+    update = increment_command(
+        key, field, amount, expires_at=expires_at, now=now, token=token, upsert=False
+    )
+    fresh = fresh_counter(key, field, amount, expires_at, token)
     for _ in range(RACE_ATTEMPTS):
-        after = yield from _upsert_after(command)
+        after = yield update
         if after is not None:
             return increment_outcome(after, key, field, token)
+        try:
+            yield InsertOne(fresh)
+        except DuplicateKeyError:
+            continue
+        return decode(fresh)
     raise StoreUnavailable(f"increment of {key} kept racing concurrent writers; try again")
 
 
@@ -769,8 +808,11 @@ def _transaction_item(index: int, item: _Prepared, now: float) -> Plan[Record | 
                 expires_at=expiry_from_ttl(item.ttl, now),
                 now=now,
                 token=token,
+                upsert=True,
             )
-            after = yield from _upsert_after(command)
+            # Inside a transaction a lost post-image (see _upsert_after) cannot be recovered
+            # exactly by a read, so it counts as a conflict; MongoDB always returns one.
+            after = yield from _upsert(command)
             if after is None:
                 raise TransactionConflict(index, operation, "the record changed concurrently")
             try:

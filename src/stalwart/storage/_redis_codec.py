@@ -61,8 +61,6 @@ EXPIRY_GRACE_MS: Final = 1000
 """Redis removes a record this long after its logical expiry (liveness is checked against the
 store's clock; the grace keeps clients whose clocks lag a little from seeing it vanish early)."""
 
-_ESCAPES: Final = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D", ":": "%3A"})
-
 
 class ScriptName(StrEnum):
     """The engine's Lua scripts, one per operation."""
@@ -116,7 +114,14 @@ def partition_key(prefix: str, partition: str) -> str:
     >>> partition_key("app", "acct:{1}")
     '{app:acct%3A%7B1%7D}'
     """
-    return "{" + prefix.translate(_ESCAPES) + ":" + partition.translate(_ESCAPES) + "}"
+    return "{" + _escape(prefix) + ":" + _escape(partition) + "}"
+
+
+def _escape(text: str) -> str:
+    # Chained str.replace, not str.translate: translate's multi-character mapping takes a
+    # per-character slow path (~30 us for an idempotency partition, twice per operation).
+    # "%" goes first so the escapes added after it are not escaped again.
+    return text.replace("%", "%25").replace("{", "%7B").replace("}", "%7D").replace(":", "%3A")
 
 
 def utf8(text: str) -> bytes:
@@ -141,6 +146,11 @@ class Layout:
 
     def index_key(self, partition: str) -> bytes:
         return utf8(partition_key(self.prefix, partition) + "i")
+
+    def keys(self, key: Key) -> tuple[bytes, bytes]:
+        """``(record key, index key)`` of ``key``, escaping its partition once."""
+        tag = utf8(partition_key(self.prefix, key.partition))
+        return tag + b"r:" + utf8(key.sort), tag + b"i"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,7 +253,7 @@ def create_call(
 
     return Call(
         ScriptName.CREATE,
-        (layout.record_key(key), layout.index_key(key.partition)),
+        layout.keys(key),
         (_float_text(now), text, expires, millis, utf8(key.sort), new_token()),
         decode,
     )
@@ -271,7 +281,7 @@ def replace_call(
 
     return Call(
         ScriptName.REPLACE,
-        (layout.record_key(key), layout.index_key(key.partition)),
+        layout.keys(key),
         (
             _float_text(now),
             text,
@@ -301,7 +311,7 @@ def delete_call(
 
     return Call(
         ScriptName.DELETE,
-        (layout.record_key(key), layout.index_key(key.partition)),
+        layout.keys(key),
         (
             _float_text(now),
             utf8(key.sort),
@@ -327,7 +337,7 @@ def increment_call(
 
     return Call(
         ScriptName.INCREMENT,
-        (layout.record_key(key), layout.index_key(key.partition)),
+        layout.keys(key),
         (
             _float_text(now),
             utf8(key.sort),
@@ -503,7 +513,7 @@ def transact_call(
     args: list[Arg] = [_float_text(now), new_token(), str(len(ops))]
     sent: list[Arg] = []
     for operation in ops:
-        keys += [layout.record_key(operation.key), layout.index_key(operation.key.partition)]
+        keys += layout.keys(operation.key)
         kind, *rest = _item_args(operation, now)
         args += [kind, utf8(operation.key.sort), *rest]
         sent.append(rest[2])

@@ -50,6 +50,11 @@ local function put(key, index, member, d, v, e, px, w)
   redis.call('ZADD', index, 0, member)
 end
 
+"""
+
+# Only the increment and transact scripts need these: every script run re-creates its local
+# functions, so the create/replace/delete/query scripts (the idempotency hot path) leave them out.
+_JSON_HELPERS: Final = r"""
 -- A minimal scanner for the compact JSON written by the client (no insignificant whitespace):
 -- enough to find one top-level member without decoding (cjson would turn [] into {} and round
 -- large numbers, silently changing data the increment does not touch).
@@ -196,6 +201,7 @@ return {'ok'}
 #       expires_at if created, pexpire_ms if created.
 INCREMENT: Final = (
     _COMMON
+    + _JSON_HELPERS
     + r"""
 local now = tonumber(ARGV[1])
 local cur = read(KEYS[1])
@@ -257,6 +263,7 @@ end
 #       new version, data, expires_at, pexpire_ms, field (JSON string), by (JSON number).
 TRANSACT: Final = (
     _COMMON
+    + _JSON_HELPERS
     + r"""
 local now = tonumber(ARGV[1])
 local token = ARGV[2]

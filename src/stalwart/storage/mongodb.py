@@ -1,11 +1,13 @@
 """The storage contract on MongoDB (extra ``mongodb``): :class:`MongoStore` and
 :class:`AsyncMongoStore`.
 
-One document per record, keyed ``_id = {p: partition, s: sort}``; every single-record
-operation is one ``find_one_and_update`` / ``find_one_and_delete`` / ``find`` whose pipeline
-update decides the condition server-side (see ``docs/storage/mongodb.md``). The logic lives in
-:mod:`stalwart.storage._mongodb_plan` as plans of commands; the two classes below only run
-them, with ``pymongo.MongoClient`` or ``pymongo.AsyncMongoClient``.
+One document per record, keyed ``_id = {p: partition, s: sort}``; a single-record operation
+is one ``find_one_and_update`` / ``find_one_and_delete`` / ``find`` whose pipeline update or
+filter decides the condition server-side (two documented exceptions: a versioned delete that
+misses reads ``current``; a counter's first increment inserts; see
+``docs/storage/mongodb.md``). The logic lives in :mod:`stalwart.storage._mongodb_plan` as plans
+of commands; the two classes below only run them, with ``pymongo.MongoClient`` or
+``pymongo.AsyncMongoClient``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from stalwart.storage._mongodb_plan import (  # noqa: E402
     Doc,
     FindMany,
     FindOne,
+    InsertOne,
     Plan,
     Settings,
     Sleep,
@@ -206,6 +209,8 @@ class MongoStore:
                 )
             case FindOne():
                 return collection.find_one(command.filter, session=session)
+            case InsertOne():
+                return collection.insert_one(command.document, session=session)
             case DeleteOne():
                 return collection.find_one_and_delete(command.filter, session=session)
             case FindMany():
@@ -372,6 +377,8 @@ class AsyncMongoStore:
                 )
             case FindOne():
                 return await collection.find_one(command.filter, session=session)
+            case InsertOne():
+                return await collection.insert_one(command.document, session=session)
             case DeleteOne():
                 return await collection.find_one_and_delete(command.filter, session=session)
             case FindMany():

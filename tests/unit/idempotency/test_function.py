@@ -221,3 +221,32 @@ def test_store_outage_at_claim_propagates_and_nothing_runs() -> None:
     with pytest.raises(StoreUnavailable):
         work(1)
     assert runs == []
+
+
+def test_arguments_bind_like_the_signature() -> None:
+    """Positional, keyword and defaulted spellings of one call share a key and fingerprint;
+    calls the signature rejects raise its TypeError before anything is claimed."""
+    store = MemoryStore()
+    calls: list[tuple[str, int]] = []
+
+    @idempotent(Idempotency(store), key_args=["order_id"])
+    def charge(order_id: str, cents: int = 100) -> int:
+        calls.append((order_id, cents))
+        return cents
+
+    assert charge("o-1") == 100
+    assert charge("o-1", 100) == 100
+    assert charge(order_id="o-1", cents=100) == 100
+    assert charge("o-1", cents=100) == 100
+    assert calls == [("o-1", 100)]
+    with pytest.raises(FingerprintMismatch):
+        charge("o-1", cents=5)
+    for bad_args, bad_kwargs in (
+        (("o-2", 1, 2), {}),
+        (("o-2",), {"order_id": "o-2"}),
+        ((), {"cents": 1}),
+        (("o-2",), {"tip": 1}),
+    ):
+        with pytest.raises(TypeError):
+            charge(*bad_args, **bad_kwargs)
+    assert calls == [("o-1", 100)]

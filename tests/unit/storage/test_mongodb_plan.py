@@ -248,6 +248,21 @@ def test_unconditional_delete_removes_only_a_live_record() -> None:
     assert run_plan(plan.delete(settings(), Key("P", "s"), None), [live])[1] is True
 
 
+def test_increment_inserts_when_absent_and_updates_after_losing_the_insert() -> None:
+    generator = plan.increment(settings(), Key("P", "s"), "n", 2, None)
+    update = next(generator)
+    assert isinstance(update, plan.UpdateOne)
+    assert not update.upsert
+    insert = generator.send(None)  # no document: insert the fresh counter
+    assert isinstance(insert, plan.InsertOne)
+    assert insert.document["d"] == {"n": 2}
+    assert generator.throw(DuplicateKeyError("E11000", 11000)) == update  # lost: update it
+    after = {"_id": {"p": "P", "s": "s"}, "d": {"n": 5}, "v": 2, "e": None, "w": token_of(update)}
+    with pytest.raises(StopIteration) as stop:
+        generator.send(after)
+    assert stop.value.value == Record(Key("P", "s"), {"n": 5}, 2, None)
+
+
 def test_increment_of_a_non_number_is_invalid_record() -> None:
     unchanged = {"_id": {"p": "P", "s": "s"}, "d": {"n": "x"}, "v": 1, "e": None, "w": ObjectId()}
     _, outcome = run_plan(plan.increment(settings(), Key("P", "s"), "n", 1, None), [unchanged])

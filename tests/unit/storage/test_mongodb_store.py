@@ -183,6 +183,8 @@ def test_each_single_record_operation_is_one_round_trip(
             ["findAndModify"],
         ),
         (lambda: store.increment(key, "n"), ["findAndModify"]),
+        # Documented: a counter's first increment adds an insert after the update missed.
+        (lambda: store.increment(Key("rt", "new"), "n"), ["findAndModify", "insert"]),
         (lambda: store.get(key), ["find"]),
         (lambda: store.query("rt"), ["find"]),
         (lambda: store.delete(key, expected_version=3), ["findAndModify"]),
