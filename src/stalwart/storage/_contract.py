@@ -120,7 +120,7 @@ class StorageError(Exception):
     """Root of every error a store raises."""
 
 
-class AlreadyExists(StorageError):  # noqa: N818 - the contract's name; reads as the condition
+class AlreadyExists(StorageError):
     """A live record is already stored under the key."""
 
     def __init__(self, key: Key, current: Record | None = None) -> None:
@@ -155,11 +155,11 @@ class TransactionConflict(StorageError):
         self.current = current
 
 
-class StoreUnavailable(StorageError):  # noqa: N818 - the contract's name
+class StoreUnavailable(StorageError):
     """Transient failure: the engine could not be reached or throttled us. Safe to retry."""
 
 
-class InvalidRecord(StorageError):  # noqa: N818 - the contract's name
+class InvalidRecord(StorageError):
     """The key or data cannot be stored; nothing was written."""
 
 
@@ -314,9 +314,7 @@ class Store(Protocol):
         or absence raises :class:`VersionConflict`."""
         ...
 
-    def increment(
-        self, key: Key, field: str, by: int | float = 1, *, ttl: float | None = None
-    ) -> Record:
+    def increment(self, key: Key, field: str, by: float = 1, *, ttl: float | None = None) -> Record:
         """Atomically add ``by`` to ``field``, creating the record if missing; bumps the
         version. Returns the record after the increment."""
         ...
@@ -376,7 +374,7 @@ class AsyncStore(Protocol):
         ...
 
     async def increment(
-        self, key: Key, field: str, by: int | float = 1, *, ttl: float | None = None
+        self, key: Key, field: str, by: float = 1, *, ttl: float | None = None
     ) -> Record:
         """See :meth:`Store.increment`."""
         ...
