@@ -21,6 +21,7 @@ import pytest
 import redis
 import redis.asyncio
 
+from stalwart.idempotency import Idempotency, IdempotencyPolicy, Lease, Replay
 from stalwart.storage import (
     AlreadyExists,
     AsyncStore,
@@ -333,6 +334,30 @@ async def test_index_key_disappears_once_its_ttl_records_expire(store: Both, adm
             break
         await asyncio.sleep(0.1)
     assert admin.keys(f"{{{prefix}:*") == []
+
+
+def test_idempotency_keys_leave_nothing_behind_in_redis(redis_srv, admin):
+    # The leak this layout fixes: one partition per idempotency key, one TTL'd record each.
+    prefix = unique_name()
+    store = store_from_url(f"{redis_srv.url}?prefix={prefix}")
+    try:
+        layer = Idempotency(store, IdempotencyPolicy(retention=0.3, lease=0.2))
+        for n in range(3):
+            lease = layer.claim(layer.key("orders", f"client-{n}"))
+            assert isinstance(lease, Lease)
+            layer.complete(lease, {"order": n})
+        released = layer.claim(layer.key("orders", "released"))
+        assert isinstance(released, Lease)
+        layer.release(released)
+        assert isinstance(layer.claim(layer.key("orders", "client-0")), Replay)
+        assert len(admin.keys(f"{{{prefix}:*")) == 6, "3 records + their 3 indexes"
+        for _ in range(50):  # each key goes about 1.3 s after its last write
+            if not admin.keys(f"{{{prefix}:*"):
+                break
+            time.sleep(0.1)
+        assert admin.keys(f"{{{prefix}:*") == []
+    finally:
+        store.close()
 
 
 async def test_deleting_the_last_member_removes_the_index_key(store: Both, admin):
