@@ -5,6 +5,8 @@ Record layout (see ``docs/storage/redis.md``): a hash with fields ``d`` (compact
 ``v`` (version, decimal), ``e`` (expires_at as a float literal, ``''`` for none) and ``w`` (the
 write token of the call that last wrote it, used to recognise a client-side replay of the same
 call). Every script receives ``now`` from the store's clock and treats ``e <= now`` as absent.
+The partition index (a sorted set) is kept alive at least as long as the records it lists:
+persistent while a persistent record was written into it, else expiring with the longest TTL.
 
 Scripts never write before every condition has passed, because Redis does not roll back the
 writes of a script that fails half-way. Errors raised on purpose use the ``STALWART_INVALID``
@@ -40,6 +42,25 @@ local function is_live(cur, now)
   return e == '' or tonumber(e) > now
 end
 
+-- The partition index must outlive every record it lists, or it would leak (a TTL'd record is
+-- removed by Redis, its index member and the index key would stay forever). Called after a
+-- record listed in `index` got the physical expiry `px` ('' = none): the index becomes
+-- persistent, or its TTL grows to px. A persistent index is given px only when this record is
+-- its sole member; with other members it stays persistent (one of them may be persistent, and
+-- checking each would cost O(members) per write).
+local function fit_index(index, px)
+  if px == '' then
+    redis.call('PERSIST', index)
+    return
+  end
+  local ttl = redis.call('PTTL', index)
+  if ttl >= 0 then
+    if ttl < tonumber(px) then redis.call('PEXPIRE', index, px) end
+  elseif redis.call('ZCARD', index) == 1 then
+    redis.call('PEXPIRE', index, px)
+  end
+end
+
 local function put(key, index, member, d, v, e, px, w)
   redis.call('HSET', key, 'd', d, 'v', v, 'e', e, 'w', w)
   if px == '' then
@@ -48,13 +69,29 @@ local function put(key, index, member, d, v, e, px, w)
     redis.call('PEXPIRE', key, px)
   end
   redis.call('ZADD', index, 0, member)
+  fit_index(index, px)
 end
 
 """
 
-# Only the increment and transact scripts need these: every script run re-creates its local
-# functions, so the create/replace/delete/query scripts (the idempotency hot path) leave them out.
+# Only the increment and transact scripts need these (``relist`` and the JSON scanner): every
+# script run re-creates its local functions, so the create/replace/delete/query scripts (the
+# idempotency hot path) leave them out.
 _JSON_HELPERS: Final = r"""
+-- A live record rewritten without touching its expiry: its member is normally in the index
+-- already (and the index fitted to it); only when the index lost it (evicted, or deleted by
+-- hand) is the index fitted again, to the record's remaining physical TTL.
+local function relist(key, index, member)
+  if redis.call('ZADD', index, 0, member) == 1 then
+    local ttl = redis.call('PTTL', key)
+    if ttl == -1 then
+      fit_index(index, '')
+    elseif ttl > 0 then
+      fit_index(index, tostring(ttl))
+    end
+  end
+end
+
 -- A minimal scanner for the compact JSON written by the client (no insignificant whitespace):
 -- enough to find one top-level member without decoding (cjson would turn [] into {} and round
 -- large numbers, silently changing data the increment does not touch).
@@ -211,7 +248,7 @@ if is_live(cur, now) then
   if not doc then return redis.error_reply(INVALID .. 'field ' .. ARGV[4] .. ' ' .. why) end
   local v = next_version(cur[2])
   redis.call('HSET', KEYS[1], 'd', doc, 'v', v, 'w', ARGV[3])
-  redis.call('ZADD', KEYS[2], 0, ARGV[2])
+  relist(KEYS[1], KEYS[2], ARGV[2])
   return {'ok', doc, v, cur[3]}
 end
 put(KEYS[1], KEYS[2], ARGV[2], ARGV[6], '1', ARGV[7], ARGV[8], ARGV[3])
@@ -350,7 +387,7 @@ for i = 1, n do
     if it.live then
       local v = next_version(it.cur[2])
       redis.call('HSET', it.key, 'd', it.doc, 'v', v, 'w', token)
-      redis.call('ZADD', it.index, 0, it.member)
+      relist(it.key, it.index, it.member)
       out[#out + 1] = it.doc; out[#out + 1] = v; out[#out + 1] = it.cur[3]
     else
       put(it.key, it.index, it.member, it.d, '1', it.e, it.px, token)

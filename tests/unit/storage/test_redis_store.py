@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
 import redis.asyncio
 
+from stalwart.idempotency import Idempotency, IdempotencyPolicy, Lease, Replay
 from stalwart.storage import (
     AlreadyExists,
     AsyncStore,
@@ -265,6 +268,216 @@ async def test_delete_removes_the_index_member(store: Both, admin):
     await store.create(Key("p", "a"), {})
     assert await store.delete(Key("p", "a")) is True
     assert admin.exists(f"{partition_key(store.store.prefix, 'p')}i") == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The partition index expires with its records (no leak of index keys)
+# ---------------------------------------------------------------------------------------------
+
+
+def index_and_record_pttl(admin: redis.Redis, prefix: str, partition: str, sort: str):
+    """``(index PTTL, record PTTL)``; the index is read first, so a sound index TTL is >=."""
+    tag = partition_key(prefix, partition)
+    return admin.pttl(f"{tag}i"), admin.pttl(f"{tag}r:{sort}")
+
+
+async def test_index_ttl_covers_the_longest_record_ttl(store: Both, admin):
+    prefix = store.store.prefix
+    await store.create(Key("p", "a"), {}, ttl=30)
+    index, record = index_and_record_pttl(admin, prefix, "p", "a")
+    assert 30_000 < record <= index <= 31_000
+    await store.create(Key("p", "b"), {}, ttl=60)
+    index, record = index_and_record_pttl(admin, prefix, "p", "b")
+    assert 60_000 < record <= index <= 61_000, "a longer record TTL extends the index"
+    await store.create(Key("p", "c"), {}, ttl=5)
+    await store.replace(Key("p", "b"), {}, expected_version=1, ttl=1)
+    index, _ = index_and_record_pttl(admin, prefix, "p", "b")
+    assert 59_000 < index <= 61_000, "shorter record TTLs never shrink the index TTL"
+    assert [r.key.sort for r in (await store.query("p")).records] == ["a", "b", "c"]
+
+
+async def test_a_persistent_record_makes_the_index_persistent(store: Both, admin):
+    prefix = store.store.prefix
+    await store.create(Key("p", "ttl"), {}, ttl=30)
+    await store.create(Key("p", "kept"), {})
+    assert index_and_record_pttl(admin, prefix, "p", "kept") == (-1, -1)
+    await store.create(Key("p", "later"), {}, ttl=90)
+    index, _ = index_and_record_pttl(admin, prefix, "p", "later")
+    assert index == -1, "a TTL'd record must not give an index holding a persistent one a TTL"
+    assert [r.key.sort for r in (await store.query("p")).records] == ["kept", "later", "ttl"]
+    # replace without ttl makes a TTL'd record persistent, and the index with it
+    await store.create(Key("q", "a"), {}, ttl=30)
+    await store.replace(Key("q", "a"), {}, expected_version=1)
+    assert index_and_record_pttl(admin, prefix, "q", "a") == (-1, -1)
+
+
+async def test_the_sole_member_turning_ttl_gives_the_persistent_index_its_ttl(store: Both, admin):
+    prefix = store.store.prefix
+    await store.create(Key("p", "a"), {})
+    await store.replace(Key("p", "a"), {}, expected_version=1, ttl=20)
+    index, record = index_and_record_pttl(admin, prefix, "p", "a")
+    assert 20_000 < record <= index <= 21_000
+
+
+async def test_index_key_disappears_once_its_ttl_records_expire(store: Both, admin):
+    # Real short TTLs: Redis removes each record 1 s (grace) after its logical expiry, and the
+    # index key with the last of them - the idempotency layer's one-record partitions leave
+    # nothing behind.
+    prefix = store.store.prefix
+    await store.create(Key("p", "a"), {}, ttl=0.05)
+    await store.increment(Key("p", "b"), "n", ttl=0.3)
+    await store.transact([Create(Key("p", "c"), {}, ttl=0.2), Create(Key("q", "a"), {}, ttl=0.1)])
+    await store.replace(Key("p", "a"), {"x": 1}, expected_version=1, ttl=0.1)
+    assert len(admin.keys(f"{{{prefix}:*")) == 6
+    for _ in range(50):  # up to 5 s; the last record goes about 1.3 s after its write
+        if not admin.keys(f"{{{prefix}:*"):
+            break
+        await asyncio.sleep(0.1)
+    assert admin.keys(f"{{{prefix}:*") == []
+
+
+def test_idempotency_keys_leave_nothing_behind_in_redis(redis_srv, admin):
+    # The leak this layout fixes: one partition per idempotency key, one TTL'd record each.
+    prefix = unique_name()
+    store = store_from_url(f"{redis_srv.url}?prefix={prefix}")
+    try:
+        layer = Idempotency(store, IdempotencyPolicy(retention=0.3, lease=0.2))
+        for n in range(3):
+            lease = layer.claim(layer.key("orders", f"client-{n}"))
+            assert isinstance(lease, Lease)
+            layer.complete(lease, {"order": n})
+        released = layer.claim(layer.key("orders", "released"))
+        assert isinstance(released, Lease)
+        layer.release(released)
+        assert isinstance(layer.claim(layer.key("orders", "client-0")), Replay)
+        assert len(admin.keys(f"{{{prefix}:*")) == 6, "3 records + their 3 indexes"
+        for _ in range(50):  # each key goes about 1.3 s after its last write
+            if not admin.keys(f"{{{prefix}:*"):
+                break
+            time.sleep(0.1)
+        assert admin.keys(f"{{{prefix}:*") == []
+    finally:
+        store.close()
+
+
+async def test_deleting_the_last_member_removes_the_index_key(store: Both, admin):
+    index_key = f"{partition_key(store.store.prefix, 'p')}i"
+    await store.create(Key("p", "a"), {}, ttl=30)
+    await store.create(Key("p", "b"), {})
+    assert await store.delete(Key("p", "a")) is True
+    assert admin.exists(index_key) == 1
+    assert await store.delete(Key("p", "b"), expected_version=1) is True
+    assert admin.exists(index_key) == 0, "Redis deletes a sorted set once it is empty"
+    await store.create(Key("p", "c"), {}, ttl=30)
+    await store.transact([Delete(Key("p", "c"))])
+    assert admin.exists(index_key) == 0
+
+
+async def test_query_dropping_the_last_dangling_member_removes_the_index_key(store: Both, admin):
+    tag = partition_key(store.store.prefix, "p")
+    await store.create(Key("p", "a"), {})
+    admin.delete(f"{tag}r:a")
+    assert (await store.query("p")).records == []
+    assert admin.exists(f"{tag}i") == 0
+
+
+async def test_increment_fits_the_index_like_create(store: Both, admin):
+    prefix = store.store.prefix
+    tag = partition_key(prefix, "p")
+    await store.increment(Key("p", "a"), "n", ttl=40)
+    index, record = index_and_record_pttl(admin, prefix, "p", "a")
+    assert 40_000 < record <= index <= 41_000
+    await store.increment(Key("p", "a"), "n")
+    index, record = index_and_record_pttl(admin, prefix, "p", "a")
+    assert 39_000 < record <= index <= 41_000, "incrementing a live record keeps both TTLs"
+    await store.increment(Key("p", "kept"), "n")
+    assert admin.pttl(f"{tag}i") == -1
+    # An index that lost a live record's member (evicted, deleted by hand) is rebuilt with a
+    # TTL covering that record, or persistent for a persistent record.
+    await store.increment(Key("q", "a"), "n", ttl=50)
+    qtag = partition_key(prefix, "q")
+    admin.delete(f"{qtag}i")
+    await store.increment(Key("q", "a"), "n")
+    index, record = index_and_record_pttl(admin, prefix, "q", "a")
+    assert 49_000 < record <= index <= 51_000
+    admin.delete(f"{tag}i")
+    await store.increment(Key("p", "kept"), "n")
+    assert admin.pttl(f"{tag}i") == -1
+    # "a" went with the hand-deleted index; only records written since are listed again
+    assert [r.key.sort for r in (await store.query("p")).records] == ["kept"]
+
+
+async def test_transaction_items_fit_their_indexes(store: Both, admin):
+    prefix = store.store.prefix
+    await store.transact(
+        [
+            Create(Key("p", "a"), {}, ttl=9),
+            Create(Key("p", "b"), {}, ttl=20),
+            Increment(Key("q", "a"), "n", ttl=5),
+            Create(Key("r", "a"), {}, ttl=30),
+            Create(Key("r", "b"), {}),
+        ]
+    )
+    index, record = index_and_record_pttl(admin, prefix, "p", "b")
+    assert 20_000 < record <= index <= 21_000
+    index, record = index_and_record_pttl(admin, prefix, "q", "a")
+    assert 5_000 < record <= index <= 6_000
+    assert index_and_record_pttl(admin, prefix, "r", "b") == (-1, -1)
+    await store.transact([Replace(Key("q", "a"), {}, expected_version=1, ttl=60)])
+    index, record = index_and_record_pttl(admin, prefix, "q", "a")
+    assert 60_000 < record <= index <= 61_000
+    qtag = partition_key(prefix, "q")
+    admin.delete(f"{qtag}i")
+    await store.transact([Increment(Key("q", "a"), "n")])
+    index, record = index_and_record_pttl(admin, prefix, "q", "a")
+    assert 59_000 < record <= index <= 61_000
+
+
+def upgrade_recipe() -> tuple[str, str]:
+    """The Lua and Python blocks of the upgrade recipe in docs/storage/redis.md."""
+    doc = (Path(__file__).resolve().parents[3] / "docs/storage/redis.md").read_text()
+    section = doc[doc.index("**Upgrading from a version without index expiry:**") :]
+    lua = re.search(r"```lua\n(.*?)```", section, flags=re.DOTALL)
+    python = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    assert lua is not None
+    assert python is not None
+    return lua.group(1), python.group(1)
+
+
+def test_documented_upgrade_recipe_repairs_leaked_indexes(redis_srv, admin):
+    prefix = unique_name()
+    store = store_from_url(f"{redis_srv.url}?prefix={prefix}")
+    try:
+
+        def tag(partition: str) -> str:
+            return partition_key(prefix, partition)
+
+        # What older versions left behind: persistent indexes listing records Redis removed.
+        admin.zadd(f"{tag('gone')}i", {"a": 0, "b": 0})
+        store.create(Key("ttl", "live"), {}, ttl=30)
+        admin.persist(f"{tag('ttl')}i")
+        admin.zadd(f"{tag('ttl')}i", {"gone": 0})
+        store.create(Key("kept", "live"), {})
+        admin.zadd(f"{tag('kept')}i", {"gone": 0})
+        store.create(Key("fitted", "x}i"), {}, ttl=60)  # a record key ending in "}i"
+        admin.zadd(f"{tag('fitted')}i", {"old": 0})
+        fitted_ttl = admin.pttl(f"{tag('fitted')}i")
+        lua, python = upgrade_recipe()
+        # runs the documented recipe against this test's prefix
+        exec(
+            python.replace('"{ledger:*}i"', f'"{{{prefix}:*}}i"'),
+            {"client": admin, "PRUNE_LUA": lua},
+        )
+        assert admin.exists(f"{tag('gone')}i") == 0
+        assert admin.zrange(f"{tag('ttl')}i", 0, -1) == [b"live"]
+        assert 30_000 < admin.pttl(f"{tag('ttl')}i") <= admin.pttl(f"{tag('ttl')}r:live") + 5
+        assert admin.zrange(f"{tag('kept')}i", 0, -1) == [b"live"]
+        assert admin.pttl(f"{tag('kept')}i") == -1
+        assert admin.zcard(f"{tag('fitted')}i") == 2, "an index with a TTL is left alone"
+        assert fitted_ttl - 1_000 < admin.pttl(f"{tag('fitted')}i") <= fitted_ttl
+        assert admin.type(f"{tag('fitted')}r:x}}i") == b"hash"
+    finally:
+        store.close()
 
 
 # ---------------------------------------------------------------------------------------------
