@@ -26,7 +26,7 @@ WRITERS = 16
 async def back_off(attempt: int) -> None:
     """Full-jitter backoff after a conflict, as a real client does: without it 16 writers spend
     most round trips colliding (the slow emulated servers then dominate the suite's time)."""
-    await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
+    await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2 ** min(attempt, 10))))
 
 
 def newer_current(conflict: VersionConflict, stale: Record) -> Record:
@@ -60,23 +60,24 @@ async def read_modify_replace(store, *, per_writer: int) -> None:
 
     async def writer(_: int) -> int:
         conflicts = 0
-        # Start from a read, then from our own last write: a stale guess costs one conflict,
-        # which carries the current record, so no update needs a separate read.
-        current = await store.get(key)
-        assert current is not None
         for _ in range(per_writer):
+            current = await store.get(key)
+            assert current is not None
             conflicts_this_update = 0
             while True:
                 try:
-                    current = await store.replace(
+                    await store.replace(
                         key, {"n": current.data["n"] + 1}, expected_version=current.version
                     )
                     break
                 except VersionConflict as exc:
                     conflicts += 1
                     conflicts_this_update += 1
+                    newer_current(exc, current)
+                    # The carried record is stale once we have slept: read again after.
                     await back_off(conflicts_this_update)
-                    current = newer_current(exc, current)
+                    current = await store.get(key)
+                    assert current is not None
         return conflicts
 
     conflicts = await asyncio.gather(*(writer(i) for i in range(WRITERS)))

@@ -308,6 +308,9 @@ def test_take_over_routes_uvicorn_loggers_to_the_json_handler(json_logs):
     own = logging.StreamHandler()
     access.addHandler(own)
     access.propagate = False
+    # A uvicorn server started earlier in the session (log_level="warning") leaves its level set.
+    level = access.level
+    access.setLevel(logging.NOTSET)
     try:
         configure()
         assert own not in access.handlers
@@ -317,6 +320,7 @@ def test_take_over_routes_uvicorn_loggers_to_the_json_handler(json_logs):
         assert line["logger"] == "uvicorn.access"
     finally:
         access.removeHandler(own)
+        access.setLevel(level)
 
 
 def test_configure_replaces_root_handlers(json_logs):
