@@ -26,6 +26,10 @@ def test_all_is_the_curated_list() -> None:
         assert getattr(stalwart, name) is not None
 
 
+def test_lazy_names_match_all() -> None:
+    assert set(stalwart._LAZY) | {"__version__"} == set(stalwart.__all__)
+
+
 def test_import_needs_no_optional_extra() -> None:
     """Block every optional package, then import stalwart and its core subpackages."""
     blocked = ", ".join(repr(name) for name in OPTIONAL)
