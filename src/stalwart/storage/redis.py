@@ -61,6 +61,16 @@ from stalwart.storage._redis_codec import (  # noqa: E402
     translate_error,
 )
 from stalwart.storage._redis_scripts import SCRIPTS  # noqa: E402
+from stalwart.storage._redis_wire import (  # noqa: E402
+    AsyncWire,
+    SyncWire,
+    WireScript,
+    pool_retry,
+    run_async,
+    run_sync,
+    wire_command,
+    wire_options,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -111,11 +121,21 @@ class RedisStore:
         self._scripts: dict[ScriptName, Script] = {
             name: client.register_script(SCRIPTS[name]) for name in ScriptName
         }
+        self._wire_scripts = _wire_scripts(self._scripts)
+        pool = getattr(client, "connection_pool", None)
+        options = wire_options(pool)
+        self._wire = None if options is None else SyncWire(options, pool_retry(pool))
 
     @property
     def client(self) -> redis.Redis:
-        """The underlying redis-py client (for round-trip counting, own scripts)."""
+        """The underlying redis-py client (its settings; :meth:`run_script`)."""
         return self._client
+
+    @property
+    def transport(self) -> SyncWire | None:
+        """The store's own connections that carry its commands (built from the client's
+        settings), or None when the client's configuration needs redis-py (TLS, Cluster...)."""
+        return self._wire
 
     @property
     def prefix(self) -> str:
@@ -149,7 +169,10 @@ class RedisStore:
 
     def _run[T](self, call: Call[T]) -> T:
         try:
-            if call.script is None:
+            if self._wire is not None:
+                script = None if call.script is None else self._wire_scripts[call.script]
+                reply = run_sync(self._wire, script, wire_command(script, call.keys, call.args))
+            elif call.script is None:
                 reply = self._client.hmget(call.keys[0], call.args)
             else:
                 reply = self._scripts[call.script](keys=call.keys, args=call.args)
@@ -226,6 +249,8 @@ class RedisStore:
 
     def close(self) -> None:
         """See :meth:`~stalwart.storage.Store.close`."""
+        if self._wire is not None:
+            self._wire.close()
         if self._close_client:
             self._client.close()
 
@@ -257,11 +282,20 @@ class AsyncRedisStore:
         self._scripts: dict[ScriptName, AsyncScript] = {
             name: client.register_script(SCRIPTS[name]) for name in ScriptName
         }
+        self._wire_scripts = _wire_scripts(self._scripts)
+        pool = getattr(client, "connection_pool", None)
+        options = wire_options(pool)
+        self._wire = None if options is None else AsyncWire(options, pool_retry(pool))
 
     @property
     def client(self) -> redis.asyncio.Redis:
-        """The underlying redis-py asyncio client."""
+        """The underlying redis-py asyncio client (its settings; :meth:`run_script`)."""
         return self._client
+
+    @property
+    def transport(self) -> AsyncWire | None:
+        """See :attr:`RedisStore.transport` (here: one pipelined connection per event loop)."""
+        return self._wire
 
     @property
     def prefix(self) -> str:
@@ -289,7 +323,11 @@ class AsyncRedisStore:
 
     async def _run[T](self, call: Call[T]) -> T:
         try:
-            if call.script is None:
+            if self._wire is not None:
+                script = None if call.script is None else self._wire_scripts[call.script]
+                command = wire_command(script, call.keys, call.args)
+                reply = await run_async(self._wire, script, command)
+            elif call.script is None:
                 reply = await self._client.hmget(call.keys[0], call.args)
             else:
                 reply = await self._scripts[call.script](keys=call.keys, args=call.args)
@@ -370,8 +408,14 @@ class AsyncRedisStore:
 
     async def close(self) -> None:
         """See :meth:`~stalwart.storage.AsyncStore.close`."""
+        if self._wire is not None:
+            await self._wire.close()
         if self._close_client:
             await self._client.aclose()
+
+
+def _wire_scripts(scripts: dict[ScriptName, Any]) -> dict[ScriptName, WireScript]:
+    return {name: WireScript.of(script.sha, SCRIPTS[name]) for name, script in scripts.items()}
 
 
 _DEFAULT_MAX_CONNECTIONS = 64

@@ -127,24 +127,28 @@ def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 
 
 def count_commands(store: RedisStore | AsyncRedisStore) -> list[str]:
-    """Record every command the store's client sends (one command = one round trip here)."""
+    """Record every command the store sends (one command = one round trip here)."""
     sent: list[str] = []
-    client = store.client
-    original = client.execute_command
+    wire = store.transport
+    assert wire is not None, "a plain client is served by the store's own transport"
+    original = wire.call
+
+    def name(packed: bytes) -> str:
+        return packed.split(b"\r\n", 3)[2].decode()
 
     if isinstance(store, RedisStore):
 
-        def counting(*args: Any, **options: Any) -> Any:
-            sent.append(str(args[0]))
-            return original(*args, **options)
+        def counting(packed: bytes) -> Any:
+            sent.append(name(packed))
+            return original(packed)
 
     else:
 
-        async def counting(*args: Any, **options: Any) -> Any:
-            sent.append(str(args[0]))
-            return await original(*args, **options)
+        async def counting(packed: bytes) -> Any:
+            sent.append(name(packed))
+            return await original(packed)
 
-    client.execute_command = counting  # type: ignore[method-assign]
+    wire.call = counting  # type: ignore[method-assign]
     return sent
 
 
@@ -670,6 +674,7 @@ async def test_cluster_option_rejects_cross_partition_transactions(redis_srv):
             store.transact([Create(Key("a"), {}), Create(Key("b"), {})])
         assert store.get(Key("a")) is None
         assert len(store.transact([Create(Key("a", "1"), {}), Create(Key("a", "2"), {})])) == 2
+        store.close()
     finally:
         client.close()
 
