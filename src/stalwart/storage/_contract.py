@@ -196,6 +196,10 @@ def _is_utf8_encodable(text: str) -> bool:
     return True
 
 
+# One encoder for every call: json.dumps with non-default options builds a new one each time.
+_COMPACT_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def encode_data(data: Mapping[str, Any], *, max_bytes: int) -> str:
     """Serialize ``data`` to compact JSON, or raise :class:`InvalidRecord`.
 
@@ -204,11 +208,12 @@ def encode_data(data: Mapping[str, Any], *, max_bytes: int) -> str:
     if not isinstance(data, Mapping):
         raise InvalidRecord(f"data must be a JSON object (a dict), got {type(data).__name__}")
     try:
-        encoded = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        encoded = _COMPACT_JSON.encode(data)
     except (TypeError, ValueError) as exc:
         raise InvalidRecord(f"data is not JSON-serializable: {exc}") from exc
     try:
-        size = len(encoded.encode())
+        # ASCII (the common case) is one byte a character and cannot hold a lone surrogate.
+        size = len(encoded) if encoded.isascii() else len(encoded.encode())
     except UnicodeEncodeError as exc:
         raise InvalidRecord(f"data contains a lone surrogate (not valid UTF-8): {exc}") from exc
     if size > max_bytes:

@@ -59,6 +59,7 @@ type Reply = Any
 """A decoded RESP2 reply: bytes, int, None or (nested) lists of those."""
 
 _READ_SIZE: Final = 65536
+_DEFAULT_TIMEOUT_S: Final = 5.0
 
 # redis-py connection settings that do not change what goes over the wire (or that only its
 # own client machinery uses); any other setting with a non-default value keeps redis-py.
@@ -180,7 +181,7 @@ def wire_options(pool: Any) -> WireOptions | None:
         return None
     if options.get("timeout") is None:
         # Every external call has a deadline; redis-py's own default is 5 s since version 8.
-        options["timeout"] = 5.0
+        options["timeout"] = _DEFAULT_TIMEOUT_S
     return WireOptions(**options)
 
 
@@ -398,13 +399,23 @@ class SyncWire:
 
 
 class _Pipe(asyncio.Protocol):
-    """One connection; requests are answered in the order they were written."""
+    """One connection; requests are answered in the order they were written.
 
-    def __init__(self, address: str) -> None:
+    Every request shares the same timeout, so the oldest unanswered request is always the
+    first to be overdue: one watchdog timer on the head of the queue replaces a timer per
+    request. An overdue request means the connection is stuck (every later reply waits behind
+    it), so the whole connection is dropped and the next call opens a fresh one.
+    """
+
+    def __init__(self, address: str, timeout: float) -> None:
         self._address = address
+        self._timeout = timeout
         self._reader = _reader()
-        self._waiters: deque[asyncio.Future[Reply]] = deque()
+        self._waiters: deque[tuple[asyncio.Future[Reply], float]] = deque()
         self._transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._unsent: list[bytes] = []
         self.lost: redis_errors.ConnectionError | None = None
         self.last_used = time.monotonic()
 
@@ -417,8 +428,8 @@ class _Pipe(asyncio.Protocol):
         try:
             reader.feed(data)
             while (reply := reader.gets()) is not False:
-                waiter = self._waiters.popleft()
-                if not waiter.done():  # a cancelled or timed-out caller: drop its reply
+                waiter = self._waiters.popleft()[0]
+                if not waiter.done():  # a cancelled caller: drop its reply
                     waiter.set_result(reply)
         except (redis_errors.InvalidResponse, IndexError) as exc:
             self.abort(redis_errors.ConnectionError(f"protocol error from {self._address}: {exc}"))
@@ -427,36 +438,61 @@ class _Pipe(asyncio.Protocol):
         reason = f": {exc}" if exc else ""
         self._fail(redis_errors.ConnectionError(f"Connection to {self._address} lost{reason}"))
 
-    def _fail(self, error: redis_errors.ConnectionError) -> None:
+    def _fail(
+        self, error: redis_errors.RedisError, first: redis_errors.RedisError | None = None
+    ) -> None:
         if self.lost is None:
-            self.lost = error
+            self.lost = redis_errors.ConnectionError(str(error))
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         while self._waiters:
-            waiter = self._waiters.popleft()
+            waiter = self._waiters.popleft()[0]
             if not waiter.done():
-                waiter.set_exception(self.lost)
+                waiter.set_exception(first or error)
+                first = None
 
     def send(self, packed: bytes) -> asyncio.Future[Reply]:
         if self.lost is not None:
             raise self.lost
-        assert self._transport is not None
-        waiter: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        self._transport.write(packed)
+        loop = self._loop
+        waiter: asyncio.Future[Reply] = loop.create_future()
+        deadline = loop.time() + self._timeout
+        self._waiters.append((waiter, deadline))
+        if self._watchdog is None:
+            self._watchdog = loop.call_at(deadline, self._watch)
+        # Commands issued in one event-loop turn leave in one write (one syscall), the way
+        # concurrent requests of a busy server arrive: a pipeline without anyone asking.
+        if not self._unsent:
+            loop.call_soon(self._flush)
+        self._unsent.append(packed)
         return waiter
+
+    def _flush(self) -> None:
+        unsent, self._unsent = self._unsent, []
+        if self.lost is None and self._transport is not None:
+            self._transport.write(unsent[0] if len(unsent) == 1 else b"".join(unsent))
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        if not self._waiters or self.lost is not None:
+            return
+        deadline = self._waiters[0][1]
+        if self._loop.time() < deadline:  # the overdue request was answered; watch the next
+            self._watchdog = self._loop.call_at(deadline, self._watch)
+            return
+        self._fail(
+            redis_errors.ConnectionError(f"connection to {self._address} reset after a timeout"),
+            first=redis_errors.TimeoutError(f"Timeout reading from {self._address}"),
+        )
+        if self._transport is not None:
+            self._transport.abort()
 
     def abort(self, error: redis_errors.ConnectionError) -> None:
         """Fail every pending request and drop the connection (its replies are out of step)."""
         self._fail(error)
         if self._transport is not None:
             self._transport.abort()
-
-
-def _expire(waiter: asyncio.Future[Reply], pipe: _Pipe, address: str) -> None:
-    if not waiter.done():
-        waiter.set_exception(redis_errors.TimeoutError(f"Timeout reading from {address}"))
-        # The reply may still come, but every later reply on this connection would wait
-        # behind it: start over on a fresh connection.
-        pipe.abort(redis_errors.ConnectionError(f"connection to {address} reset after a timeout"))
 
 
 class AsyncWire:
@@ -469,6 +505,8 @@ class AsyncWire:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening: asyncio.Future[_Pipe] | None = None
         self._closed = False
+        self._idle_limit = options.health_check_interval
+        self._timeout = options.timeout if options.timeout is not None else _DEFAULT_TIMEOUT_S
 
     @property
     def options(self) -> WireOptions:
@@ -477,15 +515,17 @@ class AsyncWire:
     async def _open(self) -> _Pipe:
         options = self._options
         loop = asyncio.get_running_loop()
+
+        def protocol() -> _Pipe:
+            return _Pipe(options.address, self._timeout)
+
         try:
             async with asyncio.timeout(options.connect_timeout):
                 if options.path is not None:
-                    transport, pipe = await loop.create_unix_connection(
-                        lambda: _Pipe(options.address), options.path
-                    )
+                    transport, pipe = await loop.create_unix_connection(protocol, options.path)
                 else:
                     transport, pipe = await loop.create_connection(
-                        lambda: _Pipe(options.address), options.host, options.port
+                        protocol, options.host, options.port
                     )
         except (OSError, TimeoutError) as exc:
             raise _connect_error(options, exc) from exc
@@ -495,21 +535,22 @@ class AsyncWire:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         try:
             for command in handshake(options):
-                check(await self._await(pipe, pipe.send(command)))
+                check(await pipe.send(command))
         except BaseException:
             transport.abort()
             raise
         return pipe
 
     async def _current(self) -> _Pipe:
+        if self._closed:
+            raise redis_errors.ConnectionError("the store is closed")
         loop = asyncio.get_running_loop()
         pipe = self._pipe
         if pipe is not None and pipe.lost is None and self._loop is loop:
-            interval = self._options.health_check_interval
-            if not interval or time.monotonic() - pipe.last_used <= interval:
+            if not self._idle_limit or time.monotonic() - pipe.last_used <= self._idle_limit:
                 return pipe
             try:
-                check(await self._await(pipe, pipe.send(_PING)))
+                check(await pipe.send(_PING))
             except redis_errors.RedisError:
                 pipe.abort(redis_errors.ConnectionError("health check failed"))
             else:
@@ -530,24 +571,21 @@ class AsyncWire:
         opening.set_result(pipe)
         return pipe
 
-    async def _await(self, pipe: _Pipe, waiter: asyncio.Future[Reply]) -> Reply:
-        timeout = self._options.timeout
-        if timeout is None:
-            return await waiter
-        timer = asyncio.get_running_loop().call_later(
-            timeout, _expire, waiter, pipe, self._options.address
-        )
-        try:
-            return await waiter
-        finally:
-            timer.cancel()
-
     async def _once(self, packed: bytes) -> Reply:
-        if self._closed:
-            raise redis_errors.ConnectionError("the store is closed")
-        pipe = await self._current()
-        reply = await self._await(pipe, pipe.send(packed))
-        pipe.last_used = time.monotonic()
+        pipe = self._pipe
+        now = time.monotonic()
+        # Fast path inline (this runs for every command): a live pipe of this loop, recently
+        # used. Anything else -- first call, lost connection, new loop, idle, closed -- goes
+        # the careful way.
+        if (
+            pipe is None
+            or pipe.lost is not None
+            or self._loop is not asyncio.get_running_loop()
+            or (self._idle_limit and now - pipe.last_used > self._idle_limit)
+        ):
+            pipe = await self._current()
+        reply = await pipe.send(packed)
+        pipe.last_used = now
         return reply
 
     async def call(self, packed: bytes) -> Reply:
