@@ -19,9 +19,14 @@ generator in this process (never in the server's); the output says which.
 
 Floors, measured in the same interleaved slices so that machine load hits them alike (details
 line): what redis-py itself allows with two round trips and no logic at all -- two plain
-``SET``s per call (sync), and a FastAPI route doing two plain async ``SET``s per request -- plus
-the raw cost of one ``EVALSHA`` of the create script against one ``SET NX EX`` (client rate and
-the server's own microseconds per call from ``INFO commandstats``).
+``SET``s per call (sync), and a FastAPI route doing two plain async ``SET``s per request --, two
+round trips on a bare socket with prebuilt commands (the ceiling of any Python code making two
+round trips on this machine), and the raw cost of one ``EVALSHA`` of the create script against
+one ``SET NX EX`` (client rate and the server's own microseconds per call from
+``INFO commandstats``). Also in the details: process CPU microseconds per execution (stalwart
+and Powertools: the client-side cost, which decides when the network is fast) and the app
+server's CPU microseconds per HTTP request (the servers are CPU-bound under this load, so the
+HTTP ratio is the ratio of those).
 
 The last line is one JSON object (see the issue for its shape).
 """
@@ -32,6 +37,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -107,14 +113,17 @@ def _mongo_listener() -> None:
 def instrument(engine: str, store: Any) -> None:
     """Make ``Calls.count`` count requests that reach the engine."""
     if engine == "redis":
-        client = store.client
-        original = client.execute_command
+        # The store's own transport carries its commands (redis-py only for configurations the
+        # transport cannot honour): count whichever one this store uses.
+        target = store.transport if store.transport is not None else store.client
+        name = "call" if store.transport is not None else "execute_command"
+        original = getattr(target, name)
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             Calls.count += 1
             return original(*args, **kwargs)
 
-        client.execute_command = counted
+        setattr(target, name, counted)
     elif engine == "dynamodb":
 
         def on_call(**_: Any) -> None:
@@ -163,22 +172,30 @@ def round_trips(engine: str, url: str) -> tuple[int, int]:
 SLICES = 6
 
 
+CPU_US: dict[str, float] = {}
+"""Process CPU microseconds per call of each contender measured by :func:`rates` (user +
+system time of this process: the client's own cost, without the network's waiting)."""
+
+
 def rates(calls: dict[str, Callable[[int], Any]], seconds: float) -> dict[str, float]:
     """Calls per second of each ``call(i)`` (fresh arguments every call).
 
     The contenders run in interleaved slices (order alternating) and the median slice counts,
-    so load from other processes on the machine hits both alike.
+    so load from other processes on the machine hits both alike. Their CPU cost per call is
+    left in :data:`CPU_US`.
     """
     for call in calls.values():
         for i in range(20):
             call(-1 - i)  # warm-up: connections, scripts, tables
     slices: dict[str, list[float]] = {name: [] for name in calls}
+    cpu: dict[str, list[float]] = {name: [] for name in calls}
     counter = 0
     order = list(calls)
     for _ in range(SLICES):
         for name in order:
             call = calls[name]
             n = 0
+            cpu_start = time.process_time()
             start = time.perf_counter()
             deadline = start + seconds / SLICES
             while time.perf_counter() < deadline:
@@ -186,7 +203,10 @@ def rates(calls: dict[str, Callable[[int], Any]], seconds: float) -> dict[str, f
                 counter += 1
                 n += 1
             slices[name].append(n / (time.perf_counter() - start))
+            cpu[name].append((time.process_time() - cpu_start) / n * 1e6)
         order.reverse()
+    for name, values in cpu.items():
+        CPU_US[name] = round(statistics.median(values), 1)
     return {name: round(statistics.median(values), 1) for name, values in slices.items()}
 
 
@@ -285,6 +305,39 @@ def redis_floor(redis_url: str) -> Iterator[Callable[[int], Any]]:
         client.close()
 
 
+@contextlib.contextmanager
+def raw_socket_floor(redis_url: str) -> Iterator[Callable[[int], Any]]:
+    """Two round trips per call on a bare socket with prebuilt commands, no client library and
+    no logic: the ceiling of anything that makes two round trips from Python on this machine."""
+    import socket  # noqa: PLC0415
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    parts = urlsplit(redis_url)
+    sock = socket.create_connection((parts.hostname, parts.port or 6379), timeout=5)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    run = uuid.uuid4().hex.encode()
+    claim = json.dumps({"status": "IN_PROGRESS", "expiration": 0}).encode()
+    done = json.dumps({"status": "COMPLETED", "data": {"cents": 100}}).encode()
+
+    def command(*args: bytes) -> bytes:
+        return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+    def round_trip(packed: bytes) -> None:
+        sock.sendall(packed)
+        if not sock.recv(65536):
+            raise ConnectionError("redis closed the connection")
+
+    def call(i: int) -> None:
+        key = b"raw:%s-%d" % (run, i)
+        round_trip(command(b"SET", key, claim, b"NX", b"EX", b"86400"))
+        round_trip(command(b"SET", key, done, b"EX", b"86400"))
+
+    try:
+        yield call
+    finally:
+        sock.close()
+
+
 def evalsha_vs_set(url: str, seconds: float) -> dict[str, Any]:
     """One EVALSHA of the store's create script vs one SET NX EX, same client and payload:
     round trips per second (interleaved slices) and the server's microseconds per call."""
@@ -337,6 +390,9 @@ def execution_rates(engine: str, url: str, seconds: float) -> dict[str, Any]:
                     powertools_redis(redis_url)
                 )
                 calls["floor_two_plain_sets_per_s"] = stack.enter_context(redis_floor(redis_url))
+                calls["floor_two_raw_socket_round_trips_per_s"] = stack.enter_context(
+                    raw_socket_floor(redis_url)
+                )
             elif engine == "dynamodb":
                 endpoint = url.split("endpoint_url=")[1].split("&", maxsplit=1)[0]
                 calls["powertools_executions_per_s"] = stack.enter_context(
@@ -345,6 +401,9 @@ def execution_rates(engine: str, url: str, seconds: float) -> dict[str, Any]:
         except Exception as exc:
             entry["powertools_error"] = error(exc)["error"]
         entry.update(rates(calls, seconds))
+    for name in ("executions_per_s", "powertools_executions_per_s"):
+        if name in calls:
+            entry[name.replace("_per_s", "_cpu_us")] = CPU_US[name]
     return entry
 
 
@@ -435,6 +494,19 @@ def serve(mode: str, store_url: str, port: int, handler_s: float) -> None:
     )
 
 
+APP_PIDS: dict[int, int] = {}
+"""Port -> pid of the app processes (to read their CPU time)."""
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def app_process(mode: str, store_url: str, handler_s: float = 0.0) -> Iterator[int]:
     port = free_port()
@@ -452,6 +524,7 @@ def app_process(mode: str, store_url: str, handler_s: float = 0.0) -> Iterator[i
             str(handler_s),
         ]
     )
+    APP_PIDS[port] = proc.pid
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -587,10 +660,19 @@ def http_rates(redis_url: str, seconds: float) -> dict[str, Any]:
 
     use_wrk = shutil.which("wrk") is not None
 
+    server_cpu_us: dict[str, list[float]] = {"bare": [], "idempotent": [], "floor": []}
+
     def measure(port: int, *, keyed: bool) -> float:
         if use_wrk:
             return wrk_load(port, seconds, keyed=keyed)
         return asyncio.run(load(port, seconds, keyed=keyed))
+
+    def measured(name: str, port: int) -> float:
+        before, start = process_cpu_s(APP_PIDS[port]), time.perf_counter()
+        rps = measure(port, keyed=name != "bare")
+        requests = rps * (time.perf_counter() - start)
+        server_cpu_us[name].append((process_cpu_s(APP_PIDS[port]) - before) / requests * 1e6)
+        return rps
 
     results: dict[str, list[float]] = {"bare": [], "idempotent": [], "floor": []}
     with (
@@ -604,12 +686,15 @@ def http_rates(redis_url: str, seconds: float) -> dict[str, Any]:
         order = list(ports)
         for _ in range(3):
             for name in order:
-                results[name].append(measure(ports[name], keyed=name != "bare"))
+                results[name].append(measured(name, ports[name]))
             order.reverse()
     return {
         "bare_rps": round(statistics.median(results["bare"]), 1),
         "idempotent_rps": round(statistics.median(results["idempotent"]), 1),
         "floor_rps": round(statistics.median(results["floor"]), 1),
+        "server_cpu_us_per_request": {
+            name: round(statistics.median(values), 1) for name, values in server_cpu_us.items()
+        },
         "load_generator": (
             "wrk -t1 -c16 (separate process)"
             if use_wrk
@@ -678,6 +763,28 @@ def engine_urls(stack: contextlib.ExitStack, tmp: Path) -> dict[str, str | BaseE
     return urls
 
 
+def move_details(
+    engine: str, url: str, entry: dict[str, Any], floors: dict[str, Any], seconds: float
+) -> None:
+    """Move the measurements beyond the issue's shape from ``entry`` into ``floors``."""
+    cpu_us = floors.setdefault("cpu_us_per_execution", {})
+    for name, who in (
+        ("executions_cpu_us", "stalwart"),
+        ("powertools_executions_cpu_us", "powertools"),
+    ):
+        if name in entry:
+            cpu_us.setdefault(engine, {})[who] = entry.pop(name)
+    if "floor_two_plain_sets_per_s" in entry:
+        floors["redis_two_plain_sets_per_s"] = entry.pop("floor_two_plain_sets_per_s")
+        floors["redis_two_raw_socket_round_trips_per_s"] = entry.pop(
+            "floor_two_raw_socket_round_trips_per_s"
+        )
+        try:
+            floors["redis_raw"] = evalsha_vs_set(url, seconds)
+        except Exception as exc:
+            floors["redis_raw"] = error(exc)
+
+
 def bench(seconds: float) -> dict[str, Any]:
     import tempfile  # noqa: PLC0415
 
@@ -700,14 +807,7 @@ def bench(seconds: float) -> dict[str, Any]:
             except Exception as exc:
                 entry.update(error(exc))
             print(engine, json.dumps(entry), flush=True)
-            if "floor_two_plain_sets_per_s" in entry:
-                result["floors"]["redis_two_plain_sets_per_s"] = entry.pop(
-                    "floor_two_plain_sets_per_s"
-                )
-                try:
-                    result["floors"]["redis_raw"] = evalsha_vs_set(url, seconds)
-                except Exception as exc:
-                    result["floors"]["redis_raw"] = error(exc)
+            move_details(engine, url, entry, result["floors"], seconds)
             result["engines"][engine] = entry
             try:
                 with app_process("idempotent", url, handler_s=0.2) as port:
@@ -771,6 +871,7 @@ def main() -> None:
         },
         "http_load_generator": result["http"].pop("load_generator", None),
         "http_floor_rps_two_plain_async_sets": result["http"].pop("floor_rps", None),
+        "http_server_cpu_us_per_request": result["http"].pop("server_cpu_us_per_request", None),
         "floors": result.pop("floors"),
         "layer_overhead_us_per_first_call": layer_overhead_us(),
     }
