@@ -185,6 +185,16 @@ def wire_options(pool: Any) -> WireOptions | None:
     return WireOptions(**options)
 
 
+def traced(client: Any) -> bool:
+    """Whether OpenTelemetry's redis instrumentation wraps this client's commands.
+
+    Then the store sends its commands through redis-py, so they are traced like every other
+    Redis command (the check is one attribute lookup, made per call because instrumentation
+    is often switched on after the store is built).
+    """
+    return hasattr(type(client).execute_command, "__wrapped__")
+
+
 def pool_retry(pool: Any) -> Any:
     """The redis-py ``Retry`` of a pool's connections (None when it retries nothing)."""
     retry = getattr(pool, "connection_kwargs", {}).get("retry")
@@ -674,6 +684,7 @@ __all__ = [
     "pool_retry",
     "run_async",
     "run_sync",
+    "traced",
     "wire_command",
     "wire_options",
 ]

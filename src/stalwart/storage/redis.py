@@ -68,6 +68,7 @@ from stalwart.storage._redis_wire import (  # noqa: E402
     pool_retry,
     run_async,
     run_sync,
+    traced,
     wire_command,
     wire_options,
 )
@@ -169,7 +170,7 @@ class RedisStore:
 
     def _run[T](self, call: Call[T]) -> T:
         try:
-            if self._wire is not None:
+            if self._wire is not None and not traced(self._client):
                 script = None if call.script is None else self._wire_scripts[call.script]
                 reply = run_sync(self._wire, script, wire_command(script, call.keys, call.args))
             elif call.script is None:
@@ -323,7 +324,7 @@ class AsyncRedisStore:
 
     async def _run[T](self, call: Call[T]) -> T:
         try:
-            if self._wire is not None:
+            if self._wire is not None and not traced(self._client):
                 script = None if call.script is None else self._wire_scripts[call.script]
                 command = wire_command(script, call.keys, call.args)
                 reply = await run_async(self._wire, script, command)

@@ -427,3 +427,42 @@ async def test_noscript_is_recovered_on_both_transports(redis_srv: RunningServer
     finally:
         sync_store.close()
         await async_store.close()
+
+
+async def test_with_opentelemetry_redis_instrumentation_commands_are_traced(
+    redis_srv: RunningServer,
+):
+    """Tracing redis-py's commands must not lose the store's: they go through redis-py then."""
+    from opentelemetry.instrumentation.redis import RedisInstrumentor  # noqa: PLC0415
+    from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: PLC0415
+        InMemorySpanExporter,
+    )
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    sync_store = store_from_url(f"{redis_srv.url}?prefix={unique_name()}")
+    async_store = async_store_from_url(f"{redis_srv.url}?prefix={unique_name()}")
+    sync_store.create(Key("p", "warm-up"), {})  # scripts loaded: no NOSCRIPT spans below
+    instrumentor = RedisInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        sync_store.create(Key("p", "s"), {})
+        await async_store.create(Key("p", "a"), {})
+        assert sync_store.get(Key("p", "s")) is not None
+        names = [span.name for span in exporter.get_finished_spans()]
+        assert names.count("EVALSHA") == 2
+        assert names.count("HMGET") == 1
+        instrumentor.uninstrument()
+        exporter.clear()
+        sync_store.create(Key("p", "s2"), {})
+        await async_store.create(Key("p", "a2"), {})
+        assert exporter.get_finished_spans() == ()  # not instrumented: the lean transport again
+    finally:
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
+        sync_store.close()
+        await async_store.close()
+        provider.shutdown()
