@@ -27,6 +27,7 @@ import contextlib
 import os
 import socket
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from types import ModuleType
@@ -265,12 +266,16 @@ _PING: Final = pack([b"PING"])
 
 
 class _Connection:
-    __slots__ = ("last_used", "reader", "sock")
+    __slots__ = ("__weakref__", "last_used", "reader", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.reader = _reader()
         self.last_used = time.monotonic()
+        # A store dropped without close() releases the socket quietly. A finalizer, not
+        # __del__: when the store dies in a reference cycle, the garbage collector may
+        # finalize the socket before a __del__ here could close it (a ResourceWarning).
+        weakref.finalize(self, _close_quietly, sock)
 
     def request(self, packed: bytes, replies: int = 1) -> list[Reply]:
         """Send ``packed`` (holding ``replies`` commands) and read that many replies."""
@@ -289,12 +294,12 @@ class _Connection:
         return out
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.close()
+        _close_quietly(self.sock)
 
-    def __del__(self) -> None:
-        # A store dropped without close(): release the socket quietly, as redis-py does.
-        self.close()
+
+def _close_quietly(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.close()
 
 
 class SyncWire:
