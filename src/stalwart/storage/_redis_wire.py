@@ -215,11 +215,12 @@ def pack(parts: Sequence[bytes | str]) -> bytes:
     >>> pack([b"GET", "k"])
     b'*2\\r\\n$3\\r\\nGET\\r\\n$1\\r\\nk\\r\\n'
     """
-    chunks = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        raw = part if isinstance(part, bytes) else part.encode()
-        chunks.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
-    return b"".join(chunks)
+    raws = [part if part.__class__ is bytes else part.encode() for part in parts]  # type: ignore[union-attr]
+    values: list[int | bytes] = []
+    for raw in raws:
+        values += (len(raw), raw)
+    # One %-format of the whole command: fewer, larger C calls than a join of pieces.
+    return (b"*%d\r\n" % len(raws) + b"$%d\r\n%s\r\n" * len(raws)) % tuple(values)
 
 
 def check(reply: Reply) -> Reply:
