@@ -16,7 +16,13 @@ from typing import Any, Protocol, cast
 from pydantic import TypeAdapter
 from pydantic_core import to_jsonable_python
 
-from stalwart.idempotency._core import JSONValue, Lease, Replay, canonical_json, sha256_hex
+from stalwart.idempotency._core import (
+    JSONValue,
+    Lease,
+    Replay,
+    canonical_json_acyclic,
+    sha256_hex,
+)
 from stalwart.idempotency._errors import LeaseLost
 from stalwart.idempotency._layer import AsyncIdempotency, Idempotency
 from stalwart.storage import InvalidRecord, Key, StorageError, StoreUnavailable
@@ -141,18 +147,19 @@ def _make_identity(
 
     def identity(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Key, str]:
         arguments = bind(args, kwargs)
+        # jsonable() builds new containers and refuses cyclic input, so its output is acyclic.
         if key is not None:
             client_key = key(*args, **kwargs)
         elif key_args is not None:
-            client_key = canonical_json([jsonable(arguments[name]) for name in key_args])
+            client_key = canonical_json_acyclic([jsonable(arguments[name]) for name in key_args])
         else:
-            client_key = canonical_json(jsonable(arguments))
+            client_key = canonical_json_acyclic(jsonable(arguments))
         chosen = (
             arguments
             if fingerprint_args is None
             else {name: arguments[name] for name in fingerprint_args}
         )
-        fingerprint = sha256_hex(canonical_json(jsonable(chosen)))
+        fingerprint = sha256_hex(canonical_json_acyclic(jsonable(chosen)))
         return layer.key(namespace, client_key), fingerprint
 
     return identity
