@@ -18,12 +18,12 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from enum import StrEnum
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
-from secrets import token_hex
 from typing import Any, Final
 
 from stalwart.idempotency._errors import FingerprintMismatch, InProgress, LeaseLost
@@ -185,7 +185,8 @@ def record_key(policy: IdempotencyPolicy, *scope: str) -> Key:
 
 def new_owner() -> str:
     """A fresh, unguessable owner token for one claim."""
-    return token_hex(12)
+    # secrets.token_hex(12), minus its two wrapper calls: the same bytes from the same source.
+    return os.urandom(12).hex()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,7 +320,7 @@ def claim_plan(
     Returns a :class:`Lease` (run the work, then complete or release) or a :class:`Replay`;
     raises :class:`InProgress` or :class:`FingerprintMismatch`.
     """
-    owner = token_hex(12)  # new_owner(), one call less on the hot path
+    owner = os.urandom(12).hex()  # new_owner(), inlined on the hot path
     lease_expires_at = policy.clock() + policy.lease
     try:
         # _create inlined: a nested generator per store call is measurable on the hot path.

@@ -9,7 +9,6 @@ stores the response or releases the claim (5xx, exceptions, streaming, oversize)
 from __future__ import annotations
 
 import base64
-import contextlib
 import functools
 import json
 import logging
@@ -17,6 +16,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from hashlib import sha256
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
@@ -31,7 +31,6 @@ from stalwart.idempotency._core import (
     complete_plan,
     record_key,
     release_plan,
-    sha256_hex,
 )
 from stalwart.idempotency._errors import (
     FingerprintMismatch,
@@ -264,22 +263,26 @@ def request_fingerprint(policy: HttpPolicy, request: HttpRequest) -> str:
 
     JSON bodies are compared after parsing, so key order and whitespace do not matter.
     """
+    body = request.body
     body_digest = None
-    if wants_json(request.headers, request.body):
-        # Not JSON after all (or NaN): the raw bytes' digest is used.
-        with contextlib.suppress(ValueError):
-            value = json.loads(request.body) if request.json_body is UNPARSED else request.json_body
-            # Parsed JSON holds no cycles.
-            body_digest = sha256_hex(canonical_json_acyclic(value))
+    if body and "json" in request.headers.get("content-type", ""):  # wants_json, inlined
+        try:
+            value = json.loads(body) if request.json_body is UNPARSED else request.json_body
+            # Parsed JSON holds no cycles. Encoding is inside the try: a lone surrogate
+            # ("\ud800") fails it with a ValueError too.
+            body_digest = sha256(canonical_json_acyclic(value).encode()).hexdigest()
+        except ValueError:
+            pass  # not JSON after all (or NaN): the raw bytes' digest is used
     if body_digest is None:
-        body_digest = sha256_hex(request.body)
+        body_digest = sha256(body).hexdigest()
     query = sorted(parse_qsl(request.query, keep_blank_values=True)) if request.query else []
     headers = [
         [name.lower(), request.headers.get(name.lower(), "")] for name in policy.fingerprint_headers
     ]
-    return sha256_hex(
-        canonical_json_acyclic([request.method.upper(), request.path, query, body_digest, headers])
+    canonical = canonical_json_acyclic(
+        [request.method.upper(), request.path, query, body_digest, headers]
     )
+    return sha256(canonical.encode()).hexdigest()
 
 
 def problem_reply(

@@ -166,7 +166,9 @@ def _observed(endpoint: Callable[..., Any]) -> Callable[..., Any]:
 
         @functools.wraps(endpoint)
         async def observed_async(*args: Any, **kwargs: Any) -> Any:
-            _mark_started()
+            flag = _ENDPOINT_STARTED.get()  # _mark_started(), inlined on the hot path
+            if flag is not None:
+                flag[0] = True
             return await endpoint(*args, **kwargs)
 
         return observed_async
@@ -199,16 +201,17 @@ def _guard(
     policy: HttpPolicy,
     settings: dict[str, tuple[bool, bool]],
     route: str,
-    describe: Callable[[Request, str, bytes], Awaitable[HttpRequest]],
+    describe: Callable[[Request, str, str, bytes], Awaitable[HttpRequest]],
     observable: bool,
 ) -> _Handler:
     # One coroutine per request: describing, claiming, running and settling are inlined here
     # because every extra await of a coroutine costs about a microsecond on the hot path.
     async def idempotent_handler(request: Request) -> Response:
-        enabled, required = settings.get(request.method, _OFF)
+        method: str = request.scope["method"]  # request.method, minus a property and a cast()
+        enabled, required = settings.get(method, _OFF)
         if not enabled:
             return await handler(request)
-        incoming = await describe(request, route, await request.body())
+        incoming = await describe(request, method, route, await request.body())
         begin = await run_plan_async(
             layer.store, begin_plan(policy, layer.policy, incoming, required=required)
         )
@@ -334,7 +337,7 @@ def idempotent_route_class(
     read_headers = _header_reader(http.header_names())
     key_header = http.header.lower()
 
-    async def describe(request: Request, route: str, body: bytes) -> HttpRequest:
+    async def describe(request: Request, method: str, route: str, body: bytes) -> HttpRequest:
         who: str | None = None
         if principal is not None:
             named = principal(request)
@@ -348,7 +351,7 @@ def idempotent_route_class(
             # and raises or falls back exactly as without this shortcut.
             with contextlib.suppress(ValueError, RecursionError):
                 json_body = await request.json()
-        return HttpRequest(request.method, route, path, query, body, headers, who, json_body)
+        return HttpRequest(method, route, path, query, body, headers, who, json_body)
 
     class IdempotentRoute(APIRoute):
         def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:

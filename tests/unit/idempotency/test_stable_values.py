@@ -119,10 +119,33 @@ _FINGERPRINTS = [
 ]
 
 
+_DEFAULT_POLICY_FINGERPRINTS = [
+    (  # parses, but a lone surrogate cannot be UTF-8 encoded: the raw digest is used
+        HttpRequest("POST", "/r", "/r", "a=1", b'"\\ud800"', _JSON),
+        "c1fac58c4ebf5f7b57a99f61ca056b599e6d8da3d5b1a151c8c4e7663bc3575b",
+    ),
+    (
+        HttpRequest("POST", "/r", "/r", "a=1", b'{"a":"\\udfff"}', _JSON),
+        "3468267e744bec978d499e5bcb484e465e18a88424387e2a478a24345951163b",
+    ),
+    (  # parses to infinity, which canonical JSON refuses
+        HttpRequest("POST", "/r", "/r", "a=1", b"1e999", _JSON),
+        "e9f3e5c074a49540c40b8ecaf4238bee42b9139d36f6e84296468bd0a5cebbc5",
+    ),
+]
+
+
 @pytest.mark.parametrize(("request_", "fingerprint"), _FINGERPRINTS)
 def test_fingerprints_are_stable(request_: HttpRequest, fingerprint: str) -> None:
     policy = HttpPolicy(fingerprint_headers=("X-Currency", "x-missing"))
     assert request_fingerprint(policy, request_) == fingerprint
+
+
+@pytest.mark.parametrize(("request_", "fingerprint"), _DEFAULT_POLICY_FINGERPRINTS)
+def test_fingerprints_of_json_that_does_not_encode_are_stable(
+    request_: HttpRequest, fingerprint: str
+) -> None:
+    assert request_fingerprint(HttpPolicy(), request_) == fingerprint
 
 
 def test_fingerprints_without_fingerprint_headers_are_stable() -> None:
