@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import APIRouter, FastAPI
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from starlette.requests import Request
@@ -21,7 +23,12 @@ from stalwart.idempotency._http import (
     storable,
     stored_reply,
 )
-from stalwart.idempotency.fastapi import _FAST_URL, _header_reader, _path_and_query
+from stalwart.idempotency.fastapi import (
+    _FAST_URL,
+    _header_reader,
+    _path_and_query,
+    idempotent_route_class,
+)
 from unit.idempotency.idem_apps import make_fastapi
 from unit.idempotency.idem_memory_store import AsyncMemoryStore
 
@@ -189,3 +196,40 @@ async def test_deeply_nested_json_still_answers_a_bad_key_first() -> None:
     assert bad_key.status_code == 400
     assert bad_key.json()["code"] == "idempotency-key-invalid"
     assert executions["orders"] == 0
+
+
+async def test_async_principal_scopes_the_key() -> None:
+    calls: list[str | None] = []
+
+    async def principal(request: Request) -> str | None:
+        await asyncio.sleep(0)
+        return request.headers.get("x-tenant")
+
+    router = APIRouter(
+        route_class=idempotent_route_class(
+            AsyncIdempotency(AsyncMemoryStore()), principal=principal
+        )
+    )
+
+    @router.post("/pay")
+    async def pay(request: Request) -> dict[str, int]:
+        calls.append(request.headers.get("x-tenant"))
+        return {"n": len(calls)}
+
+    app = FastAPI()
+    app.include_router(router)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        headers = {"Idempotency-Key": "same"}
+        first = await client.post("/pay", json={}, headers={**headers, "x-tenant": "a"})
+        other = await client.post("/pay", json={}, headers={**headers, "x-tenant": "b"})
+        replay = await client.post("/pay", json={}, headers={**headers, "x-tenant": "a"})
+        anonymous = await client.post("/pay", json={}, headers=headers)
+    assert [first.json(), other.json(), replay.json(), anonymous.json()] == [
+        {"n": 1},
+        {"n": 2},
+        {"n": 1},
+        {"n": 3},
+    ]
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert calls == ["a", "b", None]
