@@ -198,7 +198,7 @@ UNPARSED: Final = object()
 """Default of :attr:`HttpRequest.json_body`: the layer parses the body itself if needed."""
 
 
-@dataclass(slots=True)  # not frozen: see _PER_REQUEST below
+@dataclass(slots=True)  # not frozen: see _PER_REQUEST above
 class HttpRequest:
     """What the layer needs to know about a request (adapters fill it in)."""
 
@@ -216,7 +216,7 @@ class HttpRequest:
     so the fingerprint does not parse it a second time; :data:`UNPARSED` otherwise."""
 
 
-@dataclass(slots=True)  # not frozen: see _PER_REQUEST below
+@dataclass(slots=True)  # not frozen: see _PER_REQUEST above
 class HttpReply:
     """A response to send (a replay or a problem) or to store."""
 
@@ -245,7 +245,7 @@ def _stored_form(status: int, headers: list[list[str]], body: bytes) -> JSONValu
     return {"status": status, "headers": headers, "body": text, "encoding": encoding}
 
 
-@dataclass(slots=True)  # not frozen: see _PER_REQUEST below
+@dataclass(slots=True)  # not frozen: see _PER_REQUEST above
 class Proceed:
     """The request owns the key: run the handler, then call :func:`finish_plan`."""
 
