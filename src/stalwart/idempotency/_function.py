@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import inspect
 import logging
 import threading
@@ -16,7 +17,12 @@ from typing import Any, Protocol, cast
 from pydantic import TypeAdapter
 from pydantic_core import to_jsonable_python
 
-from stalwart.idempotency._core import JSONValue, Lease, Replay, canonical_json, sha256_hex
+from stalwart.idempotency._core import (
+    JSONValue,
+    Lease,
+    Replay,
+    canonical_json_acyclic,
+)
 from stalwart.idempotency._errors import LeaseLost
 from stalwart.idempotency._layer import AsyncIdempotency, Idempotency
 from stalwart.storage import InvalidRecord, Key, StorageError, StoreUnavailable
@@ -141,18 +147,23 @@ def _make_identity(
 
     def identity(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Key, str]:
         arguments = bind(args, kwargs)
+        # jsonable() (inlined: to_jsonable_python with the _opaque fallback) builds new
+        # containers and refuses cyclic input, so its output is acyclic.
         if key is not None:
             client_key = key(*args, **kwargs)
         elif key_args is not None:
-            client_key = canonical_json([jsonable(arguments[name]) for name in key_args])
+            client_key = canonical_json_acyclic(
+                [to_jsonable_python(arguments[name], fallback=_opaque) for name in key_args]
+            )
         else:
-            client_key = canonical_json(jsonable(arguments))
+            client_key = canonical_json_acyclic(to_jsonable_python(arguments, fallback=_opaque))
         chosen = (
             arguments
             if fingerprint_args is None
             else {name: arguments[name] for name in fingerprint_args}
         )
-        fingerprint = sha256_hex(canonical_json(jsonable(chosen)))
+        canonical = canonical_json_acyclic(to_jsonable_python(chosen, fallback=_opaque))
+        fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
         return layer.key(namespace, client_key), fingerprint
 
     return identity
