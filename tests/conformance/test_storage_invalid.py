@@ -65,7 +65,22 @@ async def test_longest_keys_are_accepted(store, partition, sort):
     assert [r.key for r in page.records] == [key]
 
 
+def _cyclic() -> dict[str, object]:
+    data: dict[str, object] = {"n": 1}
+    data["self"] = data
+    return data
+
+
+def _too_deep() -> dict[str, object]:
+    data: dict[str, object] = {}
+    for _ in range(100_000):
+        data = {"d": data}
+    return data
+
+
 BAD_DATA = {
+    "cycle": _cyclic(),
+    "too-deep": _too_deep(),
     "set": {"s": {1, 2}},
     "nan": {"x": float("nan")},
     "inf": {"x": float("inf")},
