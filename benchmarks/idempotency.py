@@ -19,7 +19,9 @@ generator in this process (never in the server's); the output says which.
 
 Floors, measured in the same interleaved slices so that machine load hits them alike (details
 line): what redis-py itself allows with two round trips and no logic at all -- two plain
-``SET``s per call (sync), and a FastAPI route doing two plain async ``SET``s per request --, two
+``SET``s per call (sync), and a FastAPI route doing two plain async ``SET``s per request --, the
+same route doing its two ``SET``s on the Redis store's own transport (the ceiling of the HTTP
+layer as built: everything between it and the idempotent route is the layer's work), two
 round trips on a bare socket with prebuilt commands (the ceiling of any Python code making two
 round trips on this machine), and the raw cost of one ``EVALSHA`` of the create script against
 one ``SET NX EX`` (client rate and the server's own microseconds per call from
@@ -412,6 +414,74 @@ def execution_rates(engine: str, url: str, seconds: float) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
+def _redis_py_floor_routes(app: Any, router: Any, store_url: str, executions: Counter[str]) -> None:
+    # Two plain async redis-py round trips per request and no idempotency logic: the
+    # ceiling of any layer built on redis-py's asyncio client.
+    import redis.asyncio  # noqa: PLC0415
+    from fastapi import Header  # noqa: PLC0415
+
+    client = redis.asyncio.Redis.from_url(
+        store_url.split("?", maxsplit=1)[0], socket_timeout=5, socket_connect_timeout=2
+    )
+
+    @contextlib.asynccontextmanager
+    async def floor_lifespan(_app: Any) -> Any:
+        yield
+        await client.aclose()
+
+    app.router.lifespan_context = floor_lifespan
+
+    @router.post("/orders", status_code=201)
+    async def create_order_floor(
+        order: dict[str, Any],
+        # Not Annotated: annotations are strings here and Header is a local import.
+        idempotency_key: str = Header(default=""),
+    ) -> dict[str, Any]:
+        key = "floor:" + idempotency_key
+        await client.set(key, '{"status":"IN_PROGRESS"}', nx=True, ex=86400)
+        executions["orders"] += 1
+        reply = {"ok": True, "item": order.get("item")}
+        await client.set(key, json.dumps(reply), ex=86400)
+        return reply
+
+
+def _transport_floor_routes(
+    app: Any, router: Any, store_url: str, executions: Counter[str]
+) -> None:
+    # The same two round trips on the Redis store's own transport: the ceiling of the
+    # idempotency layer as built (everything above it is the layer's own work).
+    from fastapi import Header  # noqa: PLC0415
+
+    from stalwart.storage import open_async_store  # noqa: PLC0415
+    from stalwart.storage._redis_wire import pack  # noqa: PLC0415
+    from stalwart.storage.redis import AsyncRedisStore  # noqa: PLC0415
+
+    wire_store = open_async_store(store_url)
+    assert isinstance(wire_store, AsyncRedisStore)
+    transport = wire_store.transport
+    assert transport is not None
+
+    @contextlib.asynccontextmanager
+    async def wire_lifespan(_app: Any) -> Any:
+        yield
+        await wire_store.close()
+
+    app.router.lifespan_context = wire_lifespan
+
+    @router.post("/orders", status_code=201)
+    async def create_order_wire_floor(
+        order: dict[str, Any],
+        idempotency_key: str = Header(default=""),
+    ) -> dict[str, Any]:
+        key = "floor:" + idempotency_key
+        claim = pack(["SET", key, '{"status":"IN_PROGRESS"}', "NX", "EX", "86400"])
+        await transport.call(claim)
+        executions["orders"] += 1
+        reply = {"ok": True, "item": order.get("item")}
+        await transport.call(pack(["SET", key, json.dumps(reply), "EX", "86400"]))
+        return reply
+
+
 def build_app(mode: str, store_url: str, handler_s: float) -> Any:
     from fastapi import APIRouter, FastAPI  # noqa: PLC0415
 
@@ -435,35 +505,9 @@ def build_app(mode: str, store_url: str, handler_s: float) -> Any:
         router = APIRouter()
 
     if mode == "floor":
-        # Two plain async redis-py round trips per request and no idempotency logic: the
-        # ceiling of any layer built on redis-py's asyncio client.
-        import redis.asyncio  # noqa: PLC0415
-        from fastapi import Header  # noqa: PLC0415
-
-        client = redis.asyncio.Redis.from_url(
-            store_url.split("?", maxsplit=1)[0], socket_timeout=5, socket_connect_timeout=2
-        )
-
-        @contextlib.asynccontextmanager
-        async def floor_lifespan(_app: Any) -> Any:
-            yield
-            await client.aclose()
-
-        app.router.lifespan_context = floor_lifespan
-
-        @router.post("/orders", status_code=201)
-        async def create_order_floor(
-            order: dict[str, Any],
-            # Not Annotated: annotations are strings here and Header is a local import.
-            idempotency_key: str = Header(default=""),  # noqa: FAST002
-        ) -> dict[str, Any]:
-            key = "floor:" + idempotency_key
-            await client.set(key, '{"status":"IN_PROGRESS"}', nx=True, ex=86400)
-            executions["orders"] += 1
-            reply = {"ok": True, "item": order.get("item")}
-            await client.set(key, json.dumps(reply), ex=86400)
-            return reply
-
+        _redis_py_floor_routes(app, router, store_url, executions)
+    elif mode == "wire_floor":
+        _transport_floor_routes(app, router, store_url, executions)
     else:
 
         @router.post("/orders", status_code=201)
@@ -660,7 +704,12 @@ def http_rates(redis_url: str, seconds: float) -> dict[str, Any]:
 
     use_wrk = shutil.which("wrk") is not None
 
-    server_cpu_us: dict[str, list[float]] = {"bare": [], "idempotent": [], "floor": []}
+    server_cpu_us: dict[str, list[float]] = {
+        "bare": [],
+        "idempotent": [],
+        "floor": [],
+        "wire_floor": [],
+    }
 
     def measure(port: int, *, keyed: bool) -> float:
         if use_wrk:
@@ -674,13 +723,19 @@ def http_rates(redis_url: str, seconds: float) -> dict[str, Any]:
         server_cpu_us[name].append((process_cpu_s(APP_PIDS[port]) - before) / requests * 1e6)
         return rps
 
-    results: dict[str, list[float]] = {"bare": [], "idempotent": [], "floor": []}
+    results: dict[str, list[float]] = {name: [] for name in server_cpu_us}
     with (
         app_process("bare", redis_url) as bare_port,
         app_process("idempotent", redis_url) as keyed_port,
         app_process("floor", redis_url) as floor_port,
+        app_process("wire_floor", redis_url) as wire_floor_port,
     ):
-        ports = {"bare": bare_port, "idempotent": keyed_port, "floor": floor_port}
+        ports = {
+            "bare": bare_port,
+            "idempotent": keyed_port,
+            "floor": floor_port,
+            "wire_floor": wire_floor_port,
+        }
         for name, port in ports.items():  # warm-up: imports, connections, scripts
             asyncio.run(load(port, 0.2, keyed=name != "bare"))
         order = list(ports)
@@ -692,6 +747,7 @@ def http_rates(redis_url: str, seconds: float) -> dict[str, Any]:
         "bare_rps": round(statistics.median(results["bare"]), 1),
         "idempotent_rps": round(statistics.median(results["idempotent"]), 1),
         "floor_rps": round(statistics.median(results["floor"]), 1),
+        "wire_floor_rps": round(statistics.median(results["wire_floor"]), 1),
         "server_cpu_us_per_request": {
             name: round(statistics.median(values), 1) for name, values in server_cpu_us.items()
         },
@@ -855,7 +911,7 @@ def layer_overhead_us() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--serve", choices=["bare", "idempotent", "floor"])
+    parser.add_argument("--serve", choices=["bare", "idempotent", "floor", "wire_floor"])
     parser.add_argument("--store-url", default="")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--handler-s", type=float, default=0.0)
@@ -871,6 +927,9 @@ def main() -> None:
         },
         "http_load_generator": result["http"].pop("load_generator", None),
         "http_floor_rps_two_plain_async_sets": result["http"].pop("floor_rps", None),
+        "http_floor_rps_two_sets_on_the_store_transport": result["http"].pop(
+            "wire_floor_rps", None
+        ),
         "http_server_cpu_us_per_request": result["http"].pop("server_cpu_us_per_request", None),
         "floors": result.pop("floors"),
         "layer_overhead_us_per_first_call": layer_overhead_us(),
