@@ -535,6 +535,10 @@ def serve(mode: str, store_url: str, port: int, handler_s: float) -> None:
         log_level="error",
         access_log=False,
         backlog=2048,
+        # Pinned, so runs compare across machines whether or not uvloop/httptools are
+        # installed (uvloop measured here: the same ratios within noise).
+        loop="asyncio",
+        http="h11",
     )
 
 
@@ -756,7 +760,8 @@ def http_rates(redis_url: str, seconds: float) -> dict[str, Any]:
             if use_wrk
             else "python asyncio HTTP/1.1 keep-alive, 16 connections, in the benchmark process "
             "(wrk not on PATH)"
-        ),
+        )
+        + "; apps on uvicorn with the asyncio loop and h11",
     }
 
 

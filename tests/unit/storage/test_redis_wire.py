@@ -466,3 +466,32 @@ async def test_with_opentelemetry_redis_instrumentation_commands_are_traced(
         sync_store.close()
         await async_store.close()
         provider.shutdown()
+
+
+def test_the_async_transport_runs_on_uvloop(redis_srv: RunningServer):
+    """uvicorn picks uvloop when it is installed (``uvicorn[standard]``): the pipelined
+    connection must work on its transports too (they are not asyncio.Transport instances)."""
+    import uvloop  # noqa: PLC0415
+
+    async def scenario() -> None:
+        store = async_store_from_url(f"{redis_srv.url}?prefix={unique_name()}")
+        try:
+            keys = [Key("p", f"k{i}") for i in range(100)]
+            await asyncio.gather(*(store.create(key, {"i": i}) for i, key in enumerate(keys)))
+            records = await asyncio.gather(*(store.get(key) for key in keys))
+            assert [r.data["i"] if r else None for r in records] == list(range(100))
+            counter = Key("p", "n")
+            await asyncio.gather(*(store.increment(counter, "n") for _ in range(100)))
+            final = await store.get(counter)
+            assert final is not None
+            assert final.data == {"n": 100}
+        finally:
+            await store.close()
+        with silent_server() as port:
+            silent = async_store_from_url(f"redis://127.0.0.1:{port}/0?prefix=x&timeout=0.3")
+            with pytest.raises(StoreUnavailable, match="Timeout"):
+                await silent.get(Key("p"))
+            await silent.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(scenario())
