@@ -572,7 +572,12 @@ class AsyncWire:
             else:
                 return pipe
         if self._opening is not None and self._loop is loop and not self._opening.done():
-            return await asyncio.shield(self._opening)
+            try:
+                return await asyncio.shield(self._opening)
+            except _OpeningCancelled:
+                # The caller that was connecting got cancelled (its client went away, say):
+                # not a reason to fail this one. Connect again.
+                return await self._current()
         # One connect for every caller that finds no connection (not one each).
         self._loop = loop
         opening: asyncio.Future[_Pipe] = loop.create_future()
@@ -580,7 +585,8 @@ class AsyncWire:
         try:
             pipe = await self._open()
         except BaseException as exc:
-            opening.set_exception(exc)
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            opening.set_exception(_OpeningCancelled() if cancelled else exc)
             opening.exception()  # retrieved: waiters re-raise it, nobody else must log it
             raise
         self._pipe = pipe
@@ -623,6 +629,10 @@ class AsyncWire:
         if pipe is not None and loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(pipe.abort, redis_errors.ConnectionError("store dropped"))
+
+
+class _OpeningCancelled(Exception):
+    """The caller opening the connection was cancelled; others waiting for it connect again."""
 
 
 async def _no_cleanup(_error: Exception) -> None:

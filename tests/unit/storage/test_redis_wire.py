@@ -495,3 +495,21 @@ def test_the_async_transport_runs_on_uvloop(redis_srv: RunningServer):
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(scenario())
+
+
+async def test_a_cancelled_connect_does_not_cancel_the_callers_waiting_for_it():
+    """Callers share one connect; if the caller doing it is cancelled, the others connect
+    again and get the store's own answer (here: a timeout), never a CancelledError."""
+    with silent_server() as port:
+        # db=1 makes the connect wait for the server's answer to SELECT, which never comes.
+        store = async_store_from_url(f"redis://127.0.0.1:{port}/1?prefix=x&timeout=0.5")
+        opener = asyncio.create_task(store.get(Key("p")))
+        await asyncio.sleep(0.05)  # the opener is connecting
+        waiters = [asyncio.create_task(store.get(Key("p"))) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        opener.cancel()
+        outcomes = await asyncio.gather(*waiters, return_exceptions=True)
+        assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
+        with pytest.raises(asyncio.CancelledError):
+            await opener
+        await store.close()
