@@ -465,7 +465,10 @@ class _Pipe(asyncio.Protocol):
         while self._waiters:
             waiter = self._waiters.popleft()[0]
             if not waiter.done():
-                waiter.set_exception(first or error)
+                # One exception object per caller: raising a shared one in many tasks would
+                # pile all their tracebacks onto it.
+                reason = first or error
+                waiter.set_exception(type(reason)(*reason.args))
                 first = None
 
     def send(self, packed: bytes) -> asyncio.Future[Reply]:
