@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import random
 import socket
 import threading
@@ -513,3 +514,36 @@ async def test_a_cancelled_connect_does_not_cancel_the_callers_waiting_for_it():
         with pytest.raises(asyncio.CancelledError):
             await opener
         await store.close()
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_opens_its_own_socket(redis_srv: RunningServer):
+    """A socket shared by two processes mixes their replies: after a fork the child must leave
+    the parent's idle sockets alone. Both then count on the store at the same time."""
+    store = store_from_url(f"{redis_srv.url}?prefix={unique_name()}&timeout=1")
+    try:
+        store.create(Key("p", "parent"), {"n": 0})  # the parent now has an idle socket
+        go_read, go_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: its exit code tells the parent what happened
+            code = 3
+            try:
+                os.read(go_read, 1)
+                ok = all(
+                    store.increment(Key("p", "child"), "n").data == {"n": n} for n in range(1, 301)
+                )
+                code = 0 if ok else 1
+            finally:
+                os._exit(code)
+        os.write(go_write, b"x")
+        counted = [store.increment(Key("p", "parent"), "n").data["n"] for _ in range(300)]
+        _, status = os.waitpid(pid, 0)
+        os.close(go_read)
+        os.close(go_write)
+        assert counted == list(range(1, 301))
+        assert os.waitstatus_to_exitcode(status) == 0
+        child_record = store.get(Key("p", "child"))
+        assert child_record is not None
+        assert child_record.data == {"n": 300}
+    finally:
+        store.close()
