@@ -48,7 +48,7 @@ import time
 import uuid
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -414,22 +414,23 @@ def execution_rates(engine: str, url: str, seconds: float) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _redis_py_floor_routes(app: Any, router: Any, store_url: str, executions: Counter[str]) -> None:
-    # Two plain async redis-py round trips per request and no idempotency logic: the
-    # ceiling of any layer built on redis-py's asyncio client.
-    import redis.asyncio  # noqa: PLC0415
+type SetKey = Callable[[str, str, bool], Awaitable[Any]]
+"""``set(key, value, only_if_absent)`` with a day's expiry, on some Redis client."""
+
+
+def _two_sets_route(
+    app: Any, router: Any, executions: Counter[str], set_key: SetKey, close: Callable[[], Any]
+) -> None:
+    """A route making the idempotency layer's two round trips with ``set_key`` and nothing
+    else: the ceiling of any layer built on that client."""
     from fastapi import Header  # noqa: PLC0415
 
-    client = redis.asyncio.Redis.from_url(
-        store_url.split("?", maxsplit=1)[0], socket_timeout=5, socket_connect_timeout=2
-    )
-
     @contextlib.asynccontextmanager
-    async def floor_lifespan(_app: Any) -> Any:
+    async def lifespan(_app: Any) -> Any:
         yield
-        await client.aclose()
+        await close()
 
-    app.router.lifespan_context = floor_lifespan
+    app.router.lifespan_context = lifespan
 
     @router.post("/orders", status_code=201)
     async def create_order_floor(
@@ -438,48 +439,46 @@ def _redis_py_floor_routes(app: Any, router: Any, store_url: str, executions: Co
         idempotency_key: str = Header(default=""),
     ) -> dict[str, Any]:
         key = "floor:" + idempotency_key
-        await client.set(key, '{"status":"IN_PROGRESS"}', nx=True, ex=86400)
+        await set_key(key, '{"status":"IN_PROGRESS"}', True)  # noqa: FBT003
         executions["orders"] += 1
         reply = {"ok": True, "item": order.get("item")}
-        await client.set(key, json.dumps(reply), ex=86400)
+        await set_key(key, json.dumps(reply), False)  # noqa: FBT003
         return reply
+
+
+def _redis_py_floor_routes(app: Any, router: Any, store_url: str, executions: Counter[str]) -> None:
+    """Two plain async redis-py ``SET``s per request."""
+    import redis.asyncio  # noqa: PLC0415
+
+    client = redis.asyncio.Redis.from_url(
+        store_url.split("?", maxsplit=1)[0], socket_timeout=5, socket_connect_timeout=2
+    )
+
+    async def set_key(key: str, value: str, only_if_absent: bool) -> Any:  # noqa: FBT001
+        return await client.set(key, value, nx=only_if_absent, ex=86400)
+
+    _two_sets_route(app, router, executions, set_key, client.aclose)
 
 
 def _transport_floor_routes(
     app: Any, router: Any, store_url: str, executions: Counter[str]
 ) -> None:
-    # The same two round trips on the Redis store's own transport: the ceiling of the
-    # idempotency layer as built (everything above it is the layer's own work).
-    from fastapi import Header  # noqa: PLC0415
-
+    """The same two ``SET``s on the Redis store's own transport: the ceiling of the
+    idempotency layer as built (everything between it and the layer is the layer's work)."""
     from stalwart.storage import open_async_store  # noqa: PLC0415
     from stalwart.storage._redis_wire import pack  # noqa: PLC0415
     from stalwart.storage.redis import AsyncRedisStore  # noqa: PLC0415
 
-    wire_store = open_async_store(store_url)
-    assert isinstance(wire_store, AsyncRedisStore)
-    transport = wire_store.transport
+    store = open_async_store(store_url)
+    assert isinstance(store, AsyncRedisStore)
+    transport = store.transport
     assert transport is not None
 
-    @contextlib.asynccontextmanager
-    async def wire_lifespan(_app: Any) -> Any:
-        yield
-        await wire_store.close()
+    async def set_key(key: str, value: str, only_if_absent: bool) -> Any:  # noqa: FBT001
+        nx = ["NX"] if only_if_absent else []
+        return await transport.call(pack(["SET", key, value, *nx, "EX", "86400"]))
 
-    app.router.lifespan_context = wire_lifespan
-
-    @router.post("/orders", status_code=201)
-    async def create_order_wire_floor(
-        order: dict[str, Any],
-        idempotency_key: str = Header(default=""),
-    ) -> dict[str, Any]:
-        key = "floor:" + idempotency_key
-        claim = pack(["SET", key, '{"status":"IN_PROGRESS"}', "NX", "EX", "86400"])
-        await transport.call(claim)
-        executions["orders"] += 1
-        reply = {"ok": True, "item": order.get("item")}
-        await transport.call(pack(["SET", key, json.dumps(reply), "EX", "86400"]))
-        return reply
+    _two_sets_route(app, router, executions, set_key, store.close)
 
 
 def build_app(mode: str, store_url: str, handler_s: float) -> Any:

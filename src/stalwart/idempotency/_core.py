@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from enum import StrEnum
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Final
 
+from stalwart._json import acyclic_encoder
 from stalwart.idempotency._errors import FingerprintMismatch, InProgress, LeaseLost
 from stalwart.storage import (
     AlreadyExists,
@@ -133,24 +133,8 @@ _CANONICAL: Final = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 )
 
-# The same C encoder _CANONICAL.encode builds per call, built once. Without a markers dict it
-# cannot detect cycles (a cyclic value recurses until RecursionError) and it keeps no state, so
-# it is safe to share between threads. JSONEncoder.iterencode passes exactly these arguments.
-_ACYCLIC: Final = (
-    c_make_encoder(
-        None,
-        _CANONICAL.default,
-        encode_basestring,
-        None,
-        _CANONICAL.key_separator,
-        _CANONICAL.item_separator,
-        _CANONICAL.sort_keys,
-        _CANONICAL.skipkeys,
-        _CANONICAL.allow_nan,
-    )
-    if c_make_encoder is not None
-    else None
-)
+# The C encoder _CANONICAL.encode builds per call, built once (no cycle detection).
+_ACYCLIC: Final = acyclic_encoder(_CANONICAL)
 
 
 def canonical_json_acyclic(value: JSONValue) -> str:
@@ -160,9 +144,7 @@ def canonical_json_acyclic(value: JSONValue) -> str:
     >>> canonical_json_acyclic(["http", "POST", {"b": 1, "a": 2}])
     '["http","POST",{"a":2,"b":1}]'
     """
-    if _ACYCLIC is None:  # a Python build without the C accelerator
-        return _CANONICAL.encode(value)
-    return "".join(_ACYCLIC(value, 0))
+    return _ACYCLIC(value)
 
 
 def sha256_hex(text: str | bytes) -> str:

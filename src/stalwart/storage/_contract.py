@@ -20,8 +20,9 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Final, Protocol, runtime_checkable
+
+from stalwart._json import acyclic_encoder
 
 type JSONObject = dict[str, Any]
 type Clock = Callable[[], float]
@@ -199,31 +200,9 @@ def _is_utf8_encodable(text: str) -> bool:
 
 # One encoder for every call: json.dumps with non-default options builds a new one each time.
 _COMPACT_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-# And the C encoder that _COMPACT_JSON.encode builds on every call, built once (~1 us a record).
-# It has no markers dict, so a reference cycle in the data recurses until RecursionError, which
-# encode_data reports as InvalidRecord like any other unencodable data. It keeps no state
-# between calls, so threads can share it.
-_COMPACT_C: Final = (
-    c_make_encoder(
-        None,
-        _COMPACT_JSON.default,
-        encode_basestring,
-        None,
-        _COMPACT_JSON.key_separator,
-        _COMPACT_JSON.item_separator,
-        _COMPACT_JSON.sort_keys,
-        _COMPACT_JSON.skipkeys,
-        _COMPACT_JSON.allow_nan,
-    )
-    if c_make_encoder is not None
-    else None
-)
-
-
-def _compact_json(data: Mapping[str, Any]) -> str:
-    if _COMPACT_C is None:  # a Python build without the C accelerator
-        return _COMPACT_JSON.encode(data)
-    return "".join(_COMPACT_C(data, 0))
+# Built once too: a reference cycle in the data recurses until RecursionError, which
+# encode_data reports as InvalidRecord like any other unencodable data.
+_compact_json: Final = acyclic_encoder(_COMPACT_JSON)
 
 
 def encode_data(data: Mapping[str, Any], *, max_bytes: int) -> str:

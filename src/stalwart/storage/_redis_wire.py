@@ -101,7 +101,8 @@ class WireOptions:
     password: str | None = None
     client_name: str | None = None
     connect_timeout: float | None = None
-    timeout: float | None = None
+    timeout: float = _DEFAULT_TIMEOUT_S
+    """Seconds to wait for a reply (always set: every external call has a deadline)."""
     health_check_interval: float = 0.0
     """Idle seconds after which a connection is PINGed before use (0: never)."""
     keepalive: bool = False
@@ -182,7 +183,7 @@ def wire_options(pool: Any) -> WireOptions | None:
         return None
     if options.get("timeout") is None:
         # Every external call has a deadline; redis-py's own default is 5 s since version 8.
-        options["timeout"] = _DEFAULT_TIMEOUT_S
+        options.pop("timeout", None)
     return WireOptions(**options)
 
 
@@ -196,12 +197,20 @@ def traced(client: Any) -> bool:
     return hasattr(type(client).execute_command, "__wrapped__")
 
 
-def pool_retry(pool: Any) -> Any:
+def _pool_retry(pool: Any) -> Any:
     """The redis-py ``Retry`` of a pool's connections (None when it retries nothing)."""
     retry = getattr(pool, "connection_kwargs", {}).get("retry")
     if retry is None or retry.get_retries() == 0:
         return None
     return retry
+
+
+def transport_for[W: (SyncWire, AsyncWire)](client: Any, wire: type[W]) -> W | None:
+    """The store's own transport for a redis-py client, or None when redis-py must carry
+    the commands (see :func:`wire_options`)."""
+    pool = getattr(client, "connection_pool", None)
+    options = wire_options(pool)
+    return None if options is None else wire(options, _pool_retry(pool))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -525,7 +534,6 @@ class AsyncWire:
         self._opening: asyncio.Future[_Pipe] | None = None
         self._closed = False
         self._idle_limit = options.health_check_interval
-        self._timeout = options.timeout if options.timeout is not None else _DEFAULT_TIMEOUT_S
 
     @property
     def options(self) -> WireOptions:
@@ -536,7 +544,7 @@ class AsyncWire:
         loop = asyncio.get_running_loop()
 
         def protocol() -> _Pipe:
-            return _Pipe(options.address, self._timeout)
+            return _Pipe(options.address, options.timeout)
 
         try:
             async with asyncio.timeout(options.connect_timeout):
@@ -700,10 +708,10 @@ __all__ = [
     "WireScript",
     "check",
     "pack",
-    "pool_retry",
     "run_async",
     "run_sync",
     "traced",
+    "transport_for",
     "wire_command",
     "wire_options",
 ]

@@ -65,12 +65,11 @@ from stalwart.storage._redis_wire import (  # noqa: E402
     AsyncWire,
     SyncWire,
     WireScript,
-    pool_retry,
     run_async,
     run_sync,
     traced,
+    transport_for,
     wire_command,
-    wire_options,
 )
 
 if TYPE_CHECKING:
@@ -123,9 +122,7 @@ class RedisStore:
             name: client.register_script(SCRIPTS[name]) for name in ScriptName
         }
         self._wire_scripts = _wire_scripts(self._scripts)
-        pool = getattr(client, "connection_pool", None)
-        options = wire_options(pool)
-        self._wire = None if options is None else SyncWire(options, pool_retry(pool))
+        self._wire = transport_for(client, SyncWire)
 
     @property
     def client(self) -> redis.Redis:
@@ -171,8 +168,7 @@ class RedisStore:
     def _run[T](self, call: Call[T]) -> T:
         try:
             if self._wire is not None and not traced(self._client):
-                script = None if call.script is None else self._wire_scripts[call.script]
-                reply = run_sync(self._wire, script, wire_command(script, call.keys, call.args))
+                reply = run_sync(self._wire, *_wire_request(self._wire_scripts, call))
             elif call.script is None:
                 reply = self._client.hmget(call.keys[0], call.args)
             else:
@@ -284,9 +280,7 @@ class AsyncRedisStore:
             name: client.register_script(SCRIPTS[name]) for name in ScriptName
         }
         self._wire_scripts = _wire_scripts(self._scripts)
-        pool = getattr(client, "connection_pool", None)
-        options = wire_options(pool)
-        self._wire = None if options is None else AsyncWire(options, pool_retry(pool))
+        self._wire = transport_for(client, AsyncWire)
 
     @property
     def client(self) -> redis.asyncio.Redis:
@@ -325,9 +319,7 @@ class AsyncRedisStore:
     async def _run[T](self, call: Call[T]) -> T:
         try:
             if self._wire is not None and not traced(self._client):
-                script = None if call.script is None else self._wire_scripts[call.script]
-                command = wire_command(script, call.keys, call.args)
-                reply = await run_async(self._wire, script, command)
+                reply = await run_async(self._wire, *_wire_request(self._wire_scripts, call))
             elif call.script is None:
                 reply = await self._client.hmget(call.keys[0], call.args)
             else:
@@ -417,6 +409,14 @@ class AsyncRedisStore:
 
 def _wire_scripts(scripts: dict[ScriptName, Any]) -> dict[ScriptName, WireScript]:
     return {name: WireScript.of(script.sha, SCRIPTS[name]) for name, script in scripts.items()}
+
+
+def _wire_request(
+    scripts: dict[ScriptName, WireScript], call: Call[Any]
+) -> tuple[WireScript | None, bytes]:
+    """The script (None for the plain ``HMGET`` of ``get``) and the packed command of a call."""
+    script = None if call.script is None else scripts[call.script]
+    return script, wire_command(script, call.keys, call.args)
 
 
 _DEFAULT_MAX_CONNECTIONS = 64

@@ -333,20 +333,26 @@ async def test_stores_dropped_without_close_release_their_sockets(redis_srv: Run
 # ---------------------------------------------------------------------------------------------
 
 
+async def concurrent_calls_get_their_own_replies(store: AsyncRedisStore, count: int) -> None:
+    """``count`` concurrent creates, gets and increments: each caller sees its own reply."""
+    keys = [Key("p", f"k{i}") for i in range(count)]
+    await asyncio.gather(*(store.create(key, {"i": i}) for i, key in enumerate(keys)))
+    records = await asyncio.gather(*(store.get(key) for key in keys))
+    assert [r.data["i"] if r else None for r in records] == list(range(count))
+    counter = Key("p", "n")
+    await asyncio.gather(*(store.increment(counter, "n") for _ in range(count)))
+    final = await store.get(counter)
+    assert final is not None
+    assert final.data == {"n": count}
+
+
 @pytest.mark.parametrize("round_", range(3))
 async def test_async_calls_share_one_pipelined_connection(redis_srv: RunningServer, admin, round_):
     name = unique_name()
     store = async_store_from_url(f"{redis_srv.url}?prefix={unique_name()}&client_name={name}")
     try:
-        keys = [Key("p", f"k{i}") for i in range(300)]
-        await asyncio.gather(*(store.create(key, {"i": i}) for i, key in enumerate(keys)))
-        records = await asyncio.gather(*(store.get(key) for key in keys))
-        assert [r.data["i"] if r else None for r in records] == list(range(300))
-        counter = Key("p", "n")
-        await asyncio.gather(*(store.increment(counter, "n") for _ in range(300)))
-        final = await store.get(counter)
-        assert final is not None
-        assert final.data == {"n": 300}
+        assert isinstance(store, AsyncRedisStore)
+        await concurrent_calls_get_their_own_replies(store, 300)
         assert clients_named(admin, name) == 1, round_
     finally:
         await store.close()
@@ -477,15 +483,8 @@ def test_the_async_transport_runs_on_uvloop(redis_srv: RunningServer):
     async def scenario() -> None:
         store = async_store_from_url(f"{redis_srv.url}?prefix={unique_name()}")
         try:
-            keys = [Key("p", f"k{i}") for i in range(100)]
-            await asyncio.gather(*(store.create(key, {"i": i}) for i, key in enumerate(keys)))
-            records = await asyncio.gather(*(store.get(key) for key in keys))
-            assert [r.data["i"] if r else None for r in records] == list(range(100))
-            counter = Key("p", "n")
-            await asyncio.gather(*(store.increment(counter, "n") for _ in range(100)))
-            final = await store.get(counter)
-            assert final is not None
-            assert final.data == {"n": 100}
+            assert isinstance(store, AsyncRedisStore)
+            await concurrent_calls_get_their_own_replies(store, 100)
         finally:
             await store.close()
         with silent_server() as port:
