@@ -481,6 +481,66 @@ def _transport_floor_routes(
     _two_sets_route(app, router, executions, set_key, store.close)
 
 
+def _scripts_floor_routes(app: Any, router: Any, store_url: str, executions: Counter[str]) -> None:
+    """The Redis store's own two scripts -- create, then replace at version 1 -- on its
+    transport, with their arguments encoded once at start-up (only the key and the write token
+    change). The ceiling of any layer keeping the store's fenced, versioned records: what the
+    idempotent route costs above it is encoding, decoding and the layer's own logic."""
+    import hashlib  # noqa: PLC0415
+
+    from stalwart.storage import Key, open_async_store  # noqa: PLC0415
+    from stalwart.storage._redis_codec import (  # noqa: PLC0415
+        Layout,
+        ScriptName,
+        create_call,
+        replace_call,
+    )
+    from stalwart.storage._redis_scripts import SCRIPTS  # noqa: PLC0415
+    from stalwart.storage._redis_wire import WireScript, check, load_and_resend  # noqa: PLC0415
+    from stalwart.storage.redis import AsyncRedisStore  # noqa: PLC0415
+
+    store = open_async_store(store_url)
+    assert isinstance(store, AsyncRedisStore)
+    transport = store.transport
+    assert transport is not None
+    layout = Layout(store.prefix)
+
+    def script(name: ScriptName) -> WireScript:
+        source = SCRIPTS[name]
+        return WireScript.of(hashlib.sha1(source.encode()).hexdigest(), source)
+
+    create_script, replace_script = script(ScriptName.CREATE), script(ScriptName.REPLACE)
+    now = time.time()
+    claim = {"status": "IN_PROGRESS", "owner": "o" * 24, "lease_expires_at": now + 60}
+    done = {**claim, "result": {"status": 201, "headers": [], "body": "{}", "encoding": "utf-8"}}
+    sample = Key("scripts-floor")
+    create_args = create_call(layout, sample, claim, ttl=86400, now=now).args
+    replace_args = replace_call(layout, sample, done, expected_version=1, ttl=86400, now=now).args
+
+    async def run(script: WireScript, keys: tuple[bytes, bytes], args: tuple[Any, ...]) -> None:
+        # args[5] is the write token of both scripts: a fresh one per call, as the store does.
+        command = script.command(keys, (*args[:5], os.urandom(8).hex(), *args[6:]))
+        reply = await transport.call(command)
+        if isinstance(reply, Exception):  # NOSCRIPT on the first call
+            reply = await load_and_resend(transport, script, command)
+        check(reply)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any) -> Any:
+        yield
+        await store.close()
+
+    app.router.lifespan_context = lifespan
+
+    @router.post("/orders", status_code=201)
+    async def create_order_scripts_floor(order: dict[str, Any]) -> dict[str, Any]:
+        keys = layout.keys(Key("scripts-floor:" + os.urandom(8).hex()))
+        await run(create_script, keys, create_args)
+        executions["orders"] += 1
+        await run(replace_script, keys, replace_args)
+        return {"ok": True, "item": order.get("item")}
+
+
 def build_app(mode: str, store_url: str, handler_s: float) -> Any:
     from fastapi import APIRouter, FastAPI  # noqa: PLC0415
 
@@ -507,6 +567,8 @@ def build_app(mode: str, store_url: str, handler_s: float) -> Any:
         _redis_py_floor_routes(app, router, store_url, executions)
     elif mode == "wire_floor":
         _transport_floor_routes(app, router, store_url, executions)
+    elif mode == "scripts_floor":
+        _scripts_floor_routes(app, router, store_url, executions)
     else:
 
         @router.post("/orders", status_code=201)
@@ -520,12 +582,37 @@ def build_app(mode: str, store_url: str, handler_s: float) -> Any:
     async def count() -> dict[str, int]:
         return {"orders": executions["orders"]}
 
+    @router.get("/gc")
+    async def gc_spent() -> dict[str, float]:
+        return dict(GC_SPENT)
+
     app.include_router(router)
     return app
 
 
+GC_SPENT: dict[str, float] = {"seconds": 0.0, "collections": 0, "full_collections": 0}
+"""CPython's cyclic garbage collector in an app process: time and runs (see _gc_clock)."""
+_GC_STARTED = [0.0]
+
+
+def _gc_clock(phase: str, info: dict[str, Any]) -> None:
+    """A ``gc.callbacks`` hook timing every collection. Requests that wait on I/O keep
+    their objects alive across collections; the full collections this brings on walk the
+    whole heap, a cost the bare route (which never waits) does not pay."""
+    if phase == "start":
+        _GC_STARTED[0] = time.perf_counter()
+        return
+    GC_SPENT["seconds"] += time.perf_counter() - _GC_STARTED[0]
+    GC_SPENT["collections"] += 1
+    GC_SPENT["full_collections"] += info["generation"] == 2
+
+
 def serve(mode: str, store_url: str, port: int, handler_s: float) -> None:
+    import gc  # noqa: PLC0415
+
     import uvicorn  # noqa: PLC0415
+
+    gc.callbacks.append(_gc_clock)
 
     uvicorn.run(
         build_app(mode, store_url, handler_s),
@@ -700,6 +787,14 @@ def wrk_load(port: int, seconds: float, *, keyed: bool, connections: int = 16) -
     return float(found.group(1))
 
 
+def gc_seconds(port: int) -> float:
+    """Seconds the app process has spent in CPython's cyclic garbage collector so far."""
+    import urllib.request  # noqa: PLC0415
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/gc", timeout=5) as reply:
+        return float(json.loads(reply.read())["seconds"])
+
+
 def http_rates(redis_url: str, seconds: float) -> dict[str, Any]:
     """Bare, idempotent and floor apps, each in its own uvicorn process, measured in
     interleaved rounds (order alternating) so machine load hits them alike."""
@@ -712,7 +807,9 @@ def http_rates(redis_url: str, seconds: float) -> dict[str, Any]:
         "idempotent": [],
         "floor": [],
         "wire_floor": [],
+        "scripts_floor": [],
     }
+    server_gc_us: dict[str, list[float]] = {name: [] for name in server_cpu_us}
 
     def measure(port: int, *, keyed: bool) -> float:
         if use_wrk:
@@ -720,10 +817,12 @@ def http_rates(redis_url: str, seconds: float) -> dict[str, Any]:
         return asyncio.run(load(port, seconds, keyed=keyed))
 
     def measured(name: str, port: int) -> float:
+        gc_before = gc_seconds(port)
         before, start = process_cpu_s(APP_PIDS[port]), time.perf_counter()
         rps = measure(port, keyed=name != "bare")
         requests = rps * (time.perf_counter() - start)
         server_cpu_us[name].append((process_cpu_s(APP_PIDS[port]) - before) / requests * 1e6)
+        server_gc_us[name].append((gc_seconds(port) - gc_before) / requests * 1e6)
         return rps
 
     results: dict[str, list[float]] = {name: [] for name in server_cpu_us}
@@ -732,12 +831,14 @@ def http_rates(redis_url: str, seconds: float) -> dict[str, Any]:
         app_process("idempotent", redis_url) as keyed_port,
         app_process("floor", redis_url) as floor_port,
         app_process("wire_floor", redis_url) as wire_floor_port,
+        app_process("scripts_floor", redis_url) as scripts_floor_port,
     ):
         ports = {
             "bare": bare_port,
             "idempotent": keyed_port,
             "floor": floor_port,
             "wire_floor": wire_floor_port,
+            "scripts_floor": scripts_floor_port,
         }
         for name, port in ports.items():  # warm-up: imports, connections, scripts
             asyncio.run(load(port, 0.2, keyed=name != "bare"))
@@ -751,8 +852,12 @@ def http_rates(redis_url: str, seconds: float) -> dict[str, Any]:
         "idempotent_rps": round(statistics.median(results["idempotent"]), 1),
         "floor_rps": round(statistics.median(results["floor"]), 1),
         "wire_floor_rps": round(statistics.median(results["wire_floor"]), 1),
+        "scripts_floor_rps": round(statistics.median(results["scripts_floor"]), 1),
         "server_cpu_us_per_request": {
             name: round(statistics.median(values), 1) for name, values in server_cpu_us.items()
+        },
+        "server_gc_us_per_request": {
+            name: round(statistics.median(values), 1) for name, values in server_gc_us.items()
         },
         "load_generator": (
             "wrk -t1 -c16 (separate process)"
@@ -915,7 +1020,9 @@ def layer_overhead_us() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--serve", choices=["bare", "idempotent", "floor", "wire_floor"])
+    parser.add_argument(
+        "--serve", choices=["bare", "idempotent", "floor", "wire_floor", "scripts_floor"]
+    )
     parser.add_argument("--store-url", default="")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--handler-s", type=float, default=0.0)
@@ -934,7 +1041,9 @@ def main() -> None:
         "http_floor_rps_two_sets_on_the_store_transport": result["http"].pop(
             "wire_floor_rps", None
         ),
+        "http_floor_rps_store_scripts_preencoded": result["http"].pop("scripts_floor_rps", None),
         "http_server_cpu_us_per_request": result["http"].pop("server_cpu_us_per_request", None),
+        "http_server_gc_us_per_request": result["http"].pop("server_gc_us_per_request", None),
         "floors": result.pop("floors"),
         "layer_overhead_us_per_first_call": layer_overhead_us(),
     }

@@ -12,7 +12,7 @@ import binascii
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -137,19 +137,27 @@ class Layout:
     """Key names of one store (one prefix)."""
 
     prefix: str
+    _head: str = field(init=False, repr=False, compare=False)
+    """``{<escaped prefix>:``, escaped once instead of on every operation."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_head", "{" + _escape(self.prefix) + ":")
+
+    def _tag(self, partition: str) -> str:
+        return self._head + _escape(partition) + "}"  # partition_key(), prefix escaped once
 
     def record_base(self, partition: str) -> bytes:
-        return utf8(partition_key(self.prefix, partition) + "r:")
+        return utf8(self._tag(partition) + "r:")
 
     def record_key(self, key: Key) -> bytes:
         return self.record_base(key.partition) + utf8(key.sort)
 
     def index_key(self, partition: str) -> bytes:
-        return utf8(partition_key(self.prefix, partition) + "i")
+        return utf8(self._tag(partition) + "i")
 
     def keys(self, key: Key) -> tuple[bytes, bytes]:
         """``(record key, index key)`` of ``key``, escaping its partition once."""
-        tag = utf8(partition_key(self.prefix, key.partition))
+        tag = utf8(self._tag(key.partition))
         return tag + b"r:" + utf8(key.sort), tag + b"i"
 
 

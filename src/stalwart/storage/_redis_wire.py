@@ -29,7 +29,7 @@ import socket
 import time
 import weakref
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -54,7 +54,7 @@ except ImportError:  # pragma: no cover - redis-py moved its parser: plain Respo
 
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
 type Reply = Any
 """A decoded RESP2 reply: bytes, int, None or (nested) lists of those."""
@@ -224,12 +224,17 @@ def pack(parts: Sequence[bytes | str]) -> bytes:
     >>> pack([b"GET", "k"])
     b'*2\\r\\n$3\\r\\nGET\\r\\n$1\\r\\nk\\r\\n'
     """
+    return b"*%d\r\n" % len(parts) + _bulk(parts)
+
+
+def _bulk(parts: Sequence[bytes | str]) -> bytes:
+    """The bulk strings of ``parts``, without the array header."""
     raws = [part if part.__class__ is bytes else part.encode() for part in parts]  # type: ignore[union-attr]
     values: list[int | bytes] = []
     for raw in raws:
         values += (len(raw), raw)
     # One %-format of the whole command: fewer, larger C calls than a join of pieces.
-    return (b"*%d\r\n" % len(raws) + b"$%d\r\n%s\r\n" * len(raws)) % tuple(values)
+    return b"$%d\r\n%s\r\n" * len(raws) % tuple(values)
 
 
 def check(reply: Reply) -> Reply:
@@ -605,28 +610,37 @@ class AsyncWire:
         return pipe
 
     async def _once(self, packed: bytes) -> Reply:
-        pipe = self._pipe
-        now = time.monotonic()
-        # Fast path inline (this runs for every command): a live pipe of this loop, recently
-        # used. Anything else -- first call, lost connection, new loop, idle, closed -- goes
-        # the careful way.
-        if (
-            pipe is None
-            or pipe.lost is not None
-            or self._loop is not asyncio.get_running_loop()
-            or (self._idle_limit and now - pipe.last_used > self._idle_limit)
-        ):
-            pipe = await self._current()
-        reply = await pipe.send(packed)
-        pipe.last_used = now
-        return reply
+        pipe = await self._current()
+        pipe.last_used = time.monotonic()
+        return await pipe.send(packed)
 
-    async def call(self, packed: bytes) -> Reply:
-        """Send one packed command and await its reply (error replies are returned, not
-        raised: see :func:`check`). Connection errors are retried per the client's policy."""
+    def call(self, packed: bytes) -> Awaitable[Reply]:
+        """Send one packed command; await the result for its reply (error replies are
+        returned, not raised: see :func:`check`). Connection errors are retried per the
+        client's policy.
+
+        Not a coroutine function: on the fast path (no retry policy, a live connection of
+        this loop) the reply's future itself is returned -- one coroutine object less per
+        command, which also keeps fewer objects alive while requests wait on Redis (what
+        drives CPython's cyclic collector under concurrency). Call it from a running loop.
+        """
+        pipe = self._pipe
+        # The fast path, inline: a live pipe of this loop, recently used, no retry policy.
+        # Anything else -- first call, lost connection, new loop, idle, closed -- goes the
+        # careful way (_current).
+        if (
+            self._retry is None
+            and pipe is not None
+            and pipe.lost is None
+            and self._loop is asyncio.get_running_loop()
+        ):
+            now = time.monotonic()
+            if not self._idle_limit or now - pipe.last_used <= self._idle_limit:
+                pipe.last_used = now
+                return pipe.send(packed)
         if self._retry is None:
-            return await self._once(packed)
-        return await self._retry.call_with_retry(lambda: self._once(packed), _no_cleanup)
+            return self._once(packed)
+        return self._retry.call_with_retry(lambda: self._once(packed), _no_cleanup)  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         self._closed = True
@@ -661,13 +675,21 @@ class WireScript:
 
     sha: bytes
     load: bytes
+    _heads: dict[tuple[int, int], bytes] = field(default_factory=dict, compare=False, repr=False)
+    """``*N EVALSHA <sha> <numkeys>``, packed once per (keys, args) count."""
 
     @classmethod
     def of(cls, sha: str, source: str) -> WireScript:
         return cls(sha.encode(), pack([b"SCRIPT", b"LOAD", source]))
 
     def command(self, keys: Sequence[bytes | str], args: Sequence[bytes | str]) -> bytes:
-        return pack([b"EVALSHA", self.sha, str(len(keys)), *keys, *args])
+        shape = (len(keys), len(args))
+        head = self._heads.get(shape)
+        if head is None:
+            head = self._heads[shape] = pack([b"EVALSHA", self.sha, str(len(keys))]).replace(
+                b"*3\r\n", b"*%d\r\n" % (3 + len(keys) + len(args)), 1
+            )
+        return head + _bulk((*keys, *args))
 
 
 def is_noscript(reply: Reply) -> bool:
@@ -692,13 +714,14 @@ def run_sync(wire: SyncWire, script: WireScript | None, command: bytes) -> Reply
     return check(reply)
 
 
-async def run_async(wire: AsyncWire, script: WireScript | None, command: bytes) -> Reply:
-    """Async :func:`run_sync`."""
-    reply = await wire.call(command)
-    if script is not None and is_noscript(reply):
-        check(await wire.call(script.load))
-        reply = await wire.call(command)
-    return check(reply)
+async def load_and_resend(wire: AsyncWire, script: WireScript, command: bytes) -> Reply:
+    """Async half of :func:`run_sync`'s ``NOSCRIPT`` recovery: load the script, send again.
+
+    The async store awaits ``wire.call`` itself and calls this only on a ``NOSCRIPT`` reply:
+    a wrapper coroutine around every command would cost more than the check.
+    """
+    check(await wire.call(script.load))
+    return await wire.call(command)
 
 
 __all__ = [
@@ -707,8 +730,9 @@ __all__ = [
     "WireOptions",
     "WireScript",
     "check",
+    "is_noscript",
+    "load_and_resend",
     "pack",
-    "run_async",
     "run_sync",
     "traced",
     "transport_for",

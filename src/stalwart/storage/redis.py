@@ -65,7 +65,9 @@ from stalwart.storage._redis_wire import (  # noqa: E402
     AsyncWire,
     SyncWire,
     WireScript,
-    run_async,
+    check,
+    is_noscript,
+    load_and_resend,
     run_sync,
     traced,
     transport_for,
@@ -318,8 +320,13 @@ class AsyncRedisStore:
 
     async def _run[T](self, call: Call[T]) -> T:
         try:
-            if self._wire is not None and not traced(self._client):
-                reply = await run_async(self._wire, *_wire_request(self._wire_scripts, call))
+            wire = self._wire
+            if wire is not None and not traced(self._client):
+                script, command = _wire_request(self._wire_scripts, call)
+                reply = await wire.call(command)
+                if script is not None and is_noscript(reply):
+                    reply = await load_and_resend(wire, script, command)
+                reply = check(reply)
             elif call.script is None:
                 reply = await self._client.hmget(call.keys[0], call.args)
             else:
