@@ -308,36 +308,77 @@ def redis_floor(redis_url: str) -> Iterator[Callable[[int], Any]]:
 
 
 @contextlib.contextmanager
-def raw_socket_floor(redis_url: str) -> Iterator[Callable[[int], Any]]:
-    """Two round trips per call on a bare socket with prebuilt commands, no client library and
-    no logic: the ceiling of anything that makes two round trips from Python on this machine."""
+def _raw_redis(redis_url: str) -> Iterator[Callable[..., bytes]]:
+    """``round_trip(*args)`` on a bare socket: one command, its reply's raw bytes."""
     import socket  # noqa: PLC0415
     from urllib.parse import urlsplit  # noqa: PLC0415
 
     parts = urlsplit(redis_url)
     sock = socket.create_connection((parts.hostname, parts.port or 6379), timeout=5)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def round_trip(*args: bytes) -> bytes:
+        sock.sendall(
+            b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+        )
+        reply = sock.recv(65536)
+        if not reply:
+            raise ConnectionError("redis closed the connection")
+        if reply[:1] == b"-":
+            raise RuntimeError(f"redis error: {reply!r}")
+        return reply
+
+    try:
+        yield round_trip
+    finally:
+        sock.close()
+
+
+@contextlib.contextmanager
+def raw_socket_floor(redis_url: str) -> Iterator[Callable[[int], Any]]:
+    """Two round trips per call on a bare socket with prebuilt commands, no client library and
+    no logic: the ceiling of anything that makes two round trips from Python on this machine."""
     run = uuid.uuid4().hex.encode()
     claim = json.dumps({"status": "IN_PROGRESS", "expiration": 0}).encode()
     done = json.dumps({"status": "COMPLETED", "data": {"cents": 100}}).encode()
+    with _raw_redis(redis_url) as round_trip:
 
-    def command(*args: bytes) -> bytes:
-        return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+        def call(i: int) -> None:
+            key = b"raw:%s-%d" % (run, i)
+            round_trip(b"SET", key, claim, b"NX", b"EX", b"86400")
+            round_trip(b"SET", key, done, b"EX", b"86400")
 
-    def round_trip(packed: bytes) -> None:
-        sock.sendall(packed)
-        if not sock.recv(65536):
-            raise ConnectionError("redis closed the connection")
-
-    def call(i: int) -> None:
-        key = b"raw:%s-%d" % (run, i)
-        round_trip(command(b"SET", key, claim, b"NX", b"EX", b"86400"))
-        round_trip(command(b"SET", key, done, b"EX", b"86400"))
-
-    try:
         yield call
-    finally:
-        sock.close()
+
+
+@contextlib.contextmanager
+def raw_scripts_floor(redis_url: str) -> Iterator[Callable[[int], Any]]:
+    """The Redis store's own create and replace scripts (the claim and the completion of a
+    fenced, versioned record) on a bare socket, arguments encoded once: the ceiling of any
+    Python layer keeping the store's records, on this machine."""
+    from stalwart.storage._redis_scripts import CREATE, REPLACE  # noqa: PLC0415
+
+    run = uuid.uuid4().hex.encode()
+    now = time.time()
+    stamps = (repr(now).encode(), repr(now + 86400).encode(), b"86401000")
+    claim = json.dumps({"status": "IN_PROGRESS", "owner": "o" * 24, "lease_expires_at": now})
+    done = json.dumps({"status": "COMPLETED", "owner": "o" * 24, "result": {"cents": 100}})
+    with _raw_redis(redis_url) as round_trip:
+        create, replace = (
+            round_trip(b"SCRIPT", b"LOAD", source.encode()).split(b"\r\n")[1]
+            for source in (CREATE, REPLACE)
+        )
+
+        def call(i: int) -> None:
+            tag = b"{raw:%s-%d}" % (run, i)
+            keys = (b"2", tag + b"r:", tag + b"i")
+            token = os.urandom(8).hex().encode()
+            claim_args = (stamps[0], claim.encode(), stamps[1], stamps[2], b"", token)
+            round_trip(b"EVALSHA", create, *keys, *claim_args)
+            done_args = (stamps[0], done.encode(), stamps[1], stamps[2], b"", token, b"1", b"2")
+            round_trip(b"EVALSHA", replace, *keys, *done_args)
+
+        yield call
 
 
 def evalsha_vs_set(url: str, seconds: float) -> dict[str, Any]:
@@ -394,6 +435,9 @@ def execution_rates(engine: str, url: str, seconds: float) -> dict[str, Any]:
                 calls["floor_two_plain_sets_per_s"] = stack.enter_context(redis_floor(redis_url))
                 calls["floor_two_raw_socket_round_trips_per_s"] = stack.enter_context(
                     raw_socket_floor(redis_url)
+                )
+                calls["floor_two_store_scripts_raw_socket_per_s"] = stack.enter_context(
+                    raw_scripts_floor(redis_url)
                 )
             elif engine == "dynamodb":
                 endpoint = url.split("endpoint_url=")[1].split("&", maxsplit=1)[0]
@@ -943,6 +987,9 @@ def move_details(
         floors["redis_two_plain_sets_per_s"] = entry.pop("floor_two_plain_sets_per_s")
         floors["redis_two_raw_socket_round_trips_per_s"] = entry.pop(
             "floor_two_raw_socket_round_trips_per_s"
+        )
+        floors["redis_two_store_scripts_raw_socket_per_s"] = entry.pop(
+            "floor_two_store_scripts_raw_socket_per_s"
         )
         try:
             floors["redis_raw"] = evalsha_vs_set(url, seconds)

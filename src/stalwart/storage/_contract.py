@@ -228,6 +228,31 @@ def encode_data(data: Mapping[str, Any], *, max_bytes: int) -> str:
     return encoded
 
 
+_JSON_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+
+
+def stored_copy(data: Mapping[str, Any], encoded: str) -> JSONObject:
+    """``data`` as a read gives it back: ``json.loads(encoded)`` (a copy; tuples become
+    lists), where ``encoded`` is :func:`encode_data`'s result for it.
+
+    A flat dict of plain JSON scalars (exact types: no str or int subclasses, whose JSON form
+    differs) gets a shallow copy instead -- equal to the parse, at a fraction of its cost.
+
+    >>> stored_copy({"a": 1, "b": None}, '{"a":1,"b":null}')
+    {'a': 1, 'b': None}
+    >>> stored_copy({"a": (1, 2)}, '{"a":[1,2]}')
+    {'a': [1, 2]}
+    """
+    if data.__class__ is dict:
+        for name, value in data.items():
+            if name.__class__ is not str or value.__class__ not in _JSON_SCALARS:
+                break
+        else:
+            return dict(data)
+    copied: JSONObject = json.loads(encoded)
+    return copied
+
+
 def validate_field(name: str) -> str:
     """Check a counter field name for :meth:`Store.increment`."""
     if not isinstance(name, str) or not name:

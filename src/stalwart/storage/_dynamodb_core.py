@@ -62,6 +62,7 @@ from stalwart.storage._contract import (
     VersionConflict,
     encode_data,
     expiry_from_ttl,
+    stored_copy,
     validate_amount,
     validate_field,
     validate_key,
@@ -268,8 +269,7 @@ def key_attributes(key: Key) -> Item:
 
 def normalize_data(data: JSONObject) -> JSONObject:
     """Validate ``data`` and return it exactly as JSON will give it back (str keys, lists)."""
-    normalized: JSONObject = json.loads(encode_data(data, max_bytes=MAX_DATA_BYTES))
-    return normalized
+    return stored_copy(data, encode_data(data, max_bytes=MAX_DATA_BYTES))
 
 
 def _field_value(value: Any) -> tuple[AttributeValue, bool]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import random
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,6 +63,7 @@ from stalwart.storage._contract import (
     VersionConflict,
     encode_data,
     expiry_from_ttl,
+    stored_copy,
     validate_amount,
     validate_field,
     validate_key,
@@ -333,8 +333,7 @@ def _switch(token: ObjectId, branches: list[tuple[dict[str, Any], Any]], default
 def _record_data(data: JSONObject, settings: Settings) -> JSONObject:
     # Store the JSON round trip so every engine returns the same values (tuples become lists,
     # non-str keys are refused by encode_data's json.dumps semantics rather than by BSON).
-    normalized: JSONObject = json.loads(encode_data(data, max_bytes=settings.max_item_bytes))
-    return normalized
+    return stored_copy(data, encode_data(data, max_bytes=settings.max_item_bytes))
 
 
 # ---------------------------------------------------------------------------------------------

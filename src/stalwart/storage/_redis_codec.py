@@ -38,6 +38,7 @@ from stalwart.storage._contract import (
     VersionConflict,
     encode_data,
     expiry_from_ttl,
+    stored_copy,
     validate_amount,
     validate_field,
     validate_key,
@@ -177,7 +178,10 @@ def _float_text(value: float) -> str:
 
 def _expiry_args(ttl: float | None, now: float) -> tuple[float | None, str, str]:
     """``(expires_at, expires_at text, PEXPIRE milliseconds text)`` for an optional ttl."""
-    expires_at = expiry_from_ttl(ttl, now)
+    if (ttl.__class__ is float or ttl.__class__ is int) and ttl > 0:  # type: ignore[operator]
+        expires_at: float | None = now + ttl  # expiry_from_ttl's result, without its checks
+    else:
+        expires_at = expiry_from_ttl(ttl, now)  # None, or an error for a bad ttl
     if expires_at is None:
         return None, "", ""
     millis = max(1, math.ceil((expires_at - now) * 1000)) + EXPIRY_GRACE_MS
@@ -252,7 +256,7 @@ def create_call(
     validate_key(key)
     text = _data_text(data)
     expires_at, expires, millis = _expiry_args(ttl, now)
-    record = Record(key, json.loads(text), 1, expires_at)
+    record = Record(key, stored_copy(data, text), 1, expires_at)
 
     def decode(reply: Reply) -> Record:
         if _text(reply[0]) != "ok":
@@ -280,7 +284,7 @@ def replace_call(
     validate_version(expected_version)
     text = _data_text(data)
     expires_at, expires, millis = _expiry_args(ttl, now)
-    record = Record(key, json.loads(text), expected_version + 1, expires_at)
+    record = Record(key, stored_copy(data, text), expected_version + 1, expires_at)
 
     def decode(reply: Reply) -> Record:
         if _text(reply[0]) != "ok":

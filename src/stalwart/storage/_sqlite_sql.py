@@ -32,6 +32,7 @@ from stalwart.storage._contract import (
     Replace,
     encode_data,
     expiry_from_ttl,
+    stored_copy,
     validate_amount,
     validate_field,
     validate_key,
@@ -196,7 +197,7 @@ def prepare(  # noqa: PLR0911 - one return per kind of operation reads best
         case Create(data=data, ttl=ttl):
             encoded = encode_data(data, max_bytes=max_item_bytes)
             params |= {"data": encoded, "expires_at": expiry_from_ttl(ttl, now)}
-            return Step(StepKind.CREATE, key, sql.create, params, json.loads(encoded))
+            return Step(StepKind.CREATE, key, sql.create, params, stored_copy(data, encoded))
         case Replace(data=data, expected_version=expected, ttl=ttl):
             encoded = encode_data(data, max_bytes=max_item_bytes)
             params |= {
@@ -204,7 +205,7 @@ def prepare(  # noqa: PLR0911 - one return per kind of operation reads best
                 "expires_at": expiry_from_ttl(ttl, now),
                 "expected": validate_version(expected),
             }
-            return Step(StepKind.REPLACE, key, sql.replace, params, json.loads(encoded))
+            return Step(StepKind.REPLACE, key, sql.replace, params, stored_copy(data, encoded))
         case Delete(expected_version=expected):
             if expected is None:
                 return Step(StepKind.DELETE, key, sql.delete, params)
