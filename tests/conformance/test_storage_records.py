@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from enum import IntEnum, StrEnum
+
 import pytest
 
 from stalwart.storage import AlreadyExists, InvalidRecord, Key, StorageError, VersionConflict
@@ -297,3 +299,45 @@ async def test_stores_on_different_tables_are_isolated(store, open_facade, store
         assert mine.data == {"by": "first"}
     finally:
         await other.close()
+
+
+class Color(StrEnum):
+    RED = "red"
+
+
+class Size(IntEnum):
+    BIG = 3
+
+
+@pytest.mark.parametrize(
+    ("data", "stored"),
+    [
+        # Flat dicts of plain scalars (the shallow-copy path) and everything else (a parse).
+        ({"a": 1, "b": "x", "c": 1.5, "d": True, "e": None}, None),
+        ({"color": Color.RED, "size": Size.BIG}, {"color": "red", "size": 3}),
+        ({"pair": (1, 2)}, {"pair": [1, 2]}),
+        ({"nested": {"t": (3,)}}, {"nested": {"t": [3]}}),
+    ],
+    ids=["flat-scalars", "enums", "tuple", "nested-tuple"],
+)
+async def test_written_data_is_returned_as_a_read_returns_it(store, data, stored):
+    expected = data if stored is None else stored
+    created = await store.create(Key("norm", "c"), data)
+    replaced = await store.replace(Key("norm", "c"), data, expected_version=1)
+    fetched = await store.get(Key("norm", "c"))
+    assert fetched is not None
+    for record in (created, replaced, fetched):
+        assert record.data == expected
+        # Exact types as well: an enum member must come back as the plain value.
+        assert [type(v) for v in record.data.values()] == [type(v) for v in expected.values()]
+
+
+async def test_returned_data_is_a_copy_of_the_callers_dict(store):
+    data: dict[str, object] = {"n": 1, "s": "x"}
+    created = await store.create(Key("copy", "c"), data)
+    data["n"] = 2
+    data["extra"] = True
+    assert created.data == {"n": 1, "s": "x"}
+    replaced = await store.replace(Key("copy", "c"), data, expected_version=1)
+    data["n"] = 3
+    assert replaced.data == {"n": 2, "s": "x", "extra": True}

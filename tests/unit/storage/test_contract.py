@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from typing import Any
 
 import pytest
 
@@ -13,6 +15,7 @@ from stalwart.storage._contract import (
     VersionConflict,
     encode_data,
     expiry_from_ttl,
+    stored_copy,
     validate_amount,
     validate_field,
     validate_key,
@@ -114,3 +117,24 @@ def test_error_messages_say_what_happened() -> None:
     failed = TransactionConflict(2, Delete(Key("p")), "version mismatch")
     assert "item 2" in str(failed)
     assert "Delete" in str(failed)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"a": 1, "b": "x", "c": -0.0, "d": False, "e": None, "f": 2**70},
+        {"a": (1, 2)},
+        {1: "int key"},
+        {"a": {"b": [1, {"c": None}]}},
+        {"s": type("S", (str,), {})("sub")},
+        {},
+    ],
+)
+def test_stored_copy_equals_the_json_round_trip(data: dict[Any, Any]) -> None:
+    encoded = encode_data(data, max_bytes=10_000)
+    copied = stored_copy(data, encoded)
+    parsed = json.loads(encoded)
+    assert copied == parsed
+    assert [type(v) for v in copied.values()] == [type(v) for v in parsed.values()]
+    assert list(copied) == list(parsed)
+    assert copied is not data
