@@ -57,10 +57,15 @@ def _to_response(reply: HttpReply) -> Response:
 
 
 def _to_reply(response: Response) -> tuple[HttpReply, bool]:
+    # response.headers.items(), read from the raw list it wraps (the same list, so later
+    # edits through response.headers are seen) without building the MutableHeaders view.
+    headers = tuple(
+        [(name.decode("latin-1"), value.decode("latin-1")) for name, value in response.raw_headers]
+    )
     body = getattr(response, "body", None)  # streaming and file responses have no body
     if isinstance(body, bytes):
-        return HttpReply(response.status_code, tuple(response.headers.items()), body), False
-    return HttpReply(response.status_code, tuple(response.headers.items())), True
+        return HttpReply(response.status_code, headers, body), False
+    return HttpReply(response.status_code, headers), True
 
 
 async def _handled(request: Request, exc: HTTPException) -> Response | None:

@@ -231,24 +231,45 @@ def encode_data(data: Mapping[str, Any], *, max_bytes: int) -> str:
 _JSON_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
 
 
+class _NotPlainJSON(Exception):
+    """A value :func:`_plain_copy` leaves to the JSON parser."""
+
+
+def _plain_copy(value: Any) -> Any:
+    """Deep copy of dicts (str keys), lists, tuples (as lists) and exact JSON scalars."""
+    cls = value.__class__
+    if cls is dict:
+        copied: dict[str, Any] = {}
+        for name, item in value.items():
+            if name.__class__ is not str:
+                raise _NotPlainJSON
+            copied[name] = item if item.__class__ in _JSON_SCALARS else _plain_copy(item)
+        return copied
+    if cls is list or cls is tuple:
+        return [item if item.__class__ in _JSON_SCALARS else _plain_copy(item) for item in value]
+    if cls in _JSON_SCALARS:
+        return value
+    raise _NotPlainJSON
+
+
 def stored_copy(data: Mapping[str, Any], encoded: str) -> JSONObject:
     """``data`` as a read gives it back: ``json.loads(encoded)`` (a copy; tuples become
     lists), where ``encoded`` is :func:`encode_data`'s result for it.
 
-    A flat dict of plain JSON scalars (exact types: no str or int subclasses, whose JSON form
-    differs) gets a shallow copy instead -- equal to the parse, at a fraction of its cost.
+    Plain data -- dicts with str keys, lists, tuples and scalars of the exact JSON types (a
+    str or int subclass such as an enum has another JSON form) -- is copied directly instead,
+    which gives the same value at about half the cost of parsing; anything else is parsed.
 
-    >>> stored_copy({"a": 1, "b": None}, '{"a":1,"b":null}')
-    {'a': 1, 'b': None}
-    >>> stored_copy({"a": (1, 2)}, '{"a":[1,2]}')
-    {'a': [1, 2]}
+    >>> stored_copy({"a": (1, 2), "b": None}, '{"a":[1,2],"b":null}')
+    {'a': [1, 2], 'b': None}
     """
     if data.__class__ is dict:
-        for name, value in data.items():
-            if name.__class__ is not str or value.__class__ not in _JSON_SCALARS:
-                break
+        try:
+            plain: JSONObject = _plain_copy(data)
+        except (_NotPlainJSON, RecursionError):
+            pass  # deeper than Python's recursion limit, or not plain: the parser decides
         else:
-            return dict(data)
+            return plain
     copied: JSONObject = json.loads(encoded)
     return copied
 

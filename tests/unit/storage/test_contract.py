@@ -138,3 +138,12 @@ def test_stored_copy_equals_the_json_round_trip(data: dict[Any, Any]) -> None:
     assert [type(v) for v in copied.values()] == [type(v) for v in parsed.values()]
     assert list(copied) == list(parsed)
     assert copied is not data
+
+
+def test_stored_copy_of_data_nested_past_the_recursion_limit_is_the_parse() -> None:
+    data: dict[str, Any] = {"v": None}
+    # Past Python's recursion limit (1000), within what CPython 3.12's C encoder accepts.
+    for _ in range(1200):
+        data = {"v": data}
+    encoded = encode_data(data, max_bytes=10**6)
+    assert stored_copy(data, encoded) == json.loads(encoded)
