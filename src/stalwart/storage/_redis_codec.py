@@ -178,7 +178,7 @@ def _float_text(value: float) -> str:
 
 def _expiry_args(ttl: float | None, now: float) -> tuple[float | None, str, str]:
     """``(expires_at, expires_at text, PEXPIRE milliseconds text)`` for an optional ttl."""
-    if (ttl.__class__ is float or ttl.__class__ is int) and ttl > 0:  # type: ignore[operator]
+    if (ttl.__class__ is float or ttl.__class__ is int) and ttl > 0:
         expires_at: float | None = now + ttl  # expiry_from_ttl's result, without its checks
     else:
         expires_at = expiry_from_ttl(ttl, now)  # None, or an error for a bad ttl
