@@ -23,12 +23,17 @@ line): what redis-py itself allows with two round trips and no logic at all -- t
 same route doing its two ``SET``s on the Redis store's own transport (the ceiling of the HTTP
 layer as built: everything between it and the idempotent route is the layer's work), two
 round trips on a bare socket with prebuilt commands (the ceiling of any Python code making two
-round trips on this machine), and the raw cost of one ``EVALSHA`` of the create script against
-one ``SET NX EX`` (client rate and the server's own microseconds per call from
-``INFO commandstats``). Also in the details: process CPU microseconds per execution (stalwart
-and Powertools: the client-side cost, which decides when the network is fast) and the app
-server's CPU microseconds per HTTP request (the servers are CPU-bound under this load, so the
-HTTP ratio is the ratio of those).
+round trips on this machine), the Redis store's own create and replace scripts -- the fenced,
+versioned claim and completion -- on a bare socket and, behind uvicorn, on the store's
+transport, both with arguments encoded once (the ceilings of any layer keeping the store's
+records: what the layer costs above them is its own Python), and the raw cost of one
+``EVALSHA`` of the create script against one ``SET NX EX`` (client rate and the server's own
+microseconds per call from ``INFO commandstats``). Also in the details: process CPU
+microseconds per execution (stalwart and Powertools: the client-side cost, which decides when
+the network is fast), the app server's CPU microseconds per HTTP request (the servers are
+CPU-bound under this load, so the HTTP ratio is the ratio of those) and how many of them
+CPython's cyclic garbage collector took (a route that waits on I/O keeps its request's objects
+alive across collections; a route that never waits, like the bare one, pays none).
 
 The last line is one JSON object (see the issue for its shape).
 """
