@@ -545,7 +545,12 @@ def _scripts_floor_routes(app: Any, router: Any, store_url: str, executions: Cou
         replace_call,
     )
     from stalwart.storage._redis_scripts import SCRIPTS  # noqa: PLC0415
-    from stalwart.storage._redis_wire import WireScript, check, load_and_resend  # noqa: PLC0415
+    from stalwart.storage._redis_wire import (  # noqa: PLC0415
+        WireScript,
+        check,
+        is_noscript,
+        load_and_resend,
+    )
     from stalwart.storage.redis import AsyncRedisStore  # noqa: PLC0415
 
     store = open_async_store(store_url)
@@ -570,7 +575,7 @@ def _scripts_floor_routes(app: Any, router: Any, store_url: str, executions: Cou
         # args[5] is the write token of both scripts: a fresh one per call, as the store does.
         command = script.command(keys, (*args[:5], os.urandom(8).hex(), *args[6:]))
         reply = await transport.call(command)
-        if isinstance(reply, Exception):  # NOSCRIPT on the first call
+        if is_noscript(reply):  # the first call of each script
             reply = await load_and_resend(transport, script, command)
         check(reply)
 

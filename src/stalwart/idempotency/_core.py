@@ -152,6 +152,16 @@ def sha256_hex(text: str | bytes) -> str:
     return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
 
 
+def canonical_sha256(value: JSONValue) -> str:
+    """``sha256_hex(canonical_json_acyclic(value))``: the digest behind scope keys and
+    fingerprints (same acyclic precondition).
+
+    >>> canonical_sha256({"b": 1, "a": 2}) == sha256_hex('{"a":2,"b":1}')
+    True
+    """
+    return hashlib.sha256(_ACYCLIC(value).encode()).hexdigest()
+
+
 def record_key(policy: IdempotencyPolicy, *scope: str) -> Key:
     """The store key of one idempotency scope (namespace, principal, ..., client key).
 
@@ -161,8 +171,7 @@ def record_key(policy: IdempotencyPolicy, *scope: str) -> Key:
     >>> record_key(IdempotencyPolicy(), "payments", "tenant-1", "abc").partition[:12]
     'idempotency:'
     """
-    digest = hashlib.sha256(canonical_json_acyclic(scope).encode()).hexdigest()
-    return Key(f"{policy.key_prefix}:{digest}")
+    return Key(f"{policy.key_prefix}:{canonical_sha256(scope)}")
 
 
 def new_owner() -> str:
@@ -302,7 +311,7 @@ def claim_plan(
     Returns a :class:`Lease` (run the work, then complete or release) or a :class:`Replay`;
     raises :class:`InProgress` or :class:`FingerprintMismatch`.
     """
-    owner = os.urandom(12).hex()  # new_owner(), inlined on the hot path
+    owner = new_owner()
     lease_expires_at = policy.clock() + policy.lease
     try:
         # _create inlined: a nested generator per store call is measurable on the hot path.

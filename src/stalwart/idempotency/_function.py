@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import inspect
 import logging
 import threading
@@ -22,6 +21,7 @@ from stalwart.idempotency._core import (
     Lease,
     Replay,
     canonical_json_acyclic,
+    canonical_sha256,
 )
 from stalwart.idempotency._errors import LeaseLost
 from stalwart.idempotency._layer import AsyncIdempotency, Idempotency
@@ -147,23 +147,19 @@ def _make_identity(
 
     def identity(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Key, str]:
         arguments = bind(args, kwargs)
-        # jsonable() (inlined: to_jsonable_python with the _opaque fallback) builds new
-        # containers and refuses cyclic input, so its output is acyclic.
+        # jsonable() builds new containers and refuses cyclic input: its output is acyclic.
         if key is not None:
             client_key = key(*args, **kwargs)
         elif key_args is not None:
-            client_key = canonical_json_acyclic(
-                [to_jsonable_python(arguments[name], fallback=_opaque) for name in key_args]
-            )
+            client_key = canonical_json_acyclic([jsonable(arguments[name]) for name in key_args])
         else:
-            client_key = canonical_json_acyclic(to_jsonable_python(arguments, fallback=_opaque))
+            client_key = canonical_json_acyclic(jsonable(arguments))
         chosen = (
             arguments
             if fingerprint_args is None
             else {name: arguments[name] for name in fingerprint_args}
         )
-        canonical = canonical_json_acyclic(to_jsonable_python(chosen, fallback=_opaque))
-        fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
+        fingerprint = canonical_sha256(jsonable(chosen))
         return layer.key(namespace, client_key), fingerprint
 
     return identity

@@ -16,7 +16,6 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from hashlib import sha256
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
@@ -26,11 +25,12 @@ from stalwart.idempotency._core import (
     Lease,
     Plan,
     Replay,
-    canonical_json_acyclic,
+    canonical_sha256,
     claim_plan,
     complete_plan,
     record_key,
     release_plan,
+    sha256_hex,
 )
 from stalwart.idempotency._errors import (
     FingerprintMismatch,
@@ -274,19 +274,16 @@ def request_fingerprint(policy: HttpPolicy, request: HttpRequest) -> str:
             value = json.loads(body) if request.json_body is UNPARSED else request.json_body
             # Parsed JSON holds no cycles. Encoding is inside the try: a lone surrogate
             # ("\ud800") fails it with a ValueError too.
-            body_digest = sha256(canonical_json_acyclic(value).encode()).hexdigest()
+            body_digest = canonical_sha256(value)
         except ValueError:
             pass  # not JSON after all (or NaN): the raw bytes' digest is used
     if body_digest is None:
-        body_digest = sha256(body).hexdigest()
+        body_digest = sha256_hex(body)
     query = sorted(parse_qsl(request.query, keep_blank_values=True)) if request.query else []
     headers = [
         [name.lower(), request.headers.get(name.lower(), "")] for name in policy.fingerprint_headers
     ]
-    canonical = canonical_json_acyclic(
-        [request.method.upper(), request.path, query, body_digest, headers]
-    )
-    return sha256(canonical.encode()).hexdigest()
+    return canonical_sha256([request.method.upper(), request.path, query, body_digest, headers])
 
 
 def problem_reply(

@@ -302,6 +302,8 @@ def validate_version(version: int) -> int:
 
 def expiry_from_ttl(ttl: float | None, now: float) -> float | None:
     """Turn a TTL in seconds into an absolute expiry (epoch seconds)."""
+    if (ttl.__class__ is float or ttl.__class__ is int) and ttl > 0:  # the common case first
+        return now + ttl  # float + int converts the int exactly as float(ttl) does
     if ttl is None:
         return None
     if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:

@@ -115,7 +115,7 @@ def partition_key(prefix: str, partition: str) -> str:
     >>> partition_key("app", "acct:{1}")
     '{app:acct%3A%7B1%7D}'
     """
-    return "{" + _escape(prefix) + ":" + _escape(partition) + "}"
+    return Layout(prefix).tag(partition)
 
 
 def _escape(text: str) -> str:
@@ -144,21 +144,22 @@ class Layout:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_head", "{" + _escape(self.prefix) + ":")
 
-    def _tag(self, partition: str) -> str:
-        return self._head + _escape(partition) + "}"  # partition_key(), prefix escaped once
+    def tag(self, partition: str) -> str:
+        """:func:`partition_key` of this store's prefix."""
+        return self._head + _escape(partition) + "}"
 
     def record_base(self, partition: str) -> bytes:
-        return utf8(self._tag(partition) + "r:")
+        return utf8(self.tag(partition) + "r:")
 
     def record_key(self, key: Key) -> bytes:
         return self.record_base(key.partition) + utf8(key.sort)
 
     def index_key(self, partition: str) -> bytes:
-        return utf8(self._tag(partition) + "i")
+        return utf8(self.tag(partition) + "i")
 
     def keys(self, key: Key) -> tuple[bytes, bytes]:
         """``(record key, index key)`` of ``key``, escaping its partition once."""
-        tag = utf8(self._tag(key.partition))
+        tag = utf8(self.tag(key.partition))
         return tag + b"r:" + utf8(key.sort), tag + b"i"
 
 
@@ -178,10 +179,7 @@ def _float_text(value: float) -> str:
 
 def _expiry_args(ttl: float | None, now: float) -> tuple[float | None, str, str]:
     """``(expires_at, expires_at text, PEXPIRE milliseconds text)`` for an optional ttl."""
-    if (ttl.__class__ is float or ttl.__class__ is int) and ttl > 0:
-        expires_at: float | None = now + ttl  # expiry_from_ttl's result, without its checks
-    else:
-        expires_at = expiry_from_ttl(ttl, now)  # None, or an error for a bad ttl
+    expires_at = expiry_from_ttl(ttl, now)
     if expires_at is None:
         return None, "", ""
     millis = max(1, math.ceil((expires_at - now) * 1000)) + EXPIRY_GRACE_MS

@@ -686,9 +686,8 @@ class WireScript:
         shape = (len(keys), len(args))
         head = self._heads.get(shape)
         if head is None:
-            head = self._heads[shape] = pack([b"EVALSHA", self.sha, str(len(keys))]).replace(
-                b"*3\r\n", b"*%d\r\n" % (3 + len(keys) + len(args)), 1
-            )
+            count = b"*%d\r\n" % (3 + len(keys) + len(args))
+            head = self._heads[shape] = count + _bulk([b"EVALSHA", self.sha, str(len(keys))])
         return head + _bulk((*keys, *args))
 
 

@@ -210,21 +210,27 @@ def silent_server() -> Iterator[int]:
         listener.close()
 
 
+async def get_is_unavailable(mode: str, url: str, match: str) -> None:
+    """A ``get`` on a store of ``url`` (sync on a worker thread, or async) is StoreUnavailable."""
+    if mode == "sync":
+        store = store_from_url(url)
+        with pytest.raises(StoreUnavailable, match=match):
+            await asyncio.to_thread(store.get, Key("p"))
+        store.close()
+    else:
+        async_store = async_store_from_url(url)
+        with pytest.raises(StoreUnavailable, match=match):
+            await async_store.get(Key("p"))
+        await async_store.close()
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_a_server_that_never_answers_times_out(mode: str):
     with silent_server() as port:
-        url = f"redis://127.0.0.1:{port}/0?prefix=x&timeout=0.3"
         started = time.monotonic()
-        if mode == "sync":
-            store = store_from_url(url)
-            with pytest.raises(StoreUnavailable, match="Timeout"):
-                await asyncio.to_thread(store.get, Key("p"))
-            store.close()
-        else:
-            async_store = async_store_from_url(url)
-            with pytest.raises(StoreUnavailable, match="Timeout"):
-                await async_store.get(Key("p"))
-            await async_store.close()
+        await get_is_unavailable(
+            mode, f"redis://127.0.0.1:{port}/0?prefix=x&timeout=0.3", "Timeout"
+        )
         assert 0.25 < time.monotonic() - started < 3
 
 
@@ -232,17 +238,7 @@ async def test_a_server_that_never_answers_times_out(mode: str):
 async def test_nothing_listening_is_unavailable(mode: str):
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]
-    url = f"redis://127.0.0.1:{port}/0?prefix=x"
-    if mode == "sync":
-        store = store_from_url(url)
-        with pytest.raises(StoreUnavailable, match="connecting"):
-            store.get(Key("p"))
-        store.close()
-    else:
-        async_store = async_store_from_url(url)
-        with pytest.raises(StoreUnavailable, match="connecting"):
-            await async_store.get(Key("p"))
-        await async_store.close()
+    await get_is_unavailable(mode, f"redis://127.0.0.1:{port}/0?prefix=x", "connecting")
 
 
 async def test_async_store_reconnects_after_the_server_drops_it(redis_srv: RunningServer, admin):
