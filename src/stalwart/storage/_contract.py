@@ -10,7 +10,8 @@ Exception tree::
     ├── VersionConflict      expected version did not match (carries the current record or None)
     ├── TransactionConflict  a transact() condition failed; says which item and why
     ├── StoreUnavailable     transient: connection refused/lost, throttling, timeouts (retry me)
-    └── InvalidRecord        bad key, non-JSON data, item over the engine's limit: nothing written
+    ├── InvalidRecord        bad key, non-JSON data, item over the engine's limit: nothing written
+    └── StoreConfigurationError  bad URL, option or credentials (also a ValueError): never retry
 """
 
 from __future__ import annotations
@@ -163,6 +164,13 @@ class StoreUnavailable(StorageError):
 
 class InvalidRecord(StorageError):
     """The key or data cannot be stored; nothing was written."""
+
+
+class StoreConfigurationError(StorageError, ValueError):
+    """The store is configured wrongly: unknown URL scheme or option, malformed URL, a path
+    that cannot be opened, missing or rejected credentials. Permanent: retrying cannot help,
+    so it is never a :class:`StoreUnavailable`. The message names what is wrong and, for an
+    unknown option, lists the known ones."""
 
 
 # ---------------------------------------------------------------------------------------------
