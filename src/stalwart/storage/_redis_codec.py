@@ -12,10 +12,11 @@ import binascii
 import json
 import math
 import os
+import ssl
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 from redis import exceptions as redis_errors
 
@@ -33,6 +34,7 @@ from stalwart.storage._contract import (
     Record,
     Replace,
     StorageError,
+    StoreConfigurationError,
     StoreUnavailable,
     TransactionConflict,
     VersionConflict,
@@ -567,6 +569,30 @@ _TRANSIENT_CODES: Final = (
 )
 
 
+def _credentials_problem(exc: redis_errors.RedisError, message: str) -> str | None:
+    """What is wrong when Redis refused the client (or the client refused Redis' certificate):
+    configuration, not an outage -- retrying cannot help."""
+    # redis-py strips the error code from its exception messages; the store's own transport
+    # keeps it (NOAUTH ..., WRONGPASS ...).
+    if message.startswith("NOAUTH") or (
+        isinstance(exc, redis_errors.AuthenticationError) and "required" in message
+    ):
+        return "Redis requires a password: put it in the URL (redis://:password@host) or client"
+    if message.startswith("WRONGPASS") or isinstance(exc, redis_errors.AuthenticationError):
+        return "Redis rejected the username/password: check the URL's or client's credentials"
+    if message.startswith("NOPERM") or isinstance(
+        exc, redis_errors.AuthorizationError | redis_errors.NoPermissionError
+    ):
+        return "the Redis user lacks a permission (ACL) the store needs"
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return (
+            "the Redis server's TLS certificate is not trusted: "
+            f"{cause.verify_message or cause}; check ssl_ca_certs and ssl_check_hostname"
+        )
+    return None
+
+
 def translate_error(exc: redis_errors.RedisError) -> StorageError:
     """Map a redis-py exception to the storage error tree (raise the result ``from exc``).
 
@@ -574,8 +600,9 @@ def translate_error(exc: redis_errors.RedisError) -> StorageError:
     'StoreUnavailable'
     """
     message = str(exc)
-    if isinstance(exc, redis_errors.AuthenticationError | redis_errors.AuthorizationError):
-        return StorageError(f"Redis refused the credentials: {message}")
+    refusal = _credentials_problem(exc, message)
+    if refusal is not None:
+        return StoreConfigurationError(f"{refusal} ({type(exc).__name__}: {message})")
     if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
         return StoreUnavailable(f"Redis unavailable: {message}")
     if isinstance(exc, redis_errors.ResponseError):
@@ -604,34 +631,7 @@ DEFAULT_CONNECT_TIMEOUT_S: Final = 2.0
 DEFAULT_SOCKET_TIMEOUT_S: Final = 5.0
 DEFAULT_HEALTH_CHECK_INTERVAL_S: Final = 30
 MAX_CLIENT_RETRIES: Final = 5
-
-_PASSTHROUGH_PARAMS: Final = frozenset(
-    {
-        "max_connections",
-        "socket_keepalive",
-        "client_name",
-        "protocol",
-        "ssl_cert_reqs",
-        "ssl_ca_certs",
-        "ssl_certfile",
-        "ssl_keyfile",
-        "ssl_check_hostname",
-    }
-)
-
-
-@dataclass(frozen=True, slots=True)
-class UrlOptions:
-    """What a ``redis://`` / ``rediss://`` store URL says beyond redis-py's own URL."""
-
-    client_url: str
-    """The URL handed to redis-py (our parameters removed)."""
-    prefix: str = DEFAULT_PREFIX
-    socket_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
-    socket_timeout: float = DEFAULT_SOCKET_TIMEOUT_S
-    health_check_interval: int = DEFAULT_HEALTH_CHECK_INTERVAL_S
-    retries: int = 0
-    cluster: bool = False
+TRANSPORT_CHOICES: Final = ("auto", "stalwart", "redis-py")
 
 
 def _positive_float(name: str, value: str) -> float:
@@ -640,7 +640,8 @@ def _positive_float(name: str, value: str) -> float:
     except ValueError:
         number = math.nan
     if not (math.isfinite(number) and number > 0):
-        raise InvalidRecord(f"URL parameter {name} must be a positive number, got {value!r}")
+        msg = f"URL parameter {name} must be a positive number, got {value!r}"
+        raise StoreConfigurationError(msg)
     return number
 
 
@@ -648,9 +649,11 @@ def _bounded_int(name: str, value: str, low: int, high: int) -> int:
     try:
         number = int(value)
     except ValueError as exc:
-        raise InvalidRecord(f"URL parameter {name} must be an integer, got {value!r}") from exc
+        msg = f"URL parameter {name} must be an integer, got {value!r}"
+        raise StoreConfigurationError(msg) from exc
     if not low <= number <= high:
-        raise InvalidRecord(f"URL parameter {name} must be from {low} to {high}, got {number}")
+        msg = f"URL parameter {name} must be from {low} to {high}, got {number}"
+        raise StoreConfigurationError(msg)
     return number
 
 
@@ -660,17 +663,27 @@ def _flag(name: str, value: str) -> bool:
         return True
     if lowered in {"0", "false", "no", "off"}:
         return False
-    raise InvalidRecord(f"URL parameter {name} must be true or false, got {value!r}")
+    raise StoreConfigurationError(f"URL parameter {name} must be true or false, got {value!r}")
 
 
-def _prefix(name: str, value: str) -> str:
+def _nonempty(name: str, value: str) -> str:
     if not value:
-        raise InvalidRecord(f"URL parameter {name} must not be empty")
+        raise StoreConfigurationError(f"URL parameter {name} must not be empty")
     return value
 
 
+def _one_of(*choices: str) -> Callable[[str, str], str]:
+    def parse(name: str, value: str) -> str:
+        if value not in choices:
+            msg = f"URL parameter {name} must be one of {', '.join(choices)}, got {value!r}"
+            raise StoreConfigurationError(msg)
+        return value
+
+    return parse
+
+
 _STORE_PARAMS: Final[dict[str, tuple[str, Callable[[str, str], Any]]]] = {
-    "prefix": ("prefix", _prefix),
+    "prefix": ("prefix", _nonempty),
     "socket_connect_timeout": ("socket_connect_timeout", _positive_float),
     "socket_timeout": ("socket_timeout", _positive_float),
     "timeout": ("socket_timeout", _positive_float),
@@ -680,7 +693,65 @@ _STORE_PARAMS: Final[dict[str, tuple[str, Callable[[str, str], Any]]]] = {
     ),
     "retries": ("retries", lambda name, value: _bounded_int(name, value, 0, MAX_CLIENT_RETRIES)),
     "cluster": ("cluster", _flag),
+    "transport": ("transport", _one_of(*TRANSPORT_CHOICES)),
 }
+
+# redis-py parameters passed through to its URL parser, each checked here first so a wrong
+# value is a configuration error now rather than a failed connection later.
+_PASSTHROUGH_PARAMS: Final[dict[str, Callable[[str, str], Any]]] = {
+    "db": lambda name, value: _bounded_int(name, value, 0, 2**31 - 1),
+    "max_connections": lambda name, value: _bounded_int(name, value, 1, 2**31 - 1),
+    "socket_keepalive": _flag,
+    "client_name": _nonempty,
+    "protocol": _one_of("2", "3"),
+    "ssl_cert_reqs": _one_of("none", "optional", "required"),
+    "ssl_ca_certs": _nonempty,
+    "ssl_certfile": _nonempty,
+    "ssl_keyfile": _nonempty,
+    "ssl_check_hostname": _flag,
+}
+_TLS_ONLY: Final = frozenset(name for name in _PASSTHROUGH_PARAMS if name.startswith("ssl_"))
+_SCHEMES: Final = ("redis", "rediss", "unix")
+
+
+@dataclass(frozen=True, slots=True)
+class UrlOptions:
+    """What a ``redis://``, ``rediss://`` or ``unix://`` store URL says beyond redis-py's URL."""
+
+    client_url: str
+    """The URL handed to redis-py (our parameters removed)."""
+    prefix: str = DEFAULT_PREFIX
+    socket_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
+    socket_timeout: float = DEFAULT_SOCKET_TIMEOUT_S
+    health_check_interval: int = DEFAULT_HEALTH_CHECK_INTERVAL_S
+    retries: int = 0
+    cluster: bool = False
+    transport: str = "auto"
+    """``auto``: the store's own transport unless a setting needs redis-py; ``stalwart``: the
+    own transport or a StoreConfigurationError; ``redis-py``: redis-py for every command."""
+
+
+def _check_address(url: str, scheme: str, parts: SplitResult) -> None:
+    """Reject what redis-py would misread: a non-numeric port, a database that is no number
+    (redis-py silently uses 0), a Unix URL without a socket path."""
+    try:
+        port = parts.port
+        hostname = parts.hostname
+    except ValueError as exc:
+        raise StoreConfigurationError(f"malformed Redis URL {url!r}: {exc}") from exc
+    if scheme == "unix":
+        if not parts.path or parts.path == "/":
+            msg = f"a unix:// Redis URL needs a socket path (unix:///path/to/redis.sock): {url!r}"
+            raise StoreConfigurationError(msg)
+        return
+    if port is not None and not 0 < port < 65536:  # pragma: no cover - urllib checks it
+        raise StoreConfigurationError(f"malformed Redis URL {url!r}: port {port}")
+    if parts.netloc and not hostname:
+        raise StoreConfigurationError(f"malformed Redis URL {url!r}: no host")
+    database = parts.path.removeprefix("/")
+    if database and not database.isdigit():
+        msg = f"the path of a Redis URL is the database number (/0 to /N), got {parts.path!r}"
+        raise StoreConfigurationError(msg)
 
 
 def parse_store_url(url: str) -> UrlOptions:
@@ -688,17 +759,25 @@ def parse_store_url(url: str) -> UrlOptions:
 
     Store parameters: ``prefix`` (default ``stalwart``), ``socket_connect_timeout`` (2 s),
     ``socket_timeout`` or its alias ``timeout`` (5 s), ``health_check_interval`` (30 s),
-    ``retries`` (redis-py's own retries, 0-5, default 0) and ``cluster`` (false). A few redis-py
-    parameters pass through (``max_connections``, ``client_name``, ``protocol``, ``ssl_*``,
-    ``socket_keepalive``); anything else is rejected so a typo cannot go unnoticed.
+    ``retries`` (redis-py's own retries, 0-5, default 0), ``cluster`` (false) and ``transport``
+    (``auto``, ``stalwart`` or ``redis-py``). A few redis-py parameters pass through (``db``,
+    ``max_connections``, ``client_name``, ``protocol``, ``socket_keepalive``, ``ssl_*`` with
+    ``rediss://``); anything else is rejected so a typo cannot go unnoticed. Every mistake
+    raises :class:`~stalwart.storage.StoreConfigurationError`.
 
     >>> options = parse_store_url("redis://localhost:6379/2?prefix=app&timeout=1")
     >>> options.client_url, options.prefix, options.socket_timeout
     ('redis://localhost:6379/2', 'app', 1.0)
     """
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in {"redis", "rediss"}:
-        raise InvalidRecord(f"not a redis:// or rediss:// URL: {parts.scheme!r}")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise StoreConfigurationError(f"malformed Redis URL {url!r}: {exc}") from exc
+    scheme = parts.scheme.lower()
+    if scheme not in _SCHEMES:
+        msg = f"not a Redis URL (redis://, rediss:// or unix://): scheme {parts.scheme!r}"
+        raise StoreConfigurationError(msg)
+    _check_address(url, scheme, parts)
     options: dict[str, Any] = {}
     passthrough: list[tuple[str, str]] = []
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
@@ -706,8 +785,18 @@ def parse_store_url(url: str) -> UrlOptions:
             option, parse = _STORE_PARAMS[name]
             options[option] = parse(name, value)
         elif name in _PASSTHROUGH_PARAMS:
+            _PASSTHROUGH_PARAMS[name](name, value)
+            if name in _TLS_ONLY and scheme != "rediss":
+                msg = f"URL parameter {name} needs a rediss:// (TLS) URL"
+                raise StoreConfigurationError(msg)
+            if name == "socket_keepalive" and scheme == "unix":
+                raise StoreConfigurationError("socket_keepalive applies to TCP, not unix://")
             passthrough.append((name, value))
         else:
-            raise InvalidRecord(f"unknown Redis store URL parameter {name!r}")
-    client_url = urlunsplit(parts._replace(query=urlencode(passthrough)))
+            known = ", ".join(sorted({*_STORE_PARAMS, *_PASSTHROUGH_PARAMS}))
+            msg = f"unknown Redis store URL parameter {name!r}; known: {known}"
+            raise StoreConfigurationError(msg)
+    # Not urlunsplit(): it turns "unix:///path" into "unix:/path", which redis-py refuses.
+    base = url.partition("#")[0].partition("?")[0]
+    client_url = f"{base}?{urlencode(passthrough)}" if passthrough else base
     return UrlOptions(client_url=client_url, **options)

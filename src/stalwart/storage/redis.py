@@ -19,6 +19,7 @@ library retries after a lost reply are recognised by a per-call write token (see
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qs, urlsplit
 
 from stalwart._extras import require_extra
 
@@ -38,6 +39,7 @@ from stalwart.storage._contract import (  # noqa: E402
     Page,
     Record,
     Store,
+    StoreConfigurationError,
     wall_clock,
 )
 from stalwart.storage._redis_codec import (  # noqa: E402
@@ -64,6 +66,7 @@ from stalwart.storage._redis_scripts import SCRIPTS  # noqa: E402
 from stalwart.storage._redis_wire import (  # noqa: E402
     AsyncWire,
     SyncWire,
+    Transport,
     WireScript,
     check,
     is_noscript,
@@ -101,6 +104,11 @@ class RedisStore:
     partitions (Redis Cluster runs a script only when all its keys share one hash slot).
     The client is not closed by :meth:`close` unless ``close_client=True``.
 
+    ``transport`` picks what carries the store's commands: ``"auto"`` (the store's own
+    connections, built from the client's settings, unless a setting needs redis-py),
+    ``"stalwart"`` (the own connections, or :class:`~stalwart.storage.StoreConfigurationError`
+    naming the settings they cannot honour) or ``"redis-py"`` (the client itself).
+
     >>> store = RedisStore(redis.Redis(), prefix="app")  # doctest: +SKIP
     >>> store.increment(Key("acct-1", "stats"), "hits").data  # doctest: +SKIP
     {'hits': 1}
@@ -114,6 +122,7 @@ class RedisStore:
         clock: Clock = wall_clock,
         cluster: bool = False,
         close_client: bool = False,
+        transport: Transport = "auto",
     ) -> None:
         self._client = client
         self._layout = Layout(prefix)
@@ -124,7 +133,7 @@ class RedisStore:
             name: client.register_script(SCRIPTS[name]) for name in ScriptName
         }
         self._wire_scripts = _wire_scripts(self._scripts)
-        self._wire = transport_for(client, SyncWire)
+        self._wire = transport_for(client, SyncWire, transport)
 
     @property
     def client(self) -> redis.Redis:
@@ -134,7 +143,8 @@ class RedisStore:
     @property
     def transport(self) -> SyncWire | None:
         """The store's own connections that carry its commands (built from the client's
-        settings), or None when the client's configuration needs redis-py (TLS, Cluster...)."""
+        settings), or None when redis-py carries them (``transport="redis-py"``, or a setting
+        such as RESP3 or a Cluster pool that only redis-py honours)."""
         return self._wire
 
     @property
@@ -272,6 +282,7 @@ class AsyncRedisStore:
         clock: Clock = wall_clock,
         cluster: bool = False,
         close_client: bool = False,
+        transport: Transport = "auto",
     ) -> None:
         self._client = client
         self._layout = Layout(prefix)
@@ -282,7 +293,7 @@ class AsyncRedisStore:
             name: client.register_script(SCRIPTS[name]) for name in ScriptName
         }
         self._wire_scripts = _wire_scripts(self._scripts)
-        self._wire = transport_for(client, AsyncWire)
+        self._wire = transport_for(client, AsyncWire, transport)
 
     @property
     def client(self) -> redis.asyncio.Redis:
@@ -444,13 +455,23 @@ def _client_kwargs(options: UrlOptions, retry_class: type[Any]) -> dict[str, Any
     }
 
 
-def _pool_kwargs(options: UrlOptions) -> dict[str, Any]:
-    """A blocking pool: a burst beyond ``max_connections`` waits for a free connection (up to
-    the socket timeout) instead of failing at once, as redis-py's default async pool does."""
-    kwargs: dict[str, Any] = {"timeout": options.socket_timeout}
-    if "max_connections" not in options.client_url:
-        kwargs["max_connections"] = _DEFAULT_MAX_CONNECTIONS
-    return kwargs
+def _client[C](
+    url: str, client_class: type[C], pool_class: Any, retry_class: type[Any]
+) -> tuple[C, UrlOptions]:
+    """A redis-py client the store owns, with a blocking pool: a burst beyond
+    ``max_connections`` waits for a free connection (up to the socket timeout) instead of
+    failing at once, as redis-py's default pool does."""
+    options = parse_store_url(url)
+    pool_kwargs: dict[str, Any] = {"timeout": options.socket_timeout}
+    if "max_connections" not in parse_qs(urlsplit(options.client_url).query):
+        pool_kwargs["max_connections"] = _DEFAULT_MAX_CONNECTIONS
+    try:
+        pool = pool_class.from_url(
+            options.client_url, **pool_kwargs, **_client_kwargs(options, retry_class)
+        )
+    except (ValueError, TypeError) as exc:  # what redis-py's URL parser still refuses
+        raise StoreConfigurationError(f"malformed Redis URL: {exc}") from exc
+    return client_class.from_pool(pool), options  # type: ignore[attr-defined]
 
 
 def store_from_url(url: str, *, clock: Clock = wall_clock) -> Store:
@@ -458,13 +479,14 @@ def store_from_url(url: str, *, clock: Clock = wall_clock) -> Store:
 
     >>> store = store_from_url("redis://127.0.0.1:6379/0?prefix=app&timeout=2")  # doctest: +SKIP
     """
-    options = parse_store_url(url)
-    pool = redis.BlockingConnectionPool.from_url(
-        options.client_url, **_pool_kwargs(options), **_client_kwargs(options, redis.retry.Retry)
-    )
-    client = redis.Redis.from_pool(pool)
+    client, options = _client(url, redis.Redis, redis.BlockingConnectionPool, redis.retry.Retry)
     return RedisStore(
-        client, prefix=options.prefix, clock=clock, cluster=options.cluster, close_client=True
+        client,
+        prefix=options.prefix,
+        clock=clock,
+        cluster=options.cluster,
+        close_client=True,
+        transport=options.transport,  # type: ignore[arg-type]
     )
 
 
@@ -473,13 +495,17 @@ def async_store_from_url(url: str, *, clock: Clock = wall_clock) -> AsyncStore:
 
     >>> store = async_store_from_url("redis://127.0.0.1:6379/0?prefix=app")  # doctest: +SKIP
     """
-    options = parse_store_url(url)
-    pool = redis.asyncio.BlockingConnectionPool.from_url(
-        options.client_url,
-        **_pool_kwargs(options),
-        **_client_kwargs(options, redis.asyncio.retry.Retry),
+    client, options = _client(
+        url,
+        redis.asyncio.Redis,
+        redis.asyncio.BlockingConnectionPool,
+        redis.asyncio.retry.Retry,
     )
-    client = redis.asyncio.Redis.from_pool(pool)
     return AsyncRedisStore(
-        client, prefix=options.prefix, clock=clock, cluster=options.cluster, close_client=True
+        client,
+        prefix=options.prefix,
+        clock=clock,
+        cluster=options.cluster,
+        close_client=True,
+        transport=options.transport,  # type: ignore[arg-type]
     )

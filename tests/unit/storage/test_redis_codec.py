@@ -13,6 +13,7 @@ from stalwart.storage import (
     InvalidRecord,
     Key,
     StorageError,
+    StoreConfigurationError,
     StoreUnavailable,
 )
 from stalwart.storage._redis_codec import (
@@ -191,11 +192,37 @@ def test_url_overrides_and_passthrough():
         "redis://h/0?retries=x",
         "redis://h/0?cluster=maybe",
         "redis://h/0?prefx=typo",
+        "redis://h/0?transport=fast",
+        "redis://h:port/0",
+        "redis://h:99999/0",
+        "redis://h/db1",
+        "redis://h/0?db=x",
+        "redis://h/0?max_connections=0",
+        "redis://h/0?ssl_ca_certs=/ca.pem",
+        "rediss://h/0?ssl_cert_reqs=sometimes",
+        "redis://h/0?protocol=4",
+        "unix://",
+        "unix:///tmp/r.sock?socket_keepalive=true",
+        "redis://[::1/0",
     ],
 )
-def test_bad_urls_are_rejected(url):
-    with pytest.raises(InvalidRecord):
+def test_bad_urls_are_configuration_errors(url):
+    """Malformed URLs, unknown parameters, wrong values: StoreConfigurationError (a
+    ValueError too), never a raw ValueError from urllib or redis-py, never InvalidRecord."""
+    with pytest.raises(StoreConfigurationError):
         parse_store_url(url)
+
+
+def test_unknown_parameters_are_named_with_the_known_ones():
+    with pytest.raises(StoreConfigurationError, match=r"'prefx'.*known:.*prefix.*transport"):
+        parse_store_url("redis://h/0?prefx=typo")
+
+
+def test_unix_and_transport_urls():
+    options = parse_store_url("unix:///run/redis.sock?db=2&prefix=app&transport=redis-py")
+    assert (options.client_url, options.prefix) == ("unix:///run/redis.sock?db=2", "app")
+    assert options.transport == "redis-py"
+    assert parse_store_url("redis://h/0").transport == "auto"
 
 
 @pytest.mark.parametrize(
@@ -210,7 +237,10 @@ def test_bad_urls_are_rejected(url):
         (redis_errors.ResponseError("TRYAGAIN multiple keys"), StoreUnavailable),
         (redis_errors.ResponseError("STALWART_INVALID field x is not a number"), InvalidRecord),
         (redis_errors.ResponseError("WRONGTYPE Operation against a key"), StorageError),
-        (redis_errors.AuthenticationError("bad password"), StorageError),
+        (redis_errors.AuthenticationError("bad password"), StoreConfigurationError),
+        (redis_errors.ResponseError("NOAUTH Authentication required."), StoreConfigurationError),
+        (redis_errors.ResponseError("WRONGPASS invalid password"), StoreConfigurationError),
+        (redis_errors.NoPermissionError("no permissions"), StoreConfigurationError),
         (redis_errors.DataError("bad arg"), StorageError),
     ],
 )

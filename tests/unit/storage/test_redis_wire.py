@@ -24,16 +24,19 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import redis
 import redis.asyncio
+import redis.sentinel
 
+from servers import own_redis_server
 from stalwart.storage import (
     AlreadyExists,
     Create,
     Key,
     StorageError,
+    StoreConfigurationError,
     StoreUnavailable,
     VersionConflict,
 )
-from stalwart.storage._redis_wire import WireOptions, pack, wire_options
+from stalwart.storage._redis_wire import Unsupported, WireOptions, pack, wire_options
 from stalwart.storage.redis import (
     AsyncRedisStore,
     RedisStore,
@@ -85,28 +88,59 @@ def test_plain_settings_are_carried_over(redis_srv: RunningServer):
     assert (options.timeout, options.connect_timeout, options.client_name) == (2.5, 2.0, "c1")
     assert options.health_check_interval == 30
     store.close()
-    unix = wire_options(redis.Redis(unix_socket_path="/tmp/r.sock", password="p").connection_pool)
-    assert unix == WireOptions(path="/tmp/r.sock", password="p", timeout=5.0)
+    pool = redis.Redis(unix_socket_path="/tmp/r.sock", password="p").connection_pool
+    assert wire_options(pool) == WireOptions(
+        path="/tmp/r.sock",
+        password="p",
+        timeout=5.0,
+        keepalive=False,
+        max_connections=pool.max_connections,
+        pool_timeout=0,  # redis-py's plain pool fails at once when full: so does the wire
+    )
 
 
 @pytest.mark.parametrize(
-    "client",
+    ("client", "setting"),
     [
-        pytest.param(lambda: redis.Redis(ssl=True), id="tls"),
-        pytest.param(lambda: redis.Redis(protocol=3), id="resp3"),
+        pytest.param(lambda: redis.Redis(protocol=3), "protocol=3", id="resp3"),
         pytest.param(
             lambda: redis.Redis(credential_provider=redis.UsernamePasswordCredentialProvider("u")),
+            "credential_provider",
             id="credential-provider",
         ),
         pytest.param(
             lambda: redis.Redis(retry_on_error=[redis.exceptions.BusyLoadingError]),
+            "retry_on_error",
             id="retry-on-error",
         ),
-        pytest.param(lambda: redis.asyncio.Redis(ssl=True), id="async-tls"),
+        pytest.param(
+            lambda: redis.Redis(ssl=True, ssl_validate_ocsp=True), "ssl_validate_ocsp", id="ocsp"
+        ),
+        pytest.param(
+            lambda: redis.asyncio.Redis(protocol=3, ssl=True), "protocol=3", id="async-resp3"
+        ),
+        pytest.param(
+            lambda: redis.Redis(
+                connection_pool=redis.sentinel.SentinelConnectionPool(
+                    "m", redis.sentinel.Sentinel([])
+                )
+            ),
+            "SentinelConnectionPool",
+            id="sentinel",
+        ),
     ],
 )
-def test_configurations_it_cannot_honour_stay_on_redis_py(client):
-    assert wire_options(client().connection_pool) is None
+def test_configurations_it_cannot_honour_stay_on_redis_py_or_are_refused(client, setting):
+    """``transport="auto"`` hands them to redis-py; ``"stalwart"`` refuses them, naming the
+    setting and listing what the transport supports."""
+    made = client()
+    unsupported = wire_options(made.connection_pool)
+    assert isinstance(unsupported, Unsupported)
+    assert setting in str(unsupported)
+    store_class = AsyncRedisStore if isinstance(made, redis.asyncio.Redis) else RedisStore
+    assert store_class(made, prefix="x").transport is None  # type: ignore[arg-type]
+    with pytest.raises(StoreConfigurationError, match=rf"(?s){setting}.*supports.*ssl_ca_certs"):
+        store_class(made, prefix="x", transport="stalwart")  # type: ignore[arg-type]
 
 
 async def test_a_redis_py_served_store_behaves_the_same(redis_srv: RunningServer):
@@ -265,15 +299,14 @@ def test_sync_store_discards_a_dropped_connection_and_checks_idle_ones(
     )
     try:
         store.create(Key("p", "1"), {})
-        assert kill_named(admin, name) == 1
-        # Within the health-check interval the dead socket is used: the outcome is unknown,
-        # so the error surfaces (no retries configured) and the socket is thrown away.
-        with pytest.raises(StoreUnavailable):
-            store.get(Key("p", "1"))
-        assert store.get(Key("p", "1")) is not None
+        for attempt in range(3):
+            assert kill_named(admin, name) == 1
+            time.sleep(0.05)  # the server's close reaches the client
+            # The pooled socket is seen closed before it is used: the call takes a new one.
+            assert store.get(Key("p", "1")) is not None, attempt
         assert kill_named(admin, name) == 1
         time.sleep(1.2)
-        # Idle past the interval: PINGed first, found dead, replaced before the command.
+        # Idle past the interval: checked (and PINGed) first, replaced before the command.
         assert store.get(Key("p", "1")) is not None
         assert clients_named(admin, name) == 1
     finally:
@@ -542,3 +575,147 @@ def test_a_forked_child_opens_its_own_socket(redis_srv: RunningServer):
         assert child_record.data == {"n": 300}
     finally:
         store.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Pooled sockets after a restart, pool bounds, event loops, credentials
+# ---------------------------------------------------------------------------------------------
+
+
+def test_sync_pooled_sockets_are_checked_after_a_server_restart():
+    """A restart closes every pooled socket: each is found closed before it is used, so no
+    call fails once the server is back (no retries configured)."""
+    with own_redis_server() as server:
+        store = store_from_url(f"{server.url}?prefix={unique_name()}")
+        try:
+            barrier = threading.Barrier(6)
+
+            def fill_pool(_: int) -> None:
+                barrier.wait()
+                store.get(Key("p"))
+
+            with ThreadPoolExecutor(6) as pool:
+                list(pool.map(fill_pool, range(6)))
+            server.restart()
+            outcomes = []
+            for i in range(6):
+                try:
+                    outcomes.append(store.create(Key("p", str(i)), {}).version)
+                except StoreUnavailable as exc:
+                    outcomes.append(exc)
+            assert outcomes == [1] * 6
+        finally:
+            store.close()
+
+
+def busy_server(admin: redis.Redis, seconds: float) -> threading.Thread:
+    """Block the (single-threaded) server in a script for ``seconds``."""
+    script = f"local t = redis.call('TIME') repeat until (redis.call('TIME')[1] - t[1]) * 1e6 + redis.call('TIME')[2] - t[2] >= {int(seconds * 1e6)}"  # noqa: E501
+    blocker = threading.Thread(target=admin.eval, args=(script, 0))
+    blocker.start()
+    time.sleep(0.05)  # the script is running
+    return blocker
+
+
+def test_sync_pool_honours_max_connections(redis_srv: RunningServer, admin):
+    """16 threads, ``max_connections=4``: at most 4 sockets; the others wait for a free one."""
+    name = unique_name()
+    store = store_from_url(
+        f"{redis_srv.url}?prefix={unique_name()}&client_name={name}&max_connections=4"
+    )
+    try:
+        store.get(Key("p"))
+        barrier = threading.Barrier(17)
+
+        def call(_: int) -> Any:
+            barrier.wait()
+            return store.get(Key("p"))
+
+        with ThreadPoolExecutor(16) as pool:
+            futures = [pool.submit(call, i) for i in range(16)]
+            blocker = busy_server(admin, 0.5)
+            barrier.wait()  # every thread calls while the server is busy
+            results = [future.result() for future in futures]
+            blocker.join()
+        assert results == [None] * 16
+        assert clients_named(admin, name) <= 4
+    finally:
+        store.close()
+
+
+def test_a_new_event_loop_does_not_use_the_previous_loops_connection(redis_srv: RunningServer):
+    store = async_store_from_url(f"{redis_srv.url}?prefix={unique_name()}")
+
+    async def burst() -> list[Any]:
+        return await asyncio.gather(
+            *(store.get(Key("p", str(i))) for i in range(10)), return_exceptions=True
+        )
+
+    try:
+        assert asyncio.run(burst()) == [None] * 10
+        assert asyncio.run(burst()) == [None] * 10  # a second asyncio.run: a new loop
+        assert asyncio.run(burst()) == [None] * 10
+    finally:
+        asyncio.run(store.close())
+
+
+def test_event_loops_in_two_threads_share_an_async_store(redis_srv: RunningServer):
+    store = async_store_from_url(f"{redis_srv.url}?prefix={unique_name()}")
+    start = threading.Barrier(2)
+
+    def worker(index: int) -> list[Any]:
+        async def rounds() -> list[Any]:
+            start.wait()
+            outcomes: list[Any] = []
+            for _ in range(20):
+                outcomes += await asyncio.gather(
+                    *(store.increment(Key("p", f"w{index}"), "n") for _ in range(10)),
+                    return_exceptions=True,
+                )
+                await asyncio.sleep(0)
+            return outcomes
+
+        return asyncio.run(rounds())
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(worker, range(2)))
+        for outcomes in results:
+            errors = [o for o in outcomes if isinstance(o, BaseException)]
+            assert errors == []
+        for index in range(2):
+            record = asyncio.run(store.get(Key("p", f"w{index}")))
+            assert record is not None
+            assert record.data == {"n": 200}
+    finally:
+        asyncio.run(store.close())
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_missing_or_wrong_password_is_a_configuration_error(mode: str):
+    """Not an outage: StoreConfigurationError (never retried), naming the problem, and the
+    unauthenticated socket is closed rather than pooled."""
+    with own_redis_server("--requirepass", "s3cret") as server:
+        admin = redis.Redis.from_url(server.url, password="s3cret")
+        try:
+            for url, problem in (
+                (server.url, "password"),
+                (server.url.replace("redis://", "redis://:wrong@"), "password"),
+            ):
+                name = unique_name()
+                full = f"{url}?prefix=x&client_name={name}"
+                if mode == "sync":
+                    store = store_from_url(full)
+                    with pytest.raises(StoreConfigurationError, match=problem):
+                        await asyncio.to_thread(store.get, Key("p"))
+                    store.close()
+                else:
+                    async_store = async_store_from_url(full)
+                    with pytest.raises(StoreConfigurationError, match=problem):
+                        await async_store.get(Key("p"))
+                    await async_store.close()
+                await asyncio.sleep(0.1)
+                mine = str(admin.client_id())
+                assert [c for c in admin.client_list() if c["id"] != mine] == []
+        finally:
+            admin.close()
