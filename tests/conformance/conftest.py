@@ -4,7 +4,8 @@
 Every conformance test is written once, as ``async def``, against :class:`Facade`. In ``sync``
 mode the facade runs the sync store's methods on a pool of real threads (so concurrency tests use
 threads); in ``async`` mode it awaits the async store (so concurrency tests use tasks).
-Test ids name the engine and the mode, e.g. ``test_create[redis-async]``.
+Test ids name the engine and the mode, e.g. ``test_create[redis-async]``; the Redis engine
+runs twice, on the store's own transport (``redis-*``) and on redis-py (``redispy-*``).
 
 Time: every store is opened with a :class:`ManualClock` through
 ``open_store(url, clock=...)``, i.e. each engine's ``store_from_url(url, *, clock=...)``. The
@@ -40,6 +41,16 @@ from stalwart.storage import (
 # file as module ``conftest`` too, so ``from conftest import ...`` would import this file itself.
 ENGINES = ("sqlite", "redis", "dynamodb", "mongodb")
 MODES = ("sync", "async")
+# The rows of the matrix: each engine, and the Redis engine a second time with redis-py
+# carrying its commands (``?transport=redis-py``) instead of the store's own transport. A row
+# id names the URL kind ``store_url_factory`` makes; ``Facade.engine`` stays the engine.
+ROWS = {
+    "sqlite": "sqlite",
+    "redis": "redis",
+    "redispy": "redis",
+    "dynamodb": "dynamodb",
+    "mongodb": "mongodb",
+}
 type UrlFactory = Callable[[], str]
 
 if TYPE_CHECKING:
@@ -79,9 +90,11 @@ class Facade:
     """An async view of a sync or async store, so each test is written once."""
 
     def __init__(
-        self, engine: str, mode: str, url: str, pool: ThreadPoolExecutor, clock: Clock | None = None
+        self, row: str, mode: str, url: str, pool: ThreadPoolExecutor, clock: Clock | None = None
     ) -> None:
-        self.engine = engine
+        self.row = row
+        """The matrix row, e.g. ``redispy`` (the Redis engine on redis-py)."""
+        self.engine = ROWS[row]
         self.mode = mode
         self.url = url
         self._pool = pool
@@ -159,10 +172,11 @@ def thread_pool() -> Any:
 
 
 @pytest.fixture(
-    params=[(e, m) for e in ENGINES for m in MODES],
-    ids=[f"{e}-{m}" for e in ENGINES for m in MODES],
+    params=[(row, mode) for row in ROWS for mode in MODES],
+    ids=[f"{row}-{mode}" for row in ROWS for mode in MODES],
 )
 def engine_mode(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """``(row, mode)``: a row of :data:`ROWS` (an engine, or ``redispy``) and sync/async."""
     return request.param  # type: ignore[no-any-return]
 
 
@@ -180,8 +194,8 @@ async def store(
     clock: ManualClock,
 ) -> AsyncIterator[Facade]:
     """A fresh, empty store of one engine in one mode, on the test's :class:`ManualClock`."""
-    engine, mode = engine_mode
-    facade = Facade(engine, mode, store_url_factory(engine)(), thread_pool, clock)
+    row, mode = engine_mode
+    facade = Facade(row, mode, store_url_factory(row)(), thread_pool, clock)
     try:
         yield facade
     finally:
@@ -199,11 +213,11 @@ def open_facade(
 
     The caller closes it.
     """
-    engine, mode = engine_mode
+    row, mode = engine_mode
     del store_url_factory
 
     def make(url: str) -> Facade:
-        return Facade(engine, mode, url, thread_pool, clock)
+        return Facade(row, mode, url, thread_pool, clock)
 
     return make
 

@@ -285,7 +285,7 @@ async def test_two_clients_on_one_table_see_each_other(store, open_facade):
 
 
 async def test_stores_on_different_tables_are_isolated(store, open_facade, store_url_factory):
-    other = open_facade(store_url_factory(store.engine)())
+    other = open_facade(store_url_factory(store.row)())
     try:
         key = Key("shared", "doc")
         await store.create(key, {"by": "first"})

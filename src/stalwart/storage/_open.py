@@ -12,6 +12,7 @@ _ENGINE_MODULES: Final = {
     "sqlite": "stalwart.storage.sqlite",
     "redis": "stalwart.storage.redis",
     "rediss": "stalwart.storage.redis",
+    "unix": "stalwart.storage.redis",  # redis-py's scheme for a Unix socket
     "dynamodb": "stalwart.storage.dynamodb",
     "mongodb": "stalwart.storage.mongodb",
     "mongodb+srv": "stalwart.storage.mongodb",

@@ -26,7 +26,7 @@ import redis
 import redis.asyncio
 import redis.sentinel
 
-from servers import own_redis_server
+from servers import RedisProcess, own_redis_server
 from stalwart.storage import (
     AlreadyExists,
     Create,
@@ -719,3 +719,185 @@ async def test_a_missing_or_wrong_password_is_a_configuration_error(mode: str):
                 assert [c for c in admin.client_list() if c["id"] != mine] == []
         finally:
             admin.close()
+
+
+def test_a_full_blocking_pool_fails_after_its_timeout(redis_srv: RunningServer, admin):
+    """A caller's BlockingConnectionPool(max_connections=1, timeout=0.2): while the only
+    socket waits on a busy server, a second thread waits 0.2 s for it, then gives up."""
+    pool = redis.BlockingConnectionPool.from_url(redis_srv.url, max_connections=1, timeout=0.2)
+    client = redis.Redis(connection_pool=pool)
+    store = RedisStore(client, prefix=unique_name())
+    try:
+        store.get(Key("p"))
+        with ThreadPoolExecutor(2) as threads:
+            blocker = busy_server(admin, 0.8)
+            holder = threads.submit(store.get, Key("p"))
+            time.sleep(0.1)  # the holder has the socket
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match="max_connections"):
+                store.get(Key("p"))
+            assert 0.15 < time.monotonic() - started < 0.6
+            assert holder.result() is None
+            blocker.join()
+    finally:
+        store.close()
+        client.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Transports, connection options, Unix sockets, TLS
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_the_redis_py_opt_out(redis_srv: RunningServer):
+    """``?transport=redis-py`` (or ``transport="redis-py"`` with a client) keeps redis-py for
+    every command; ``transport=stalwart`` insists on the own transport."""
+    sync_store = store_from_url(f"{redis_srv.url}?prefix={unique_name()}&transport=redis-py")
+    async_store = async_store_from_url(f"{redis_srv.url}?prefix={unique_name()}&transport=redis-py")
+    assert isinstance(sync_store, RedisStore)
+    assert isinstance(async_store, AsyncRedisStore)
+    assert (sync_store.transport, async_store.transport) == (None, None)
+    assert sync_store.increment(Key("p"), "n").data == {"n": 1}
+    assert (await async_store.increment(Key("p"), "n")).data == {"n": 1}
+    sync_store.close()
+    await async_store.close()
+
+    client = redis.Redis.from_url(redis_srv.url)
+    assert RedisStore(client, prefix="x", transport="redis-py").transport is None
+    assert RedisStore(client, prefix="x", transport="stalwart").transport is not None
+    with pytest.raises(StoreConfigurationError, match="transport must be one of"):
+        RedisStore(client, prefix="x", transport="fast")  # type: ignore[arg-type]
+    client.close()
+    with pytest.raises(StoreConfigurationError, match=r"protocol=3.*supports"):
+        store_from_url(f"{redis_srv.url}?prefix=x&protocol=3&transport=stalwart")
+    resp3 = store_from_url(f"{redis_srv.url}?prefix=x&protocol=3")  # auto: redis-py carries it
+    assert isinstance(resp3, RedisStore)
+    assert resp3.transport is None
+    resp3.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:port/0?prefix=x",
+        "redis://127.0.0.1/db?prefix=x",
+        "redis://127.0.0.1/0?prefix=x&max_connections=many",
+        "rediss://127.0.0.1/0?prefix=x&ssl_certfile=/nonexistent/client.crt",
+        "memcached://127.0.0.1/0",
+    ],
+)
+@pytest.mark.parametrize("opener", [store_from_url, async_store_from_url])
+def test_malformed_urls_are_configuration_errors(url, opener):
+    with pytest.raises(StoreConfigurationError):
+        opener(url)
+
+
+def test_keepalive_options_are_honoured_or_refused(redis_srv: RunningServer):
+    """socket_keepalive_options used to be dropped silently: the own sockets now carry them,
+    and an option the OS refuses is a configuration error when the store is built."""
+    options = {socket.TCP_KEEPIDLE: 7, socket.TCP_KEEPINTVL: 2, socket.TCP_KEEPCNT: 4}
+    client = redis.Redis.from_url(
+        redis_srv.url, socket_keepalive=True, socket_keepalive_options=options
+    )
+    store = RedisStore(client, prefix=unique_name(), transport="stalwart")
+    try:
+        store.get(Key("p"))
+        sock = store.transport._idle[0].sock  # type: ignore[union-attr]
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert {
+            option: sock.getsockopt(socket.IPPROTO_TCP, option) for option in options
+        } == options
+    finally:
+        store.close()
+        client.close()
+    refused = redis.Redis(socket_keepalive_options={socket.TCP_KEEPIDLE: -1})
+    with pytest.raises(StoreConfigurationError, match="socket_keepalive_options"):
+        RedisStore(refused, prefix="x")
+    refused.close()
+
+
+async def test_unix_socket_urls_on_both_transports():
+    with own_redis_server() as server:
+        url = f"unix://{server.unix_socket}?db=2&prefix={unique_name()}"
+        for transport in ("stalwart", "redis-py"):
+            sync_store = store_from_url(f"{url}&transport={transport}")
+            async_store = async_store_from_url(f"{url}&transport={transport}")
+            assert isinstance(sync_store, RedisStore)
+            assert isinstance(async_store, AsyncRedisStore)
+            if transport == "stalwart":
+                assert sync_store.transport is not None
+                assert sync_store.transport.options.path == str(server.unix_socket)
+                assert async_store.transport is not None
+            assert sync_store.increment(Key("p", transport), "n").data == {"n": 1}
+            assert (await async_store.increment(Key("p", transport), "n")).data == {"n": 2}
+            sync_store.close()
+            await async_store.close()
+        db2 = redis.Redis(unix_socket_path=str(server.unix_socket), db=2)
+        assert len(db2.keys("*")) == 3  # two records and their partition index, in db 2
+        db2.close()
+
+
+def tls_url(server: RedisProcess, *, host: str = "localhost", **params: str) -> str:
+    assert server.tls is not None
+    query = {
+        "prefix": unique_name(),
+        "ssl_ca_certs": str(server.tls.ca),
+        "ssl_certfile": str(server.tls.client_cert),
+        "ssl_keyfile": str(server.tls.client_key),
+        **params,
+    }
+    return f"rediss://{host}:{server.port}/0?" + "&".join(f"{k}={v}" for k, v in query.items())
+
+
+@pytest.mark.parametrize("transport", ["stalwart", "redis-py"])
+async def test_tls_on_both_transports(redis_tls_srv: RedisProcess, transport: str):
+    """The server speaks TLS only and requires a client certificate: every call that works
+    proves the CA, the client certificate and the key were used."""
+    url = tls_url(redis_tls_srv, transport=transport)
+    sync_store = store_from_url(url)
+    async_store = async_store_from_url(url)
+    assert isinstance(sync_store, RedisStore)
+    assert isinstance(async_store, AsyncRedisStore)
+    try:
+        if transport == "stalwart":
+            assert sync_store.transport is not None
+            assert sync_store.transport.options.tls is not None
+            assert async_store.transport is not None
+        assert sync_store.create(Key("p", "s"), {"n": 1}).version == 1
+        await concurrent_calls_get_their_own_replies(async_store, 50)
+        assert sync_store.increment(Key("p", "s"), "n").data == {"n": 2}
+        assert len(sync_store.query("p").records) == 52
+    finally:
+        sync_store.close()
+        await async_store.close()
+
+
+@pytest.mark.parametrize("transport", ["stalwart", "redis-py"])
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_tls_trust_and_hostname_are_checked(redis_tls_srv: RedisProcess, transport, mode):
+    """An untrusted certificate or a name it does not carry is a configuration error (never
+    an outage); ssl_check_hostname=false and ssl_cert_reqs=none relax exactly that."""
+
+    async def get(url: str) -> Any:
+        if mode == "sync":
+            store = store_from_url(url)
+            try:
+                return await asyncio.to_thread(store.get, Key("p"))
+            finally:
+                store.close()
+        async_store = async_store_from_url(url)
+        try:
+            return await async_store.get(Key("p"))
+        finally:
+            await async_store.close()
+
+    server = redis_tls_srv
+    # The certificate names "localhost" only.
+    with pytest.raises(StoreConfigurationError, match="certificate"):
+        await get(tls_url(server, host="127.0.0.1", transport=transport))
+    assert await get(tls_url(server, host="127.0.0.1", ssl_check_hostname="false")) is None
+    # Without the test CA the system's trust store cannot verify the server.
+    untrusted = tls_url(server, transport=transport).replace(f"ssl_ca_certs={server.tls.ca}&", "")  # type: ignore[union-attr]
+    with pytest.raises(StoreConfigurationError, match="certificate"):
+        await get(untrusted)
+    assert await get(f"{untrusted}&ssl_cert_reqs=none") is None
