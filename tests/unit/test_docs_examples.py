@@ -125,6 +125,9 @@ def doc_tables(moto_srv: RunningServer) -> Iterator[None]:
     ]
     for client in clients:
         for table in DOC_TABLES:
+            # Against an existing endpoint (STALWART_TEST_AWS_URL), never touch a real table.
+            if table in client.list_tables()["TableNames"]:
+                pytest.fail(f"table {table!r} already exists at {moto_srv.url}: not touching it")
             create_table(client, table)
     yield
     for client in clients:
