@@ -442,7 +442,7 @@ def upgrade_recipe() -> tuple[str, str]:
     doc = (Path(__file__).resolve().parents[3] / "docs/storage/redis.md").read_text()
     section = doc[doc.index("**Upgrading from a version without index expiry:**") :]
     lua = re.search(r"```lua\n(.*?)```", section, flags=re.DOTALL)
-    python = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    python = re.search(r"```python(?: fragment)?\n(.*?)```", section, flags=re.DOTALL)
     assert lua is not None
     assert python is not None
     return lua.group(1), python.group(1)
