@@ -14,7 +14,7 @@ Both stores accept a caller-made client and never close it (unless ``close_clien
 Scripts are sent with ``EVALSHA`` through redis-py's ``register_script``; a ``NOSCRIPT`` reply
 means the script did not run, so redis-py's load-and-retry cannot apply a write twice. When the
 client retries, a resend after a lost reply is recognised by the call's replay marker and gets
-the first run's reply (see the docs, *Replays and retries*).
+the first run's reply (see the docs, *Resends*).
 """
 
 from __future__ import annotations
