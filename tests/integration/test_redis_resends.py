@@ -22,7 +22,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,54 +191,102 @@ def prepare(server: RunningServer, prefix: str) -> tuple[redis.Redis, int]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Sync: real threads
+# One writer, written once: a plan yielding (store method, args) and receiving its result or
+# StorageError, or ("sleep", seconds); driven by a thread (sync) or a task (async)
 # ---------------------------------------------------------------------------------------------
 
-
-def sync_update(store: RedisStore, tally: Tally, rng: random.Random) -> None:
-    update = uuid.uuid4().hex[:12]
-    for _ in range(MAX_CONFLICTS):
-        try:
-            current = store.get(DOC)
-        except StoreUnavailable:
-            time.sleep(rng.uniform(0, 0.02))
-            continue
-        assert current is not None
-        data = {"n": current.data["n"] + 1, "ids": [*current.data["ids"], update]}
-        tally.add("calls")
-        try:
-            store.replace(DOC, data, expected_version=current.version)
-        except VersionConflict:
-            time.sleep(rng.uniform(0, 0.005))
-            continue
-        except StoreUnavailable:
-            tally.add("updates_unknown", update)
-            return
-        tally.add("updates_acked", update)
-        return
-    tally.add("updates_abandoned", update)
+type Step = tuple[str, tuple[Any, ...]]
 
 
-def sync_writer(store: RedisStore, tally: Tally, done: threading.Event) -> None:
+def writer_plan(tally: Tally, done: threading.Event) -> Generator[Step, Any]:
+    """Increment the counter, then read-modify-replace the document, until the freezes end."""
     rng = random.Random()
     for _ in range(MAX_ITERATIONS):
         if done.is_set():
             return
         tally.add("calls")
-        try:
-            store.increment(COUNTER, "n")
-        except StoreUnavailable:
-            tally.add("increments_unknown")
+        outcome = yield "increment", (COUNTER, "n")
+        tally.add(
+            "increments_unknown" if isinstance(outcome, StoreUnavailable) else "increments_acked"
+        )
+        yield from update_plan(tally, rng)
+        yield "sleep", (rng.uniform(0, 0.004),)
+
+
+def update_plan(tally: Tally, rng: random.Random) -> Generator[Step, Any]:
+    """Append a fresh id to the document; on VersionConflict read again and retry (capped)."""
+    update = uuid.uuid4().hex[:12]
+    for _ in range(MAX_CONFLICTS):
+        current = yield "get", (DOC,)
+        if isinstance(current, StoreUnavailable):
+            yield "sleep", (rng.uniform(0, 0.02),)
+            continue
+        data = {"n": current.data["n"] + 1, "ids": [*current.data["ids"], update]}
+        tally.add("calls")
+        outcome = yield "replace", (DOC, data, current.version)
+        if isinstance(outcome, VersionConflict):
+            yield "sleep", (rng.uniform(0, 0.005),)
+            continue
+        if isinstance(outcome, StoreUnavailable):
+            tally.add("updates_unknown", update)
         else:
-            tally.add("increments_acked")
-        sync_update(store, tally, rng)
-        time.sleep(rng.uniform(0, 0.004))
+            tally.add("updates_acked", update)
+        return
+    tally.add("updates_abandoned", update)
+
+
+def sync_writer(store: RedisStore, plan: Generator[Step, Any]) -> None:
+    reply: Any = None
+    while step := next_step(plan, reply):
+        name, args = step
+        reply = None
+        if name == "sleep":
+            time.sleep(*args)
+            continue
+        try:
+            reply = call(store, name, args)
+        except (StoreUnavailable, VersionConflict) as exc:
+            reply = exc
+
+
+async def async_writer(store: AsyncRedisStore, plan: Generator[Step, Any]) -> None:
+    reply: Any = None
+    while step := next_step(plan, reply):
+        name, args = step
+        reply = None
+        if name == "sleep":
+            await asyncio.sleep(*args)
+            continue
+        try:
+            reply = await call(store, name, args)
+        except (StoreUnavailable, VersionConflict) as exc:
+            reply = exc
+
+
+def next_step(plan: Generator[Step, Any], reply: Any) -> Step | None:
+    try:
+        return plan.send(reply)
+    except StopIteration:
+        return None
+
+
+def call(store: RedisStore | AsyncRedisStore, name: str, args: tuple[Any, ...]) -> Any:
+    if name == "replace":
+        key, data, version = args
+        return store.replace(key, data, expected_version=version)
+    return getattr(store, name)(*args)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sync: real threads
+# ---------------------------------------------------------------------------------------------
 
 
 def run_sync(store: RedisStore, pid: int) -> Tally:
     tally, done = Tally(), threading.Event()
     threads = [
-        threading.Thread(target=sync_writer, args=(store, tally, done)) for _ in range(WRITERS)
+        threading.Thread(target=sync_writer, args=(store, writer_plan(tally, done)))
+        for _ in range(WRITERS)
     ]
     freezer = threading.Thread(target=freeze_repeatedly, args=(pid, done))
     for thread in [*threads, freezer]:
@@ -274,53 +322,16 @@ def test_sync_resends_under_freezes_apply_each_write_once(dedicated_redis, trans
 # ---------------------------------------------------------------------------------------------
 
 
-async def async_update(store: AsyncRedisStore, tally: Tally, rng: random.Random) -> None:
-    update = uuid.uuid4().hex[:12]
-    for _ in range(MAX_CONFLICTS):
-        try:
-            current = await store.get(DOC)
-        except StoreUnavailable:
-            await asyncio.sleep(rng.uniform(0, 0.02))
-            continue
-        assert current is not None
-        data = {"n": current.data["n"] + 1, "ids": [*current.data["ids"], update]}
-        tally.add("calls")
-        try:
-            await store.replace(DOC, data, expected_version=current.version)
-        except VersionConflict:
-            await asyncio.sleep(rng.uniform(0, 0.005))
-            continue
-        except StoreUnavailable:
-            tally.add("updates_unknown", update)
-            return
-        tally.add("updates_acked", update)
-        return
-    tally.add("updates_abandoned", update)
-
-
-async def async_writer(store: AsyncRedisStore, tally: Tally, done: threading.Event) -> None:
-    rng = random.Random()
-    for _ in range(MAX_ITERATIONS):
-        if done.is_set():
-            return
-        tally.add("calls")
-        try:
-            await store.increment(COUNTER, "n")
-        except StoreUnavailable:
-            tally.add("increments_unknown")
-        else:
-            tally.add("increments_acked")
-        await async_update(store, tally, rng)
-        await asyncio.sleep(rng.uniform(0, 0.004))
-
-
 async def run_async(store: AsyncRedisStore, pid: int) -> Tally:
     tally, done = Tally(), threading.Event()
     freezer = threading.Thread(target=freeze_repeatedly, args=(pid, done))
     freezer.start()
     try:
         await asyncio.wait_for(
-            asyncio.gather(*(async_writer(store, tally, done) for _ in range(WRITERS))), 30
+            asyncio.gather(
+                *(async_writer(store, writer_plan(tally, done)) for _ in range(WRITERS))
+            ),
+            30,
         )
     finally:
         await asyncio.to_thread(freezer.join, 30)
