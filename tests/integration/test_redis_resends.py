@@ -297,26 +297,6 @@ def run_sync(store: RedisStore, pid: int) -> Tally:
     return tally
 
 
-@pytest.mark.parametrize("transport", ["own", "redis-py"])
-def test_sync_resends_under_freezes_apply_each_write_once(dedicated_redis, transport):
-    server, pid = dedicated_redis
-    prefix = f"r{uuid.uuid4().hex[:10]}"
-    admin, before = prepare(server, prefix)
-    if transport == "own":
-        store = store_from_url(store_url(server, prefix))
-        assert isinstance(store, RedisStore)
-        assert store.transport is not None
-    else:
-        store = RedisStore(caller_made_sync_client(server), prefix=prefix, close_client=True)
-        assert store.transport is None
-    try:
-        tally = run_sync(store, pid)
-    finally:
-        store.close()
-    check_outcome(admin, prefix, tally, evalsha_calls(admin) - before)
-    admin.close()
-
-
 # ---------------------------------------------------------------------------------------------
 # Async: tasks on one event loop
 # ---------------------------------------------------------------------------------------------
@@ -338,21 +318,44 @@ async def run_async(store: AsyncRedisStore, pid: int) -> Tally:
     return tally
 
 
+# ---------------------------------------------------------------------------------------------
+# The test: both transports, sync and async
+# ---------------------------------------------------------------------------------------------
+
+
+def open_store(server: RunningServer, prefix: str, mode: str, transport: str) -> Any:
+    """A store on ``transport`` ("own": built from a URL with retries; "redis-py": on a
+    caller-made client, which retries like redis-py's default)."""
+    if transport == "own":
+        opened: Any = (store_from_url if mode == "sync" else async_store_from_url)(
+            store_url(server, prefix)
+        )
+        assert opened.transport is not None
+        return opened
+    if mode == "sync":
+        opened = RedisStore(caller_made_sync_client(server), prefix=prefix, close_client=True)
+    else:
+        opened = AsyncRedisStore(caller_made_async_client(server), prefix=prefix, close_client=True)
+    assert opened.transport is None
+    return opened
+
+
 @pytest.mark.parametrize("transport", ["own", "redis-py"])
-async def test_async_resends_under_freezes_apply_each_write_once(dedicated_redis, transport):
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_resends_under_freezes_apply_each_write_once(dedicated_redis, mode, transport):
     server, pid = dedicated_redis
     prefix = f"r{uuid.uuid4().hex[:10]}"
     admin, before = prepare(server, prefix)
-    if transport == "own":
-        store = async_store_from_url(store_url(server, prefix))
-        assert isinstance(store, AsyncRedisStore)
-        assert store.transport is not None
-    else:
-        store = AsyncRedisStore(caller_made_async_client(server), prefix=prefix, close_client=True)
-        assert store.transport is None
+    store = open_store(server, prefix, mode, transport)
     try:
-        tally = await run_async(store, pid)
+        if isinstance(store, RedisStore):
+            tally = await asyncio.to_thread(run_sync, store, pid)
+        else:
+            tally = await run_async(store, pid)
     finally:
-        await store.close()
+        if isinstance(store, RedisStore):
+            store.close()
+        else:
+            await store.close()
     check_outcome(admin, prefix, tally, evalsha_calls(admin) - before)
     admin.close()
