@@ -15,7 +15,7 @@ import os
 import ssl
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 from redis import exceptions as redis_errors
@@ -657,7 +657,9 @@ DEFAULT_CONNECT_TIMEOUT_S: Final = 2.0
 DEFAULT_SOCKET_TIMEOUT_S: Final = 5.0
 DEFAULT_HEALTH_CHECK_INTERVAL_S: Final = 30
 MAX_CLIENT_RETRIES: Final = 5
-TRANSPORT_CHOICES: Final = ("auto", "stalwart", "redis-py")
+type Transport = Literal["auto", "stalwart", "redis-py"]
+"""Which transport carries a Redis store's commands (see ``docs/storage/redis.md``)."""
+TRANSPORTS: Final[tuple[Transport, ...]] = ("auto", "stalwart", "redis-py")
 
 
 def _positive_float(name: str, value: str) -> float:
@@ -719,7 +721,7 @@ _STORE_PARAMS: Final[dict[str, tuple[str, Callable[[str, str], Any]]]] = {
     ),
     "retries": ("retries", lambda name, value: _bounded_int(name, value, 0, MAX_CLIENT_RETRIES)),
     "cluster": ("cluster", _flag),
-    "transport": ("transport", _one_of(*TRANSPORT_CHOICES)),
+    "transport": ("transport", _one_of(*TRANSPORTS)),
 }
 
 # redis-py parameters passed through to its URL parser, each checked here first so a wrong
@@ -752,7 +754,7 @@ class UrlOptions:
     health_check_interval: int = DEFAULT_HEALTH_CHECK_INTERVAL_S
     retries: int = 0
     cluster: bool = False
-    transport: str = "auto"
+    transport: Transport = "auto"
     """``auto``: the store's own transport unless a setting needs redis-py; ``stalwart``: the
     own transport or a StoreConfigurationError; ``redis-py``: redis-py for every command."""
 

@@ -41,7 +41,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Final, Literal, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import redis
 import redis.asyncio
@@ -51,6 +51,7 @@ from redis import exceptions as redis_errors
 from redis.backoff import NoBackoff
 
 from stalwart.storage._contract import StoreConfigurationError
+from stalwart.storage._redis_codec import TRANSPORTS, Transport
 
 hiredis: ModuleType | None
 try:
@@ -65,14 +66,10 @@ if TYPE_CHECKING:
 type Reply = Any
 """A decoded RESP2 reply: bytes, int, None or (nested) lists of those."""
 
-type Transport = Literal["auto", "stalwart", "redis-py"]
-"""Which transport carries a store's commands (see :func:`transport_for`)."""
-
-TRANSPORTS: Final[tuple[Transport, ...]] = ("auto", "stalwart", "redis-py")
-
 _READ_SIZE: Final = 65536
 _DEFAULT_TIMEOUT_S: Final = 5.0
-_DEFAULT_MAX_CONNECTIONS: Final = 64
+DEFAULT_MAX_CONNECTIONS: Final = 64
+"""Sync: sockets of a store's own pool when nothing else says (a URL store's default too)."""
 
 # redis-py's TCP keepalive defaults since 8.0 (idle 30 s, then 3 probes 5 s apart), used when
 # keepalive is on and the client names no options of its own.
@@ -109,7 +106,7 @@ class WireOptions:
     """``(TCP option, value)`` pairs set with ``setsockopt`` when keepalive is on."""
     tls: ssl.SSLContext | None = field(default=None, compare=False)
     """The TLS context of a ``rediss://`` client (built the way redis-py builds it)."""
-    max_connections: int = _DEFAULT_MAX_CONNECTIONS
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     """Sync: at most this many sockets; a thread finding none free waits (see below)."""
     pool_timeout: float | None = None
     """Sync: seconds to wait for a free socket (None: up to :attr:`timeout`; 0: fail at once)."""
@@ -279,7 +276,7 @@ def wire_options(pool: Any) -> WireOptions | Unsupported:
         options.pop("timeout", None)
     if options.get("connect_timeout") is None:
         options["connect_timeout"] = options.get("timeout", _DEFAULT_TIMEOUT_S)
-    options["max_connections"] = int(getattr(pool, "max_connections", _DEFAULT_MAX_CONNECTIONS))
+    options["max_connections"] = int(getattr(pool, "max_connections", DEFAULT_MAX_CONNECTIONS))
     # A plain pool fails at once when full (redis-py's MaxConnectionsError); a blocking one
     # waits its timeout.
     options["pool_timeout"] = _optional_float(pool.timeout) if type(pool) in _BLOCKING_POOLS else 0

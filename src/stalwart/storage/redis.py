@@ -50,6 +50,7 @@ from stalwart.storage._redis_codec import (  # noqa: E402
     Call,
     Layout,
     ScriptName,
+    Transport,
     UrlOptions,
     create_call,
     decode_reply,
@@ -65,9 +66,9 @@ from stalwart.storage._redis_codec import (  # noqa: E402
 )
 from stalwart.storage._redis_scripts import SCRIPTS  # noqa: E402
 from stalwart.storage._redis_wire import (  # noqa: E402
+    DEFAULT_MAX_CONNECTIONS,
     AsyncWire,
     SyncWire,
-    Transport,
     WireScript,
     check,
     is_noscript,
@@ -483,9 +484,6 @@ def _wire_request(
     return script, wire_command(script, call.keys, call.args)
 
 
-_DEFAULT_MAX_CONNECTIONS = 64
-
-
 def _client_kwargs(options: UrlOptions, retry_class: type[Any]) -> dict[str, Any]:
     """Explicit timeouts and redis-py's own retries (none unless the URL asks)."""
     backoff = (
@@ -510,7 +508,7 @@ def _client[C](
     options = parse_store_url(url)
     pool_kwargs: dict[str, Any] = {"timeout": options.socket_timeout}
     if "max_connections" not in parse_qs(urlsplit(options.client_url).query):
-        pool_kwargs["max_connections"] = _DEFAULT_MAX_CONNECTIONS
+        pool_kwargs["max_connections"] = DEFAULT_MAX_CONNECTIONS
     try:
         pool = pool_class.from_url(
             options.client_url, **pool_kwargs, **_client_kwargs(options, retry_class)
@@ -520,20 +518,24 @@ def _client[C](
     return client_class.from_pool(pool), options  # type: ignore[attr-defined]
 
 
+def _store_kwargs(options: UrlOptions, clock: Clock) -> dict[str, Any]:
+    """A URL store's settings; it owns (and closes) its client."""
+    return {
+        "prefix": options.prefix,
+        "clock": clock,
+        "cluster": options.cluster,
+        "close_client": True,
+        "transport": options.transport,
+    }
+
+
 def store_from_url(url: str, *, clock: Clock = wall_clock) -> Store:
     """Open a :class:`RedisStore` on a client it owns (closed by ``close()``).
 
     >>> store = store_from_url("redis://127.0.0.1:6379/0?prefix=app&timeout=2")  # doctest: +SKIP
     """
     client, options = _client(url, redis.Redis, redis.BlockingConnectionPool, redis.retry.Retry)
-    return RedisStore(
-        client,
-        prefix=options.prefix,
-        clock=clock,
-        cluster=options.cluster,
-        close_client=True,
-        transport=options.transport,  # type: ignore[arg-type]
-    )
+    return RedisStore(client, **_store_kwargs(options, clock))
 
 
 def async_store_from_url(url: str, *, clock: Clock = wall_clock) -> AsyncStore:
@@ -547,11 +549,4 @@ def async_store_from_url(url: str, *, clock: Clock = wall_clock) -> AsyncStore:
         redis.asyncio.BlockingConnectionPool,
         redis.asyncio.retry.Retry,
     )
-    return AsyncRedisStore(
-        client,
-        prefix=options.prefix,
-        clock=clock,
-        cluster=options.cluster,
-        close_client=True,
-        transport=options.transport,  # type: ignore[arg-type]
-    )
+    return AsyncRedisStore(client, **_store_kwargs(options, clock))
