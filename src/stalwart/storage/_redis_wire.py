@@ -393,10 +393,10 @@ def transport_for[W: (SyncWire, AsyncWire)](
     if transport not in TRANSPORTS:
         msg = f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}"
         raise StoreConfigurationError(msg)
+    pool = getattr(client, "connection_pool", None)
+    options = wire_options(pool)  # also on redis-py: a setting that cannot work fails now
     if transport == "redis-py":
         return None
-    pool = getattr(client, "connection_pool", None)
-    options = wire_options(pool)
     if isinstance(options, Unsupported):
         if transport == "auto":
             return None
@@ -668,7 +668,7 @@ class SyncWire:
     def _give_back(self, connection: _Connection) -> None:
         connection.last_used = time.monotonic()
         with self._lock:
-            if self._closed or self._pid != os.getpid():
+            if self._closed:
                 connection.close()
                 self._open -= 1
             else:

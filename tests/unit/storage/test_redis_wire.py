@@ -773,6 +773,7 @@ async def test_the_redis_py_opt_out(redis_srv: RunningServer):
         "redis://127.0.0.1/db?prefix=x",
         "redis://127.0.0.1/0?prefix=x&max_connections=many",
         "rediss://127.0.0.1/0?prefix=x&ssl_certfile=/nonexistent/client.crt",
+        "rediss://127.0.0.1/0?prefix=x&ssl_ca_certs=/nonexistent/ca.crt&transport=redis-py",
         "memcached://127.0.0.1/0",
     ],
 )
