@@ -609,12 +609,26 @@ def test_sync_pooled_sockets_are_checked_after_a_server_restart():
 
 
 def busy_server(admin: redis.Redis, seconds: float) -> threading.Thread:
-    """Block the (single-threaded) server in a script for ``seconds``."""
-    script = f"local t = redis.call('TIME') repeat until (redis.call('TIME')[1] - t[1]) * 1e6 + redis.call('TIME')[2] - t[2] >= {int(seconds * 1e6)}"  # noqa: E501
+    """Block the (single-threaded) server in a script for ``seconds``; returns once it is."""
+    script = (
+        "local t = redis.call('TIME') repeat local n = redis.call('TIME') "
+        f"until (n[1] - t[1]) * 1e6 + n[2] - t[2] >= {int(seconds * 1e6)}"
+    )
     blocker = threading.Thread(target=admin.eval, args=(script, 0))
     blocker.start()
-    time.sleep(0.05)  # the script is running
-    return blocker
+    kwargs = admin.connection_pool.connection_kwargs
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with socket.create_connection((kwargs["host"], kwargs["port"]), timeout=1) as probe:
+            probe.sendall(b"PING\r\n")
+            probe.settimeout(0.02)
+            try:
+                probe.recv(64)
+            except TimeoutError:
+                return blocker  # no answer: the script runs
+        time.sleep(0.005)
+    msg = "the busy script did not start"
+    raise AssertionError(msg)
 
 
 def test_sync_pool_honours_max_connections(redis_srv: RunningServer, admin):
@@ -722,7 +736,11 @@ def test_a_full_blocking_pool_fails_after_its_timeout(redis_srv: RunningServer, 
         with ThreadPoolExecutor(2) as threads:
             blocker = busy_server(admin, 0.8)
             holder = threads.submit(store.get, Key("p"))
-            time.sleep(0.1)  # the holder has the socket
+            wire = store.transport
+            assert wire is not None
+            deadline = time.monotonic() + 2
+            while wire._idle and time.monotonic() < deadline:
+                time.sleep(0.005)  # until the holder has the only socket
             started = time.monotonic()
             with pytest.raises(StoreUnavailable, match="max_connections"):
                 store.get(Key("p"))
