@@ -4,7 +4,9 @@
 The SQL lives in :mod:`stalwart.storage._sqlite_sql`; this module only runs it.
 
 - File databases use one connection per thread (sqlite3 connections are not thread-safe), WAL
-  (readers never wait for the writer) and a busy timeout (other processes). Writers of one
+  (readers never wait for the writer) and a busy timeout (other processes). A thread's
+  connection is closed when the thread ends (or when the store is closed), so a server that
+  runs each request on a new thread does not leak file descriptors. Writers of one
   process also queue on an in-process lock per database file, so threads hand the write lock
   over directly instead of sleeping in SQLite's busy handler.
 - ``:memory:`` and a caller's connection are one shared connection behind a lock.
@@ -20,6 +22,7 @@ import functools
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -100,6 +103,24 @@ def _engine_errors() -> Iterator[None]:
         raise _translate(exc) from exc
 
 
+def _close_quietly(connection: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        connection.close()
+
+
+class _ThreadConnection:
+    """One thread's connection, held only by that thread's ``threading.local``: when the thread
+    ends, the local drops it and its finalizer closes the connection."""
+
+    __slots__ = ("__weakref__", "close", "connection")
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+        # The callback holds the connection, never this object or the store (so neither is
+        # kept alive by it); calling it early (store.close()) makes the later call a no-op.
+        self.close = weakref.finalize(self, _close_quietly, connection)
+
+
 class _Connections:
     """Hands out a connection per thread (file) or one shared connection (memory, caller's)."""
 
@@ -117,7 +138,8 @@ class _Connections:
         self._synchronous = synchronous
         self._trace = trace
         self._local = threading.local()
-        self._opened: list[sqlite3.Connection] = []
+        # The live threads' connections, for close(); an entry leaves when its thread ends.
+        self._per_thread_connections: weakref.WeakSet[_ThreadConnection] = weakref.WeakSet()
         self._guard = threading.Lock()
         self._closed = False
         self._shared = connection
@@ -147,13 +169,13 @@ class _Connections:
                 if self._shared is None:
                     self._shared = self._connect()
                 return self._shared
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self._connect()
-            with self._guard:
-                self._opened.append(connection)
-            self._local.connection = connection
-        return connection
+        held: _ThreadConnection | None = getattr(self._local, "held", None)
+        if held is None:
+            held = _ThreadConnection(self._connect())
+            with self._guard:  # (one racing close() cannot leak it: it ends with its thread)
+                self._per_thread_connections.add(held)
+            self._local.held = held
+        return held.connection
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
@@ -175,13 +197,14 @@ class _Connections:
     def close(self) -> None:
         with self._guard:
             self._closed = True
-            opened, self._opened = self._opened, []
-            if self._shared is not None and self._owns_shared:
-                opened.append(self._shared)
+            per_thread = list(self._per_thread_connections)
+            self._per_thread_connections.clear()
+            shared = self._shared if self._owns_shared else None
             self._shared = None
-        for connection in opened:
-            with contextlib.suppress(sqlite3.Error):
-                connection.close()
+        for held in per_thread:
+            held.close()
+        if shared is not None:
+            _close_quietly(shared)
 
 
 @contextlib.contextmanager
