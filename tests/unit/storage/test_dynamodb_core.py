@@ -108,7 +108,7 @@ def test_dynamo_number(value: float, expected: str | None) -> None:
 json_scalars = (
     st.none()
     | st.booleans()
-    | st.integers()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
     | st.text(max_size=5)
     | st.floats(allow_nan=False, allow_infinity=False)
 )
