@@ -252,3 +252,31 @@ async def test_the_longest_ttl_is_accepted(store, clock):
     assert counter.expires_at == pytest.approx(clock() + MAX_TTL_S)
     clock.advance(MAX_TTL_S - 60)
     assert len((await store.query("valid")).records) == 2
+
+
+async def test_integer_counters_stay_in_the_signed_64_bit_range(store):
+    counter = await store.increment(KEY, "n", MAX_INTEGER - 1)
+    assert counter.data == {"n": MAX_INTEGER - 1}
+    counter = await store.increment(KEY, "n", 1)
+    assert (counter.data, counter.version) == ({"n": MAX_INTEGER}, 2)
+    other = Key("valid", "other")
+    with pytest.raises(InvalidRecord):
+        await store.increment(KEY, "n", 1)
+    with pytest.raises(InvalidRecord):
+        await store.transact([Create(other, {"a": 1}), Increment(KEY, "n", 1)])
+    fetched = await store.get(KEY)
+    assert fetched is not None
+    assert (fetched.data, fetched.version) == ({"n": MAX_INTEGER}, 2)
+    assert isinstance(fetched.data["n"], int)  # not a float
+    assert await store.get(other) is None
+    # A float amount makes it a float counter, as below the limit.
+    assert (await store.increment(KEY, "n", 1.0)).data == {"n": float(MAX_INTEGER) + 1.0}
+
+    low = Key("valid", "low")
+    await store.create(low, {"n": MIN_INTEGER + 1, "keep": "me"})
+    assert (await store.increment(low, "n", -1)).data == {"n": MIN_INTEGER, "keep": "me"}
+    with pytest.raises(InvalidRecord):
+        await store.increment(low, "n", -1)
+    fetched = await store.get(low)
+    assert fetched is not None
+    assert (fetched.data, fetched.version) == ({"n": MIN_INTEGER, "keep": "me"}, 2)

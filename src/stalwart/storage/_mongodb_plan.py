@@ -44,6 +44,8 @@ from pymongo.errors import (
 )
 
 from stalwart.storage._contract import (
+    MAX_INTEGER,
+    MIN_INTEGER,
     AlreadyExists,
     Check,
     Clock,
@@ -63,6 +65,7 @@ from stalwart.storage._contract import (
     VersionConflict,
     encode_data,
     expiry_from_ttl,
+    integer_sum_overflows,
     stored_copy,
     validate_amount,
     validate_field,
@@ -582,19 +585,33 @@ def increment_command(
             },
         ]
     }
-    numeric_or_missing = {"$or": [{"$isNumber": path}, {"$eq": [{"$type": path}, "missing"]}]}
+    numeric: dict[str, Any] = {"$isNumber": path}
+    if isinstance(by, int) and by:
+        # $add turns an int64 overflow into a double: an integer field must stay in range.
+        in_range = (
+            {"$lte": [path, MAX_INTEGER - by]} if by > 0 else {"$gte": [path, MIN_INTEGER - by]}
+        )
+        integer = {"$in": [{"$type": path}, ["int", "long"]]}
+        numeric = {"$and": [numeric, {"$or": [{"$not": [integer]}, in_range]}]}
+    numeric_or_missing = {"$or": [numeric, {"$eq": [{"$type": path}, "missing"]}]}
     pipeline = _switch(
         token, [({"$not": [live_expr(now)]}, fresh), (numeric_or_missing, bumped)], "$$ROOT"
     )
     return UpdateOne({"_id": doc_id(key)}, pipeline, upsert=upsert, return_after=True)
 
 
-def increment_outcome(after: Doc, key: Key, field: str, token: ObjectId) -> Record:
+def increment_outcome(after: Doc, key: Key, field: str, token: ObjectId, by: float) -> Record:
     """The incremented record, or :class:`InvalidRecord`: a post-image our write did not
-    produce is a live document whose ``field`` holds something other than a number."""
+    produce is a live document whose ``field`` holds something other than a number, or an
+    integer that ``by`` would take out of the signed 64-bit range."""
     if after.get("w") == token:
         return decode(after)
     value = after.get("d", {}).get(field)
+    if integer_sum_overflows(value, by):
+        raise InvalidRecord(
+            f"cannot increment {field!r} of {key}: {value} + {by} would leave the signed "
+            "64-bit integer range"
+        )
     raise InvalidRecord(f"cannot increment {field!r} of {key}: it holds {value!r}, not a number")
 
 
@@ -623,7 +640,7 @@ def increment(
     for _ in range(RACE_ATTEMPTS):
         after = yield update
         if after is not None:
-            return increment_outcome(after, key, field, token)
+            return increment_outcome(after, key, field, token, amount)
         try:
             yield InsertOne(fresh)
         except DuplicateKeyError:
@@ -815,7 +832,7 @@ def _transaction_item(index: int, item: _Prepared, now: float) -> Plan[Record | 
             if after is None:
                 raise TransactionConflict(index, operation, "the record changed concurrently")
             try:
-                return increment_outcome(after, operation.key, field, token)
+                return increment_outcome(after, operation.key, field, token, by)
             except InvalidRecord as exc:
                 msg = f"transaction item {index}: {exc}"
                 raise InvalidRecord(msg) from None

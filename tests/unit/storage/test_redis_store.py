@@ -589,8 +589,8 @@ async def test_increment_starts_missing_field_and_record(store: Both):
     assert (await store.increment(Key("p", "empty"), "n")).data == {"n": 1}
 
 
-@pytest.mark.parametrize("value", ["1", True, None, [1], {"n": 1}, 9007199254740992])
-async def test_non_numeric_or_inexact_field_is_invalid_and_unwritten(store: Both, value):
+@pytest.mark.parametrize("value", ["1", True, None, [1], {"n": 1}])
+async def test_non_numeric_field_is_invalid_and_unwritten(store: Both, value):
     key = Key("p", "a")
     await store.create(key, {"n": value})
     with pytest.raises(InvalidRecord):
