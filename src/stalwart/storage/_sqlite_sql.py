@@ -30,6 +30,7 @@ from stalwart.storage._contract import (
     Operation,
     Record,
     Replace,
+    StoreConfigurationError,
     encode_data,
     expiry_from_ttl,
     integer_sum_overflows,
@@ -67,7 +68,7 @@ _SUM_AS_JSON: Final = (
 def validate_table(name: str) -> str:
     """Accept only plain identifiers: the name is spliced into SQL text."""
     if not isinstance(name, str) or not _TABLE_NAME.fullmatch(name):
-        raise InvalidRecord(f"table name {name!r} must match {_TABLE_NAME.pattern}")
+        raise StoreConfigurationError(f"table name {name!r} must match {_TABLE_NAME.pattern}")
     return name
 
 
