@@ -26,6 +26,7 @@ from stalwart.storage import (
     Key,
     Record,
     StorageError,
+    StoreConfigurationError,
     StoreUnavailable,
     TransactionConflict,
     VersionConflict,
@@ -417,15 +418,38 @@ def test_url_timeouts_can_be_overridden() -> None:
 
 
 @pytest.mark.parametrize(
-    "url",
+    ("url", "message"),
     [
-        "redis://h/",
-        "mongodb://h/db?create=maybe",
-        "mongodb://h/db?timeout=0",
-        "mongodb://h/db?collection=",
-        "mongodb://h/db?max_item_bytes=99999999999",
+        ("redis://h/", "not a MongoDB URL"),
+        ("mongodb://h/db?create=maybe", "create must be true or false"),
+        ("mongodb://h/db?timeout=0", "timeout must be a positive number"),
+        ("mongodb://h/db?timeout=x&timeoutMS=1&connectTimeoutMS=1", "timeout must be a positive"),
+        ("mongodb://h/db?collection=", "invalid collection name"),
+        ("mongodb://h/db?max_item_bytes=99999999999", "max_item_bytes must be an int in"),
+        ("mongodb://h/db?max_item_bytes=1e6", "max_item_bytes must be an integer"),
+        ("mongodb://h/db?collection=a&collection=b", "'collection' is given twice"),
+        (
+            "mongodb://u:secret@h/db?colection=x",
+            (
+                "unknown mongodb URL option(s) 'colection'; known: collection, create, "
+                "max_item_bytes, timeout and pymongo's URI options"
+            ),
+        ),
+        ("mongodb://u:secret@h/db?serverSelectionTimeoutMS=soon", "serverSelectionTimeoutMS"),
     ],
 )
-def test_bad_urls_are_invalid_record(url: str) -> None:
-    with pytest.raises(InvalidRecord):
+def test_bad_urls_are_configuration_errors(url: str, message: str) -> None:
+    with pytest.raises(StoreConfigurationError) as caught:
         parse_url(url)
+    assert message in str(caught.value)
+    assert "secret" not in str(caught.value)
+
+
+def test_url_passes_repeated_pymongo_options_through() -> None:
+    parsed = parse_url(
+        "mongodb://h/db?readPreference=secondary&readPreferenceTags=dc:ny&readPreferenceTags=dc:sf"
+    )
+    # As written: pymongo reads the tags before unquoting them.
+    assert parsed.client_url == (
+        "mongodb://h/db?readPreference=secondary&readPreferenceTags=dc:ny&readPreferenceTags=dc:sf"
+    )
