@@ -7,8 +7,16 @@ import json
 
 import pytest
 
-from stalwart.storage import Create, Increment, InvalidRecord, Key, Replace
-from stalwart.storage._contract import MAX_INTEGER, MAX_TTL_S, MIN_INTEGER
+from stalwart.storage import (
+    MAX_INTEGER,
+    MAX_TTL_S,
+    MIN_INTEGER,
+    Create,
+    Increment,
+    InvalidRecord,
+    Key,
+    Replace,
+)
 
 KEY = Key("valid", "key")
 
