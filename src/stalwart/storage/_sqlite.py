@@ -97,8 +97,10 @@ def _write_lock_for(path: str) -> threading.Lock:
 # space back, an I/O hiccup). Configuration: the file itself is unusable as configured.
 _TRANSIENT_CODES: Final = frozenset(
     {
+        sqlite3.SQLITE_ABORT,
         sqlite3.SQLITE_BUSY,
         sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_SCHEMA,
         sqlite3.SQLITE_NOMEM,
         sqlite3.SQLITE_INTERRUPT,
         sqlite3.SQLITE_IOERR,

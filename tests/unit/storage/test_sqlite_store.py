@@ -20,6 +20,7 @@ from stalwart.storage import (
     InvalidRecord,
     Key,
     Replace,
+    StorageError,
     Store,
     StoreConfigurationError,
     StoreUnavailable,
@@ -276,6 +277,20 @@ def test_a_read_only_database_is_a_configuration_error(db_path):
                 store.increment(KEY, "n")
     finally:
         read_only.close()
+
+
+def test_a_corrupt_database_is_a_permanent_storage_error(db_path):
+    with SQLiteStore(db_path, table="t") as store:
+        for index in range(50):
+            store.create(Key(f"p{index}"), {"x": "y" * 500})
+    with db_path.open("r+b") as file:  # the store closed: its WAL is checkpointed into the file
+        file.seek(4096)
+        file.write(b"\xff" * 4096)
+    with SQLiteStore(db_path, table="t") as store, pytest.raises(StorageError) as caught:
+        store.get(Key("p3"))
+    assert type(caught.value) is StorageError  # neither retried nor a configuration mistake
+    assert "malformed" in str(caught.value)
+    assert str(db_path) in str(caught.value)
 
 
 def test_a_full_database_is_store_unavailable():
