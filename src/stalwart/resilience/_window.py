@@ -10,6 +10,7 @@ is atomic, so a success that changes nothing can skip the lock (see ``_breaker.p
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 FAILURE = 1
@@ -44,24 +45,22 @@ class TimeWindow:
 class CountRing:
     """The last ``size`` outcomes in a ring buffer, with running counts.
 
-    Slots are handed out by an ``itertools.count``: ``next()`` on it is one C call, atomic
-    under the GIL, so two threads can never get the same slot nor skip one -- unlike an index
-    read, incremented and written back, which loses an update when threads interleave.
+    Slots are handed out by ``itertools.cycle(range(size))``: ``next()`` on it is one C call,
+    atomic under the GIL, so two threads can never get the same slot nor skip one -- unlike
+    an index read, incremented and written back, which loses an update when threads
+    interleave between the read and the write.
     """
 
-    __slots__ = ("_tickets", "buf", "calls", "failures", "size", "slow")
+    __slots__ = ("buf", "calls", "failures", "size", "slow", "take_slot")
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.buf = [UNUSED] * size
-        self._tickets = itertools.count()
+        # The slot of the next outcome: thread-safe and lock-free (see the class docstring).
+        self.take_slot: Callable[[], int] = itertools.cycle(range(size)).__next__
         self.calls = 0
         self.failures = 0
         self.slow = 0
-
-    def take_slot(self) -> int:
-        """The slot of the next outcome (thread-safe, lock-free)."""
-        return next(self._tickets) % self.size
 
     def record(self, outcome: int, now: float, slot: int | None = None) -> None:  # noqa: ARG002 - same shape as TimeRing
         """Write ``outcome`` into ``slot`` (taken with :meth:`take_slot`), or the next slot."""
