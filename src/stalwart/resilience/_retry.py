@@ -176,6 +176,8 @@ def _retry_after(cause: BaseException | None) -> float | None:
     exception's) bug, and the policy's own backoff applies.
     """
     value = getattr(cause, "retry_after_s", None)
+    if value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if not 0.0 <= value < math.inf:

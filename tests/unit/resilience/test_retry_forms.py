@@ -17,6 +17,7 @@ from stalwart.resilience import (
     retry,
     retry_testing,
 )
+from unit.resilience.test_retry import Sleeps
 
 type Work = Callable[[], object]
 
@@ -79,27 +80,14 @@ class Script:
         return outcome
 
 
-class Waits:
-    """Records the waits of both sleep functions, never sleeping."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-
-    async def async_sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-
-
-def policy_with(waits: Waits, **options: Any) -> RetryPolicy:
+def policy_with(sleeps: Sleeps, **options: Any) -> RetryPolicy:
     options.setdefault("on", ConnectionError)
     options.setdefault("rand", lambda: 1.0)
-    return retry(sleep=waits.sleep, async_sleep=waits.async_sleep, **options)
+    return retry(sleep=sleeps, async_sleep=sleeps.async_sleep, **options)
 
 
 def test_retries_until_success_with_backoff(form: Form) -> None:
-    waits = Waits()
+    waits = Sleeps()
     work = Script(ConnectionError(1), ConnectionError(2), "ok")
     assert form(policy_with(waits, attempts=3, base_s=0.1), work) == "ok"
     assert work.calls == 3
@@ -109,7 +97,7 @@ def test_retries_until_success_with_backoff(form: Form) -> None:
 def test_exhausted_reraises_the_last_error_unchanged(form: Form) -> None:
     work = Script(ConnectionError(1), ConnectionError(2), ConnectionError(3))
     with pytest.raises(ConnectionError) as info:
-        form(policy_with(Waits(), attempts=3), work)
+        form(policy_with(Sleeps(), attempts=3), work)
     assert info.value is work.raised[-1]
     assert info.value.__context__ is None
 
@@ -117,7 +105,7 @@ def test_exhausted_reraises_the_last_error_unchanged(form: Form) -> None:
 def test_other_errors_propagate_at_once(form: Form) -> None:
     work = Script(KeyError("not retried"), "ok")
     with pytest.raises(KeyError):
-        form(policy_with(Waits(), attempts=5), work)
+        form(policy_with(Sleeps(), attempts=5), work)
     assert work.calls == 1
 
 
@@ -125,7 +113,7 @@ def test_budget_spent_on_retries_and_refunded_on_success(form: Form) -> None:
     budget = RetryBudget(capacity=100, retry_cost=5, timeout_cost=10, success_refund=1)
     for _ in range(4):
         assert budget.try_withdraw(ConnectionError())  # 80 left: room for refunds to show
-    policy = policy_with(Waits(), on=(ConnectionError, TimeoutError), attempts=5, budget=budget)
+    policy = policy_with(Sleeps(), on=(ConnectionError, TimeoutError), attempts=5, budget=budget)
 
     assert form(policy, Script(ConnectionError(), TimeoutError(), "ok")) == "ok"
     assert budget.tokens == 80 - 5 - 10 + 10  # two retries spent; the success refunds the last
@@ -138,7 +126,7 @@ def test_budget_spent_on_retries_and_refunded_on_success(form: Form) -> None:
 
 def test_empty_budget_stops_retrying(form: Form) -> None:
     budget = RetryBudget(capacity=5, retry_cost=5)
-    policy = policy_with(Waits(), attempts=10, budget=budget)
+    policy = policy_with(Sleeps(), attempts=10, budget=budget)
     first = Script(ConnectionError())
     with pytest.raises(ConnectionError):
         form(policy, first)
@@ -152,7 +140,7 @@ def test_empty_budget_stops_retrying(form: Form) -> None:
 def test_on_result_retries_results_and_returns_the_last_when_exhausted(form: Form) -> None:
     events: list[RetryEvent] = []
     policy = policy_with(
-        Waits(), on=(), on_result=lambda r: r is None, attempts=3, hooks=(events.append,)
+        Sleeps(), on=(), on_result=lambda r: r is None, attempts=3, hooks=(events.append,)
     )
     work = Script(None, None, "ok")
     assert form(policy, work) == "ok"
@@ -167,7 +155,7 @@ def test_on_result_retries_spend_and_refund_the_budget(form: Form) -> None:
     budget = RetryBudget(capacity=100, retry_cost=5, success_refund=1)
     for _ in range(4):
         budget.try_withdraw(ConnectionError())
-    policy = policy_with(Waits(), on_result=lambda r: r == "busy", attempts=3, budget=budget)
+    policy = policy_with(Sleeps(), on_result=lambda r: r == "busy", attempts=3, budget=budget)
     assert form(policy, Script("busy", "ok")) == "ok"
     assert budget.tokens == 80  # spent 5 on the retry, refunded 5 by the success
 
@@ -205,7 +193,7 @@ def test_total_deadline_stops_before_a_wait_would_cross_it(form: Form) -> None:
 
 
 def test_callers_deadline_stops_the_retries(form: Form) -> None:
-    waits = Waits()
+    waits = Sleeps()
     work = Script(ConnectionError())
     with deadline(0.3), pytest.raises(ConnectionError):
         form(policy_with(waits, attempts=10, base_s=0.4, cap_s=0.4), work)
@@ -223,7 +211,7 @@ class ThrottledError(Exception):
 
 
 def test_retry_after_lengthens_the_wait(form: Form) -> None:
-    waits = Waits()
+    waits = Sleeps()
     work = Script(ThrottledError(2.5), ThrottledError(None), "ok")
     assert form(policy_with(waits, on=ThrottledError, base_s=0.01), work) == "ok"
     assert waits.waits == pytest.approx([2.5, 0.02])
@@ -232,13 +220,13 @@ def test_retry_after_lengthens_the_wait(form: Form) -> None:
 def test_retry_after_past_the_total_deadline_ends_the_retries(form: Form) -> None:
     work = Script(ThrottledError(60.0), "ok")
     with pytest.raises(ThrottledError):
-        form(policy_with(Waits(), on=ThrottledError, total_s=5.0), work)
+        form(policy_with(Sleeps(), on=ThrottledError, total_s=5.0), work)
     assert work.calls == 1
 
 
 def test_hooks_per_policy_and_global(form: Form) -> None:
     local: list[RetryEvent] = []
-    policy = policy_with(Waits(), attempts=3, base_s=0.1, hooks=(local.append,), name="fetch")
+    policy = policy_with(Sleeps(), attempts=3, base_s=0.1, hooks=(local.append,), name="fetch")
     work = Script(ConnectionError("a"), ConnectionError("b"), "ok")
     assert form(policy, work) == "ok"
     assert [(e.name, e.attempt, e.wait_s, e.cause) for e in local] == [
@@ -253,12 +241,12 @@ def test_a_failing_hook_does_not_change_the_outcome(
     def broken(_: RetryEvent) -> None:
         raise RuntimeError("hook bug")
 
-    assert form(policy_with(Waits(), hooks=(broken,)), Script(ConnectionError(), "ok")) == "ok"
+    assert form(policy_with(Sleeps(), hooks=(broken,)), Script(ConnectionError(), "ok")) == "ok"
     assert "hook bug" in caplog.text
 
 
 def test_test_mode_never_sleeps_and_caps_attempts(form: Form) -> None:
-    waits = Waits()
+    waits = Sleeps()
     policy = policy_with(waits, attempts=5, base_s=30.0, cap_s=60.0)
     with retry_testing():
         work = Script(ConnectionError(), ConnectionError(), "ok")
@@ -274,7 +262,7 @@ def test_test_mode_never_sleeps_and_caps_attempts(form: Form) -> None:
 def test_base_exceptions_are_never_retried(form: Form) -> None:
     work = Script(KeyboardInterrupt(), "ok")
     with pytest.raises(KeyboardInterrupt):
-        form(policy_with(Waits(), on=Exception), work)
+        form(policy_with(Sleeps(), on=Exception), work)
     assert work.calls == 1
 
 
@@ -290,7 +278,7 @@ def test_loop_with_on_result_requires_the_result() -> None:
 
 
 def test_loop_attempt_reports_number_and_next_wait() -> None:
-    waits = Waits()
+    waits = Sleeps()
     seen = []
     for attempt in policy_with(waits, attempts=3, base_s=0.1):
         with attempt:
