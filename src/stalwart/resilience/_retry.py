@@ -260,10 +260,10 @@ class RetryPolicy:
                 raise TypeError(f"retry {option}={value!r}: expected a callable")
         if self.budget is not None and not isinstance(self.budget, RetryBudget):
             raise TypeError(f"retry budget={self.budget!r}: expected a RetryBudget")
-        hooks = tuple(self.hooks)
-        if not all(callable(hook) for hook in hooks):
-            raise TypeError(f"retry hooks={self.hooks!r}: expected callables")
-        object.__setattr__(self, "hooks", hooks)
+        hooks = self.hooks
+        if not isinstance(hooks, (tuple, list)) or not all(callable(hook) for hook in hooks):
+            raise TypeError(f"retry hooks={hooks!r}: expected a tuple of callables")
+        object.__setattr__(self, "hooks", tuple(hooks))
         types = _exception_types(self.on)
         if types is not None:
             catch, pred = types, None

@@ -591,6 +591,7 @@ def test_the_errors_to_retry_are_given_once() -> None:
         ({"total_s": float("nan")}, ValueError, "total_s=nan"),
         ({"jitter": "gaussian"}, ValueError, "jitter='gaussian'"),
         ({"hooks": (print, "not a hook")}, TypeError, "hooks="),
+        ({"hooks": print}, TypeError, "expected a tuple of callables"),
         ({"on_result": True}, TypeError, "on_result=True"),
         ({"budget": 500}, TypeError, "budget=500"),
         ({"sleep": None}, TypeError, "sleep=None"),
