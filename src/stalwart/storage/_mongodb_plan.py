@@ -14,10 +14,11 @@ Document shape (one record per document)::
      "w": ObjectId(...)}                    # token of the last write (see below)
 
 Every write sets ``w`` to a fresh token, so one post-image tells our write from the record that
-blocked it. Every pipeline also first checks ``w == token``: should a server re-execute a retried
-write (MongoDB and secantusdb 0.7 deduplicate retries by ``txnNumber``; a server or proxy that
-does not would), the retry leaves the document alone and the decoder still recognises its own
-write instead of reporting a conflict or incrementing twice.
+blocked it. Every pipeline also first checks ``w == token``: where a server re-executes a
+retried write (MongoDB never does; secantusdb does when the client sets ``timeoutMS``), the
+retry leaves the document alone and the decoder still recognises its own write instead of
+reporting a conflict or incrementing twice. The check costs no round trip, so it runs on every
+server.
 
 Plans follow MongoDB's semantics: every single-record operation is one command. The workarounds
 for secantusdb, the emulator the test suite runs on, run only where the executor answers
