@@ -1,6 +1,7 @@
 """What secantusdb (the MongoDB emulator the suite runs on) does differently, pinned on a live
 server with plain pymongo calls, so an upgrade that changes it shows which workaround in
-docs/storage/mongodb.md ("secantusdb") to revisit."""
+docs/storage/mongodb.md ("secantusdb") to revisit. (Its retried writes are pinned beside the
+store's in test_mongodb_store.py, which has the fail point.)"""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from stalwart.storage import Key, StorageError
 from stalwart.storage._mongodb_plan import server_from_build_info
 from stalwart.storage.mongodb import MongoStore
 
-PROBE_APP = "stalwart-secantusdb-probe"
 RACERS = 6
 RACE_BUDGET_S = 5.0
 
@@ -74,41 +74,6 @@ def test_secantusdb_loses_the_post_image_of_a_contended_upsert(client: MongoClie
     race(upsert, lambda: bool(nulls))
     assert nulls, "secantusdb now returns every upsert's post-image: revisit the workarounds"
     assert collection.find_one({"_id": nulls[0]}) == {"_id": nulls[0], "n": RACERS}
-
-
-@pytest.mark.parametrize(("timeout_ms", "applied"), [(None, 1), (10_000, 2)])
-def test_secantusdb_re_executes_a_retried_write_when_the_client_sets_a_timeout(
-    mongodb_srv: RunningServer, client: MongoClient, timeout_ms: int | None, applied: int
-) -> None:
-    """pymongo retries a write answered with a RetryableWriteError after it was applied, with
-    the same lsid and txnNumber; MongoDB answers the retry without applying it again.
-    secantusdb does too, unless the client sets ``timeoutMS`` (stalwart's URL stores do): the
-    retry then carries another ``maxTimeMS``, which secantusdb counts as a different write, and
-    applies it a second time. The write token (``w``) is what keeps that harmless."""
-    collection = client["stalwart_unit"][unique_name("q")]
-    collection.insert_one({"_id": 1, "n": 0})
-    probe: MongoClient = MongoClient(mongodb_srv.url, appname=PROBE_APP, timeoutMS=timeout_ms)
-    client.admin.command(
-        {
-            "configureFailPoint": "failCommand",
-            "mode": {"times": 1},
-            "data": {
-                "failCommands": ["findAndModify"],
-                "appName": PROBE_APP,
-                "writeConcernError": {"code": 6, "errmsg": "injected"},
-                "errorLabels": ["RetryableWriteError"],
-            },
-        }
-    )
-    try:
-        after = probe[collection.database.name][collection.name].find_one_and_update(
-            {"_id": 1}, [{"$set": {"n": {"$add": ["$n", 1]}}}], return_document=True
-        )
-    finally:
-        client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
-        probe.close()
-    assert after == {"_id": 1, "n": applied}
-    assert collection.find_one({"_id": 1}) == {"_id": 1, "n": applied}
 
 
 def test_mongodb_semantics_on_secantusdb_fail_loudly_in_a_race(client: MongoClient) -> None:

@@ -392,6 +392,44 @@ def test_check_absent_leaves_only_an_invisible_tombstone(store: MongoStore) -> N
 # --- retried writes --------------------------------------------------------------------------
 
 
+RETRYABLE_AFTER_APPLYING_ONCE = {
+    "configureFailPoint": "failCommand",
+    "mode": {"times": 1},
+    "data": {
+        "failCommands": ["findAndModify"],
+        "appName": FAIL_APP,
+        "writeConcernError": {"code": 6, "errmsg": "injected"},
+        "errorLabels": ["RetryableWriteError"],
+    },
+}
+"""The next findAndModify of a FAIL_APP client is applied, then answered with a retryable
+write-concern error, so pymongo sends it again."""
+
+
+@pytest.mark.parametrize(("timeout_ms", "applied"), [(None, 1), (10_000, 2)])
+def test_secantusdb_re_executes_a_retried_write_when_the_client_sets_a_timeout(
+    mongodb_srv: RunningServer, client: MongoClient, timeout_ms: int | None, applied: int
+) -> None:
+    """pymongo retries a write answered with a RetryableWriteError after it was applied, with
+    the same lsid and txnNumber; MongoDB answers the retry without applying it again.
+    secantusdb does too, unless the client sets ``timeoutMS`` (stalwart's URL stores do): the
+    retry then carries another ``maxTimeMS``, which secantusdb counts as a different write, and
+    applies it a second time. The write token (``w``) is what keeps that harmless."""
+    collection = client["stalwart_unit"][unique_name("q")]
+    collection.insert_one({"_id": 1, "n": 0})
+    probe: MongoClient = MongoClient(mongodb_srv.url, appname=FAIL_APP, timeoutMS=timeout_ms)
+    client.admin.command(RETRYABLE_AFTER_APPLYING_ONCE)
+    try:
+        after = probe[collection.database.name][collection.name].find_one_and_update(
+            {"_id": 1}, [{"$set": {"n": {"$add": ["$n", 1]}}}], return_document=True
+        )
+    finally:
+        client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+        probe.close()
+    assert after == {"_id": 1, "n": applied}
+    assert collection.find_one({"_id": 1}) == {"_id": 1, "n": applied}
+
+
 def test_a_retried_write_is_not_misreported(
     mongodb_srv: RunningServer, client: MongoClient, collection, server: ServerChoice
 ) -> None:
@@ -401,16 +439,7 @@ def test_a_retried_write_is_not_misreported(
     decoder recognises, so the write is reported, and counted, once."""
     mongo: MongoClient = MongoClient(mongodb_srv.url, appname=FAIL_APP, timeoutMS=10000)
     store = MongoStore(mongo[collection.database.name][collection.name], server=server)
-    fail_once = {
-        "configureFailPoint": "failCommand",
-        "mode": {"times": 1},
-        "data": {
-            "failCommands": ["findAndModify"],
-            "appName": FAIL_APP,
-            "writeConcernError": {"code": 6, "errmsg": "injected"},
-            "errorLabels": ["RetryableWriteError"],
-        },
-    }
+    fail_once = RETRYABLE_AFTER_APPLYING_ONCE
     try:
         client.admin.command(fail_once)
         assert store.create(Key("retry", "c"), {"n": 1}).version == 1
