@@ -7,7 +7,12 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from stalwart.storage._contract import InvalidRecord
-from stalwart.storage._mongodb_plan import DEFAULT_MAX_ITEM_BYTES, check_max_item_bytes
+from stalwart.storage._mongodb_plan import (
+    DEFAULT_MAX_ITEM_BYTES,
+    ServerChoice,
+    check_max_item_bytes,
+    check_server,
+)
 
 DEFAULT_DATABASE: Final = "stalwart"
 DEFAULT_COLLECTION: Final = "records"
@@ -18,7 +23,7 @@ DEFAULT_TIMEOUTS_MS: Final = {
     "timeoutMS": 10_000,
 }
 """Applied unless the URL sets the option itself (or ``timeout=<seconds>`` sets all four)."""
-_STALWART_PARAMS: Final = frozenset({"collection", "create", "timeout", "max_item_bytes"})
+_STALWART_PARAMS: Final = frozenset({"collection", "create", "timeout", "max_item_bytes", "server"})
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off", ""})
 
@@ -35,6 +40,8 @@ class MongoUrl:
     max_item_bytes: int
     client_options: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for the client: the explicit timeouts the URL did not set."""
+    server: ServerChoice = "auto"
+    """Whose semantics the store follows (see :class:`stalwart.storage.mongodb.MongoStore`)."""
 
 
 def _flag(name: str, value: str) -> bool:
@@ -61,8 +68,9 @@ def parse_url(url: str) -> MongoUrl:
 
     ``mongodb://host:port/<database>?collection=<name>&create=true&timeout=5`` — ``collection``
     (default ``records``), ``create`` (create the indexes if missing; dev/test),
-    ``timeout`` (seconds, sets all four client timeouts) and ``max_item_bytes`` are
-    stalwart's; every other parameter is pymongo's and is passed through unchanged.
+    ``timeout`` (seconds, sets all four client timeouts), ``max_item_bytes`` and ``server``
+    (``auto``, ``mongodb`` or ``secantusdb``) are stalwart's; every other parameter is
+    pymongo's and is passed through unchanged.
 
     >>> parse_url("mongodb://db:27017/app?collection=orders&replicaSet=rs0").collection
     'orders'
@@ -111,4 +119,5 @@ def parse_url(url: str) -> MongoUrl:
         _flag("create", ours.get("create", "")),
         max_item_bytes,
         options,
+        check_server(ours.get("server", "auto")),
     )
