@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 import traceback
@@ -46,12 +47,17 @@ _LEVEL_NAMES: Final = {
     logging.ERROR: "ERROR",
     logging.CRITICAL: "CRITICAL",
 }
-# Attributes every LogRecord has; anything else on a foreign record came from ``extra=``.
+# Attributes every LogRecord has; anything else on a foreign record came from ``extra=``
+# (except the few listed here that libraries add for their own formatters).
 _RECORD_ATTRS: Final = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
     "asctime",
     "taskName",
+    # uvicorn passes its message again with ANSI colours, for its own coloured formatter.
+    "color_message",
 }
+# CSI sequences (colours, bold): werkzeug colours its request lines, even when not on a tty.
+_ANSI_ESCAPE: Final = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _RESERVED: Final = frozenset(
     {"timestamp", "level", "message", "logger", "service", CORRELATION_ID, "event"}
 )
@@ -176,7 +182,7 @@ class JsonFormatter(logging.Formatter):
         msg = record.msg
         if type(msg) is _Rendered:
             return msg
-        event: EventDict = {"event": record.getMessage()}
+        event: EventDict = {"event": _ANSI_ESCAPE.sub("", record.getMessage())}
         for key, value in record.__dict__.items():
             if key not in _RECORD_ATTRS:
                 event[key] = value

@@ -10,7 +10,12 @@ from pymongo.errors import ConfigurationError
 from pymongo.uri_parser import split_options
 
 from stalwart.storage._contract import InvalidRecord, StoreConfigurationError
-from stalwart.storage._mongodb_plan import DEFAULT_MAX_ITEM_BYTES, check_max_item_bytes
+from stalwart.storage._mongodb_plan import (
+    DEFAULT_MAX_ITEM_BYTES,
+    ServerChoice,
+    check_max_item_bytes,
+    check_server,
+)
 from stalwart.storage._url import (
     flag,
     positive_number,
@@ -28,7 +33,7 @@ DEFAULT_TIMEOUTS_MS: Final = {
     "timeoutMS": 10_000,
 }
 """Applied unless the URL sets the option itself (or ``timeout=<seconds>`` sets all four)."""
-_STALWART_PARAMS: Final = frozenset({"collection", "create", "timeout", "max_item_bytes"})
+_STALWART_PARAMS: Final = frozenset({"collection", "create", "timeout", "max_item_bytes", "server"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +48,8 @@ class MongoUrl:
     max_item_bytes: int
     client_options: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for the client: the explicit timeouts the URL did not set."""
+    server: ServerChoice = "auto"
+    """Whose semantics the store follows (see :class:`stalwart.storage.mongodb.MongoStore`)."""
 
 
 def _client_query(query: str) -> str:
@@ -79,10 +86,11 @@ def parse_url(url: str) -> MongoUrl:
 
     ``mongodb://host:port/<database>?collection=<name>&create=true&timeout=5`` — ``collection``
     (default ``records``), ``create`` (create the indexes if missing; dev/test),
-    ``timeout`` (seconds, sets all four client timeouts) and ``max_item_bytes`` are
-    stalwart's; every other parameter is pymongo's and is passed through unchanged, once
-    pymongo's URI parser accepts it (an unknown option or a bad value is
-    :class:`StoreConfigurationError`, like a bad stalwart option).
+    ``timeout`` (seconds, sets all four client timeouts), ``max_item_bytes`` and ``server``
+    (``auto``, ``mongodb`` or ``secantusdb``) are stalwart's; every other parameter is
+    pymongo's and is passed through unchanged, once pymongo's URI parser accepts it (an
+    unknown option or a bad value is :class:`StoreConfigurationError`, like a bad stalwart
+    option).
 
     >>> parse_url("mongodb://db:27017/app?collection=orders&replicaSet=rs0").collection
     'orders'
@@ -126,4 +134,5 @@ def parse_url(url: str) -> MongoUrl:
         flag("create", ours.get("create") or "false"),
         max_item_bytes,
         options,
+        check_server(ours.get("server", "auto")),
     )

@@ -110,7 +110,8 @@ def partition_key(prefix: str, partition: str) -> str:
 
     ``{`` ``}`` ``:`` and ``%`` are percent-escaped so that the tag always ends where it should
     and two (prefix, partition) pairs never share one. Other modules may append their own
-    suffixes; the store uses ``i`` (the index) and ``r:<sort key>`` (records).
+    suffixes; the store uses ``i`` (the index), ``r:<sort key>`` (records) and ``w:<token>``
+    (replay markers, see ``_redis_scripts``).
 
     >>> partition_key("app", "acct:{1}")
     '{app:acct%3A%7B1%7D}'
@@ -162,15 +163,23 @@ class Layout:
         tag = utf8(self.tag(key.partition))
         return tag + b"r:" + utf8(key.sort), tag + b"i"
 
+    def write_keys(self, key: Key, *, remember: bool) -> tuple[bytes, ...]:
+        """:meth:`keys`, plus a fresh replay marker in the partition's slot if ``remember``."""
+        record, index = self.keys(key)
+        if remember:
+            return record, index, index[:-1] + replay_marker()  # index[:-1]: the tag
+        return record, index
+
 
 # ---------------------------------------------------------------------------------------------
 # Argument encoding
 # ---------------------------------------------------------------------------------------------
 
 
-def new_token() -> str:
-    """A random write token identifying one call (see the scripts' replay checks)."""
-    return os.urandom(8).hex()  # what secrets.token_hex(8) returns, without its call layers
+def replay_marker() -> bytes:
+    """``w:<random token>``: the key suffix under which one call's outcome is remembered for a
+    resend of the same call (see ``_redis_scripts``)."""
+    return b"w:" + os.urandom(8).hex().encode()  # secrets.token_hex(8) without its call layers
 
 
 def _float_text(value: float) -> str:
@@ -249,8 +258,16 @@ def get_call(layout: Layout, key: Key, now: float) -> Call[Record | None]:
 
 
 def create_call(
-    layout: Layout, key: Key, data: JSONObject, *, ttl: float | None, now: float
+    layout: Layout,
+    key: Key,
+    data: JSONObject,
+    *,
+    ttl: float | None,
+    now: float,
+    remember: bool = True,
 ) -> Call[Record]:
+    """``remember``: the client may resend the call, so its outcome is remembered (on every
+    write call; see ``_redis_scripts``)."""
     validate_key(key)
     text = _data_text(data)
     expires_at, expires, millis = _expiry_args(ttl, now)
@@ -263,8 +280,8 @@ def create_call(
 
     return Call(
         ScriptName.CREATE,
-        layout.keys(key),
-        (_float_text(now), text, expires, millis, utf8(key.sort), new_token()),
+        layout.write_keys(key, remember=remember),
+        (_float_text(now), text, expires, millis, utf8(key.sort)),
         decode,
     )
 
@@ -277,6 +294,7 @@ def replace_call(
     expected_version: int,
     ttl: float | None,
     now: float,
+    remember: bool = True,
 ) -> Call[Record]:
     validate_key(key)
     validate_version(expected_version)
@@ -291,14 +309,13 @@ def replace_call(
 
     return Call(
         ScriptName.REPLACE,
-        layout.keys(key),
+        layout.write_keys(key, remember=remember),
         (
             _float_text(now),
             text,
             expires,
             millis,
             utf8(key.sort),
-            new_token(),
             str(expected_version),
             str(expected_version + 1),
         ),
@@ -307,7 +324,7 @@ def replace_call(
 
 
 def delete_call(
-    layout: Layout, key: Key, *, expected_version: int | None, now: float
+    layout: Layout, key: Key, *, expected_version: int | None, now: float, remember: bool = True
 ) -> Call[bool]:
     validate_key(key)
     if expected_version is not None:
@@ -321,7 +338,7 @@ def delete_call(
 
     return Call(
         ScriptName.DELETE,
-        layout.keys(key),
+        layout.write_keys(key, remember=remember),
         (
             _float_text(now),
             utf8(key.sort),
@@ -332,7 +349,14 @@ def delete_call(
 
 
 def increment_call(
-    layout: Layout, key: Key, field: str, by: float, *, ttl: float | None, now: float
+    layout: Layout,
+    key: Key,
+    field: str,
+    by: float,
+    *,
+    ttl: float | None,
+    now: float,
+    remember: bool = True,
 ) -> Call[Record]:
     validate_key(key)
     field_token = _field_token(field)
@@ -347,11 +371,10 @@ def increment_call(
 
     return Call(
         ScriptName.INCREMENT,
-        layout.keys(key),
+        layout.write_keys(key, remember=remember),
         (
             _float_text(now),
             utf8(key.sort),
-            new_token(),
             utf8(field_token),
             amount,
             created,
@@ -510,6 +533,7 @@ def transact_call(
     max_items: int,
     now: float,
     single_slot: bool,
+    remember: bool = True,
 ) -> Call[list[Record | None]]:
     validate_operations(operations, max_items)
     ops = list(operations)
@@ -520,13 +544,15 @@ def transact_call(
             f"{sorted({op.key.partition for op in ops})}"
         )
     keys: list[Arg] = []
-    args: list[Arg] = [_float_text(now), new_token(), str(len(ops))]
+    args: list[Arg] = [_float_text(now), str(len(ops))]
     sent: list[Arg] = []
     for operation in ops:
         keys += layout.keys(operation.key)
         kind, *rest = _item_args(operation, now)
         args += [kind, utf8(operation.key.sort), *rest]
         sent.append(rest[2])
+    if remember:  # in the first item's slot: in cluster mode every item shares it
+        keys.append(utf8(layout.tag(ops[0].key.partition)) + replay_marker())
 
     def decode(reply: Reply) -> list[Record | None]:
         if _text(reply[0]) == "conflict":

@@ -2,9 +2,15 @@
 """Lua source of the Redis engine: one script per operation, all checks server-side.
 
 Record layout (see ``docs/storage/redis.md``): a hash with fields ``d`` (compact JSON data),
-``v`` (version, decimal), ``e`` (expires_at as a float literal, ``''`` for none) and ``w`` (the
-write token of the call that last wrote it, used to recognise a client-side replay of the same
-call). Every script receives ``now`` from the store's clock and treats ``e <= now`` as absent.
+``v`` (version, decimal) and ``e`` (expires_at as a float literal, ``''`` for none). Every
+script receives ``now`` from the store's clock and treats ``e <= now`` as absent.
+
+Resends: when the client library may resend a command after losing its reply, every write call
+passes one more key, its *replay marker* ``{tag}w:<random token>``. A write that applies stores
+its reply there for :data:`REPLAY_WINDOW_S`; a call that finds its marker is a resend of a call
+that already ran, and returns that reply without looking at the record -- whatever was written,
+deleted or expired in between. Conflicts write nothing and are not remembered (a resend
+evaluates them afresh, and still applies at most once).
 The partition index (a sorted set) is kept alive at least as long as the records it lists:
 persistent while a persistent record was written into it, else expiring with the longest TTL.
 
@@ -28,11 +34,32 @@ from typing import Final
 
 INVALID_CODE: Final = "STALWART_INVALID"
 
-_COMMON: Final = r"""
+REPLAY_WINDOW_S: Final = 60
+"""How long a write's reply is remembered for a resend of the same call (see the docstring)."""
+
+_COMMON: Final = (
+    f"local REPLAY_MS = '{REPLAY_WINDOW_S * 1000}'\n"
+    r"""
 local INVALID = 'STALWART_INVALID '
 
 local function read(key)
-  return redis.call('HMGET', key, 'd', 'v', 'e', 'w')
+  return redis.call('HMGET', key, 'd', 'v', 'e')
+end
+
+-- The reply of the first run of this very call, if it applied (this is a resend); `marker`
+-- is nil when the client never resends.
+local function replayed(marker)
+  if marker then
+    local seen = redis.call('GET', marker)
+    if seen then return cmsgpack.unpack(seen) end
+  end
+  return nil
+end
+
+-- Returns `reply`, remembered for a resend of this call.
+local function applied(marker, reply)
+  if marker then redis.call('SET', marker, cmsgpack.pack(reply), 'PX', REPLAY_MS) end
+  return reply
 end
 
 local function is_live(cur, now)
@@ -60,8 +87,8 @@ local function fit_index(index, px)
   end
 end
 
-local function put(key, index, member, d, v, e, px, w)
-  redis.call('HSET', key, 'd', d, 'v', v, 'e', e, 'w', w)
+local function put(key, index, member, d, v, e, px)
+  redis.call('HSET', key, 'd', d, 'v', v, 'e', e)
   if px == '' then
     redis.call('PERSIST', key)
   else
@@ -72,6 +99,7 @@ local function put(key, index, member, d, v, e, px, w)
 end
 
 """
+)
 
 # Only the increment and transact scripts need these (``relist`` and the JSON scanner): every
 # script run re-creates its local functions, so the create/replace/delete/query scripts (the
@@ -217,39 +245,42 @@ local function next_version(v)
 end
 """
 
-# KEYS: record, index. ARGV: now, data, expires_at, pexpire_ms, member, token.
+# KEYS: record, index[, replay marker]. ARGV: now, data, expires_at, pexpire_ms, member.
 CREATE: Final = (
     _COMMON
     + r"""
+local seen = replayed(KEYS[3])
+if seen then return seen end
 local now = tonumber(ARGV[1])
 local cur = read(KEYS[1])
-if is_live(cur, now) then
-  if cur[4] == ARGV[6] then return {'ok'} end
-  return {'exists', cur[1], cur[2], cur[3]}
-end
-put(KEYS[1], KEYS[2], ARGV[5], ARGV[2], '1', ARGV[3], ARGV[4], ARGV[6])
-return {'ok'}
+if is_live(cur, now) then return {'exists', cur[1], cur[2], cur[3]} end
+put(KEYS[1], KEYS[2], ARGV[5], ARGV[2], '1', ARGV[3], ARGV[4])
+return applied(KEYS[3], {'ok'})
 """
 )
 
-# KEYS: record, index. ARGV: now, data, expires_at, pexpire_ms, member, token, expected, new.
+# KEYS: record, index[, replay marker].
+# ARGV: now, data, expires_at, pexpire_ms, member, expected, new.
 REPLACE: Final = (
     _COMMON
     + r"""
+local seen = replayed(KEYS[3])
+if seen then return seen end
 local now = tonumber(ARGV[1])
 local cur = read(KEYS[1])
 if not is_live(cur, now) then return {'conflict'} end
-if cur[2] == ARGV[8] and cur[4] == ARGV[6] then return {'ok'} end
-if cur[2] ~= ARGV[7] then return {'conflict', cur[1], cur[2], cur[3]} end
-put(KEYS[1], KEYS[2], ARGV[5], ARGV[2], ARGV[8], ARGV[3], ARGV[4], ARGV[6])
-return {'ok'}
+if cur[2] ~= ARGV[6] then return {'conflict', cur[1], cur[2], cur[3]} end
+put(KEYS[1], KEYS[2], ARGV[5], ARGV[2], ARGV[7], ARGV[3], ARGV[4])
+return applied(KEYS[3], {'ok'})
 """
 )
 
-# KEYS: record, index. ARGV: now, member, expected ('' for unconditional).
+# KEYS: record, index[, replay marker]. ARGV: now, member, expected ('' for unconditional).
 DELETE: Final = (
     _COMMON
     + r"""
+local seen = replayed(KEYS[3])
+if seen then return seen end
 local now = tonumber(ARGV[1])
 local cur = read(KEYS[1])
 if not is_live(cur, now) then
@@ -259,30 +290,31 @@ end
 if ARGV[3] ~= '' and cur[2] ~= ARGV[3] then return {'conflict', cur[1], cur[2], cur[3]} end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[2])
-return {'ok'}
+return applied(KEYS[3], {'ok'})
 """
 )
 
-# KEYS: record, index.
-# ARGV: now, member, token, field (JSON string), by (JSON number), data if created,
-#       expires_at if created, pexpire_ms if created.
+# KEYS: record, index[, replay marker].
+# ARGV: now, member, field (JSON string), by (JSON number), data if created, expires_at if
+#       created, pexpire_ms if created.
 INCREMENT: Final = (
     _COMMON
     + _JSON_HELPERS
     + r"""
+local seen = replayed(KEYS[3])
+if seen then return seen end
 local now = tonumber(ARGV[1])
 local cur = read(KEYS[1])
 if is_live(cur, now) then
-  if cur[4] == ARGV[3] then return {'ok', cur[1], cur[2], cur[3]} end
-  local doc, why = incremented(cur[1], ARGV[4], ARGV[5])
-  if not doc then return redis.error_reply(INVALID .. 'field ' .. ARGV[4] .. ' ' .. why) end
+  local doc, why = incremented(cur[1], ARGV[3], ARGV[4])
+  if not doc then return redis.error_reply(INVALID .. 'field ' .. ARGV[3] .. ' ' .. why) end
   local v = next_version(cur[2])
-  redis.call('HSET', KEYS[1], 'd', doc, 'v', v, 'w', ARGV[3])
+  redis.call('HSET', KEYS[1], 'd', doc, 'v', v)
   relist(KEYS[1], KEYS[2], ARGV[2])
-  return {'ok', doc, v, cur[3]}
+  return applied(KEYS[3], {'ok', doc, v, cur[3]})
 end
-put(KEYS[1], KEYS[2], ARGV[2], ARGV[6], '1', ARGV[7], ARGV[8], ARGV[3])
-return {'ok', ARGV[6], '1', ARGV[7]}
+put(KEYS[1], KEYS[2], ARGV[2], ARGV[5], '1', ARGV[6], ARGV[7])
+return applied(KEYS[3], {'ok', ARGV[5], '1', ARGV[6]})
 """
 )
 
@@ -325,19 +357,21 @@ end
 """
 )
 
-# KEYS: record_1, index_1, record_2, index_2, ...
-# ARGV: now, token, n, then 9 per item: kind (C R D K I), member, expected ('' for none),
+# KEYS: record_1, index_1, record_2, index_2, ...[, replay marker]
+# ARGV: now, n, then 9 per item: kind (C R D K I), member, expected ('' for none),
 #       new version, data, expires_at, pexpire_ms, field (JSON string), by (JSON number).
 TRANSACT: Final = (
     _COMMON
     + _JSON_HELPERS
     + r"""
 local now = tonumber(ARGV[1])
-local token = ARGV[2]
-local n = tonumber(ARGV[3])
+local n = tonumber(ARGV[2])
+local marker = KEYS[2 * n + 1]
+local seen = replayed(marker)
+if seen then return seen end
 local items = {}
 for i = 1, n do
-  local a = 3 + (i - 1) * 9
+  local a = 2 + (i - 1) * 9
   items[i] = {
     kind = ARGV[a + 1], member = ARGV[a + 2], expected = ARGV[a + 3], new = ARGV[a + 4],
     d = ARGV[a + 5], e = ARGV[a + 6], px = ARGV[a + 7], field = ARGV[a + 8], by = ARGV[a + 9],
@@ -345,27 +379,6 @@ for i = 1, n do
   }
   items[i].cur = read(items[i].key)
   items[i].live = is_live(items[i].cur, now)
-end
-
--- A replay of this very call (the client library resent it after losing the reply): the
--- transaction is atomic, so one written item carrying our token proves it was applied.
-for i = 1, n do
-  local it = items[i]
-  if (it.kind == 'C' or it.kind == 'R' or it.kind == 'I') and it.live
-      and it.cur[4] == token then
-    local out = {'ok'}
-    for j = 1, n do
-      local other = items[j]
-      if other.kind == 'I' then
-        out[#out + 1] = other.cur[1]
-      else
-        out[#out + 1] = ''
-      end
-      out[#out + 1] = other.cur[2] or ''
-      out[#out + 1] = other.cur[3] or ''
-    end
-    return out
-  end
 end
 
 local function conflict(i, reason, it)
@@ -400,10 +413,10 @@ for i = 1, n do
   local it = items[i]
   local k = it.kind
   if k == 'C' then
-    put(it.key, it.index, it.member, it.d, '1', it.e, it.px, token)
+    put(it.key, it.index, it.member, it.d, '1', it.e, it.px)
     out[#out + 1] = ''; out[#out + 1] = '1'; out[#out + 1] = it.e
   elseif k == 'R' then
-    put(it.key, it.index, it.member, it.d, it.new, it.e, it.px, token)
+    put(it.key, it.index, it.member, it.d, it.new, it.e, it.px)
     out[#out + 1] = ''; out[#out + 1] = it.new; out[#out + 1] = it.e
   elseif k == 'D' then
     if it.live then
@@ -416,16 +429,16 @@ for i = 1, n do
   else
     if it.live then
       local v = next_version(it.cur[2])
-      redis.call('HSET', it.key, 'd', it.doc, 'v', v, 'w', token)
+      redis.call('HSET', it.key, 'd', it.doc, 'v', v)
       relist(it.key, it.index, it.member)
       out[#out + 1] = it.doc; out[#out + 1] = v; out[#out + 1] = it.cur[3]
     else
-      put(it.key, it.index, it.member, it.d, '1', it.e, it.px, token)
+      put(it.key, it.index, it.member, it.d, '1', it.e, it.px)
       out[#out + 1] = it.d; out[#out + 1] = '1'; out[#out + 1] = it.e
     end
   end
 end
-return out
+return applied(marker, out)
 """
 )
 

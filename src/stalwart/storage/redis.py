@@ -12,8 +12,9 @@ the partition's sorted-set index is ``{tag}i``.
 
 Both stores accept a caller-made client and never close it (unless ``close_client=True``).
 Scripts are sent with ``EVALSHA`` through redis-py's ``register_script``; a ``NOSCRIPT`` reply
-means the script did not run, so redis-py's load-and-retry cannot apply a write twice. Client
-library retries after a lost reply are recognised by a per-call write token (see the docs).
+means the script did not run, so redis-py's load-and-retry cannot apply a write twice. When the
+client retries, a resend after a lost reply is recognised by the call's replay marker and gets
+the first run's reply (see the docs, *Resends*).
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ class RedisStore:
         }
         self._wire_scripts = _wire_scripts(self._scripts)
         self._wire = transport_for(client, SyncWire)
+        self._remember = client_may_resend(client)
 
     @property
     def client(self) -> redis.Redis:
@@ -185,7 +187,11 @@ class RedisStore:
 
     def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
         """See :meth:`~stalwart.storage.Store.create`."""
-        return self._run(create_call(self._layout, key, data, ttl=ttl, now=self._clock()))
+        return self._run(
+            create_call(
+                self._layout, key, data, ttl=ttl, now=self._clock(), remember=self._remember
+            )
+        )
 
     def replace(
         self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
@@ -199,18 +205,29 @@ class RedisStore:
                 expected_version=expected_version,
                 ttl=ttl,
                 now=self._clock(),
+                remember=self._remember,
             )
         )
 
     def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
         """See :meth:`~stalwart.storage.Store.delete`."""
         return self._run(
-            delete_call(self._layout, key, expected_version=expected_version, now=self._clock())
+            delete_call(
+                self._layout,
+                key,
+                expected_version=expected_version,
+                now=self._clock(),
+                remember=self._remember,
+            )
         )
 
     def increment(self, key: Key, field: str, by: float = 1, *, ttl: float | None = None) -> Record:
         """See :meth:`~stalwart.storage.Store.increment`."""
-        return self._run(increment_call(self._layout, key, field, by, ttl=ttl, now=self._clock()))
+        return self._run(
+            increment_call(
+                self._layout, key, field, by, ttl=ttl, now=self._clock(), remember=self._remember
+            )
+        )
 
     def query(
         self,
@@ -243,6 +260,7 @@ class RedisStore:
                 max_items=MAX_TRANSACTION_ITEMS,
                 now=self._clock(),
                 single_slot=self._cluster,
+                remember=self._remember,
             )
         )
 
@@ -283,6 +301,7 @@ class AsyncRedisStore:
         }
         self._wire_scripts = _wire_scripts(self._scripts)
         self._wire = transport_for(client, AsyncWire)
+        self._remember = client_may_resend(client)
 
     @property
     def client(self) -> redis.asyncio.Redis:
@@ -341,7 +360,11 @@ class AsyncRedisStore:
 
     async def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
         """See :meth:`~stalwart.storage.AsyncStore.create`."""
-        return await self._run(create_call(self._layout, key, data, ttl=ttl, now=self._clock()))
+        return await self._run(
+            create_call(
+                self._layout, key, data, ttl=ttl, now=self._clock(), remember=self._remember
+            )
+        )
 
     async def replace(
         self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
@@ -355,13 +378,20 @@ class AsyncRedisStore:
                 expected_version=expected_version,
                 ttl=ttl,
                 now=self._clock(),
+                remember=self._remember,
             )
         )
 
     async def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
         """See :meth:`~stalwart.storage.AsyncStore.delete`."""
         return await self._run(
-            delete_call(self._layout, key, expected_version=expected_version, now=self._clock())
+            delete_call(
+                self._layout,
+                key,
+                expected_version=expected_version,
+                now=self._clock(),
+                remember=self._remember,
+            )
         )
 
     async def increment(
@@ -369,7 +399,9 @@ class AsyncRedisStore:
     ) -> Record:
         """See :meth:`~stalwart.storage.AsyncStore.increment`."""
         return await self._run(
-            increment_call(self._layout, key, field, by, ttl=ttl, now=self._clock())
+            increment_call(
+                self._layout, key, field, by, ttl=ttl, now=self._clock(), remember=self._remember
+            )
         )
 
     async def query(
@@ -403,6 +435,7 @@ class AsyncRedisStore:
                 max_items=MAX_TRANSACTION_ITEMS,
                 now=self._clock(),
                 single_slot=self._cluster,
+                remember=self._remember,
             )
         )
 
@@ -412,6 +445,19 @@ class AsyncRedisStore:
             await self._wire.close()
         if self._close_client:
             await self._client.aclose()
+
+
+def client_may_resend(client: redis.Redis | redis.asyncio.Redis) -> bool:
+    """Whether the client library may resend a command after losing its reply (its ``Retry``
+    retries), so that the store's writes must be remembered for a resend (see the docs)."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
+    if kwargs is None:
+        return True  # no plain pool (Cluster...): assume the client's own retries
+    retry = kwargs.get("retry")
+    if retry is not None:
+        return bool(retry.get_retries() > 0)
+    # redis-py gives such connections one retry when errors to retry on are named.
+    return bool(kwargs.get("retry_on_error") or kwargs.get("retry_on_timeout"))
 
 
 def _wire_scripts(scripts: dict[ScriptName, Any]) -> dict[ScriptName, WireScript]:

@@ -1,13 +1,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
+import uvicorn
+from flask import Flask
 from pydantic import SecretStr
+from werkzeug.serving import make_server
 
 from stalwart.observability import (
     REDACTED,
@@ -390,3 +398,73 @@ def test_a_processor_must_return_a_dict(json_logs):
     configure(processors=[lambda _logger, _method, _event: "not a dict"])
     with pytest.raises(TypeError, match="must return a dict"):
         get_logger().info("x")
+
+
+@contextmanager
+def logger_level(name: str, level: int) -> Iterator[None]:
+    """Another test's server may have left this logger's level set; pin it for the block."""
+    logger = logging.getLogger(name)
+    saved = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(saved)
+
+
+async def hello_asgi(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"hi"})
+
+
+def test_uvicorn_color_message_is_not_a_field(json_logs):
+    # A real uvicorn server logs "Started server process [%d]" with extra={"color_message": ...},
+    # the same text with ANSI colours for its own formatter; a JSON line must not carry it.
+    configure, lines = json_logs
+    configure()
+    config = uvicorn.Config(hello_asgi, host="127.0.0.1", port=0, log_config=None, lifespan="off")
+    server = uvicorn.Server(config)
+    with logger_level("uvicorn.error", logging.INFO):
+        thread = threading.Thread(target=server.run)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not server.started and thread.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert server.started
+        finally:
+            server.should_exit = True
+            thread.join(10)
+    started = [x for x in lines() if x["message"].startswith("Started server process")]
+    assert started, lines()
+    for line in lines():
+        assert "color_message" not in line
+        assert "\x1b" not in json.dumps(line)
+
+
+def test_werkzeug_ansi_colours_are_stripped_from_messages(json_logs):
+    # werkzeug colours the request line of its log ("GET /missing HTTP/1.1" in yellow for a 404).
+    configure, lines = json_logs
+    configure()
+    server = make_server("127.0.0.1", 0, Flask(__name__))
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        with logger_level("werkzeug", logging.INFO):
+            response = httpx.get(f"http://127.0.0.1:{server.port}/missing", timeout=10)
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
+    assert response.status_code == 404
+    (line,) = [x for x in lines() if x["logger"] == "werkzeug"]
+    assert '"GET /missing HTTP/1.1" 404' in line["message"]
+    assert "\x1b" not in line["message"]
+
+
+def test_ansi_escapes_are_stripped_from_foreign_messages_only(json_logs):
+    configure, lines = json_logs
+    configure()
+    logging.getLogger("lib").info("\x1b[1m\x1b[31m%s\x1b[0m failed", "GET /x")
+    get_logger("app").info("kept as logged: \x1b[1m")
+    assert [x["message"] for x in lines()] == ["GET /x failed", "kept as logged: \x1b[1m"]

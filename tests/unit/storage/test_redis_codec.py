@@ -128,15 +128,21 @@ def test_bad_input_is_invalid_record(bad):
 
 def test_ttl_sets_physical_expiry_with_grace():
     call = create_call(LAYOUT, Key("p"), {}, ttl=2.5, now=100.0)
-    # ARGV: now, data, expires_at, pexpire_ms, member, token
+    # ARGV: now, data, expires_at, pexpire_ms, member
     assert call.args[2] == "102.5"
     assert call.args[3] == "3500"
 
 
-def test_each_call_gets_its_own_write_token():
+def test_each_call_gets_its_own_replay_marker_in_its_partition_slot():
     first = create_call(LAYOUT, Key("p"), {}, ttl=None, now=0.0)
     second = create_call(LAYOUT, Key("p"), {}, ttl=None, now=0.0)
-    assert first.args[5] != second.args[5]
+    assert first.keys[2] != second.keys[2]
+    assert first.keys[2].startswith(LAYOUT.tag("p").encode() + b"w:")
+    assert len(create_call(LAYOUT, Key("p"), {}, ttl=None, now=0.0, remember=False).keys) == 2
+    operations = [Increment(Key("q", "a"), "n"), Increment(Key("q", "b"), "n")]
+    call = transact_call(LAYOUT, operations, max_items=100, now=0.0, single_slot=True)
+    assert len(call.keys) == 5
+    assert call.keys[4].startswith(LAYOUT.tag("q").encode() + b"w:")
 
 
 def test_cluster_mode_rejects_cross_partition_transactions():

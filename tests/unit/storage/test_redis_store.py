@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from stalwart.idempotency import Idempotency, IdempotencyPolicy, Lease, Replay
 from stalwart.storage import (
@@ -40,12 +43,19 @@ from stalwart.storage import (
     open_async_store,
     open_store,
 )
-from stalwart.storage._redis_codec import increment_call, replace_call, transact_call
-from stalwart.storage._redis_scripts import SCRIPTS
+from stalwart.storage._redis_codec import (
+    create_call,
+    delete_call,
+    increment_call,
+    replace_call,
+    transact_call,
+)
+from stalwart.storage._redis_scripts import REPLAY_WINDOW_S, SCRIPTS
 from stalwart.storage.redis import (
     AsyncRedisStore,
     RedisStore,
     async_store_from_url,
+    client_may_resend,
     partition_key,
     store_from_url,
 )
@@ -202,7 +212,7 @@ async def test_key_layout_uses_one_hash_tag_per_partition(store: Both, admin):
     assert fields[b"d"] == b'{"x":1}'
     assert fields[b"v"] == b"1"
     assert fields[b"e"] == b""
-    assert len(fields[b"w"]) == 16
+    assert set(fields) == {b"d", b"v", b"e"}
     assert admin.zrange(index_key, 0, -1, withscores=True) == [(b"b/1", 0.0)]
     assert redis.crc.key_slot(record_key) == redis.crc.key_slot(index_key)
 
@@ -442,7 +452,7 @@ def upgrade_recipe() -> tuple[str, str]:
     doc = (Path(__file__).resolve().parents[3] / "docs/storage/redis.md").read_text()
     section = doc[doc.index("**Upgrading from a version without index expiry:**") :]
     lua = re.search(r"```lua\n(.*?)```", section, flags=re.DOTALL)
-    python = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    python = re.search(r"```python(?: fragment)?\n(.*?)```", section, flags=re.DOTALL)
     assert lua is not None
     assert python is not None
     return lua.group(1), python.group(1)
@@ -731,6 +741,92 @@ async def test_a_replayed_call_is_recognised_not_applied_twice(store: Both, cloc
     first, again = await twice(call)
     assert first == again
     assert (await store.get(key)).data == {"n": 10}  # type: ignore[union-attr]
+
+
+async def test_a_resend_after_other_writes_returns_the_first_outcome(store: Both, clock):
+    """A resend that reaches Redis after other callers wrote the record (or deleted it) must
+    not apply again, and gets the first run's reply -- not AlreadyExists/VersionConflict of
+    its own write, nor a later state."""
+    raw = store.store
+    layout = raw._layout
+    other = Both(type(raw)(raw.client, prefix=raw.prefix, clock=clock))
+    counter, doc, fresh = Key("p", "counter"), Key("p", "doc"), Key("p", "fresh")
+
+    increment = increment_call(layout, counter, "n", 5, ttl=None, now=clock())
+    first = await store._run(increment)
+    await other.increment(counter, "n", 1)
+    assert await store._run(increment) == first  # n == 5 at version 1, not a later state
+    assert (await store.get(counter)).data == {"n": 6}  # type: ignore[union-attr]
+
+    create = create_call(layout, doc, {"by": "first"}, ttl=None, now=clock())
+    assert (await store._run(create)).version == 1
+    await other.replace(doc, {"by": "other"}, expected_version=1)
+    assert (await store._run(create)).data == {"by": "first"}  # not AlreadyExists
+    await other.delete(doc)
+    assert (await store._run(create)).version == 1  # and not created again
+    assert await store.get(doc) is None
+
+    await store.create(doc, {"v": 1})
+    replace = replace_call(layout, doc, {"v": 2}, expected_version=1, ttl=None, now=clock())
+    assert (await store._run(replace)).version == 2
+    await other.replace(doc, {"v": 3}, expected_version=2)
+    assert (await store._run(replace)).version == 2  # not VersionConflict of its own write
+    assert (await store.get(doc)).data == {"v": 3}  # type: ignore[union-attr]
+
+    delete = delete_call(layout, doc, expected_version=None, now=clock())
+    assert await store._run(delete) is True
+    await other.create(doc, {"again": True})
+    assert await store._run(delete) is True  # the first run's answer...
+    assert (await store.get(doc)).data == {"again": True}  # type: ignore[union-attr] # ...once
+
+    transact = transact_call(
+        layout,
+        [Increment(counter, "n", 10), Create(fresh, {"f": 1}), Delete(doc)],
+        max_items=100,
+        now=clock(),
+        single_slot=False,
+    )
+    first_results = await store._run(transact)
+    await other.increment(counter, "n", 100)
+    await other.create(doc, {"third": True})
+    assert await store._run(transact) == first_results
+    assert (await store.get(counter)).data == {"n": 116}  # type: ignore[union-attr]
+    assert (await store.get(doc)).data == {"third": True}  # type: ignore[union-attr]
+    await other.close()
+
+
+async def test_outcomes_are_remembered_only_when_the_client_resends(redis_srv, admin):
+    prefix = unique_name()
+    never = store_from_url(f"{redis_srv.url}?prefix={prefix}")  # retries=0: nothing to remember
+    resends = store_from_url(f"{redis_srv.url}?prefix={prefix}&retries=2")
+    try:
+        never.create(Key("p", "a"), {})
+        never.increment(Key("p", "a"), "n")
+        tag = partition_key(prefix, "p")
+        assert not admin.keys(f"{tag}w:*")
+        resends.increment(Key("p", "a"), "n")
+        resends.transact([Increment(Key("p", "a"), "n")])
+        markers = admin.keys(f"{tag}w:*")
+        assert len(markers) == 2
+        assert all(0 < admin.pttl(marker) <= REPLAY_WINDOW_S * 1000 for marker in markers)
+        with pytest.raises(AlreadyExists):
+            resends.create(Key("p", "a"), {})  # a conflict writes nothing, remembers nothing
+        assert len(admin.keys(f"{tag}w:*")) == 2
+    finally:
+        never.close()
+        resends.close()
+
+
+def test_which_clients_may_resend():
+    assert client_may_resend(redis.Redis())  # redis-py retries by default
+    assert client_may_resend(redis.asyncio.Redis())
+    assert not client_may_resend(redis.Redis(retry=Retry(NoBackoff(), 0)))
+    assert not client_may_resend(redis.asyncio.Redis(retry=AsyncRetry(NoBackoff(), 0)))
+    assert client_may_resend(redis.Redis(retry=Retry(NoBackoff(), 1)))
+    no_retry_pool = redis.ConnectionPool()
+    assert not client_may_resend(redis.Redis(connection_pool=no_retry_pool))
+    with_errors = redis.ConnectionPool(retry_on_error=[redis.TimeoutError])
+    assert client_may_resend(redis.Redis(connection_pool=with_errors))
 
 
 # ---------------------------------------------------------------------------------------------
