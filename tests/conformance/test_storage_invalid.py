@@ -7,7 +7,16 @@ import json
 
 import pytest
 
-from stalwart.storage import Create, InvalidRecord, Key
+from stalwart.storage import (
+    MAX_INTEGER,
+    MAX_TTL_S,
+    MIN_INTEGER,
+    Create,
+    Increment,
+    InvalidRecord,
+    Key,
+    Replace,
+)
 
 KEY = Key("valid", "key")
 
@@ -91,6 +100,13 @@ BAD_DATA = {
     "list": ["not", "an", "object"],
     "string": "text",
     "none": None,
+    # JSON would store these keys as "1", "null" and "true" (and the first two collide).
+    "int-key": {1: "a"},
+    "colliding-keys": {"1": "b", 1: "a"},
+    "none-key": {"x": {None: 1}},
+    "bool-key-in-list": {"x": [{True: 1}]},
+    "integer-above-64-bit": {"n": MAX_INTEGER + 1},
+    "integer-below-64-bit": {"x": [{"n": MIN_INTEGER - 1}]},
 }
 
 
@@ -168,8 +184,8 @@ async def test_bad_increment_field_is_invalid_and_writes_nothing(store, field):
 
 @pytest.mark.parametrize(
     "amount",
-    [float("nan"), float("inf"), "1", True, None],
-    ids=["nan", "inf", "str", "bool", "none"],
+    [float("nan"), float("inf"), "1", True, None, 2**70, MAX_INTEGER + 1, MIN_INTEGER - 1],
+    ids=["nan", "inf", "str", "bool", "none", "2**70", "above-64-bit", "below-64-bit"],
 )
 async def test_bad_increment_amount_is_invalid_and_writes_nothing(store, amount):
     with pytest.raises(InvalidRecord):
@@ -185,8 +201,8 @@ async def test_bad_increment_amount_is_invalid_and_writes_nothing(store, amount)
 
 @pytest.mark.parametrize(
     "version",
-    [0, -1, True, "1", 1.0, None],
-    ids=["zero", "negative", "bool", "str", "float", "none"],
+    [0, -1, True, "1", 1.0, None, MAX_INTEGER + 1],
+    ids=["zero", "negative", "bool", "str", "float", "none", "2**63"],
 )
 async def test_bad_expected_version_is_invalid(store, version):
     await store.create(KEY, {"n": 1})
@@ -200,18 +216,75 @@ async def test_bad_expected_version_is_invalid(store, version):
     assert (fetched.data, fetched.version) == ({"n": 1}, 1)
 
 
-@pytest.mark.parametrize(
-    "ttl", [0, -1, float("nan"), True, "10"], ids=["zero", "negative", "nan", "bool", "str"]
-)
-async def test_bad_ttl_is_invalid_and_writes_nothing(store, ttl):
+BAD_TTLS = {
+    "zero": 0,
+    "negative": -1,
+    "nan": float("nan"),
+    "inf": float("inf"),
+    "minus-inf": float("-inf"),
+    "over-100-years": MAX_TTL_S + 1,
+    "huge": 1e300,
+    "huge-int": 10**30,
+    "bool": True,
+    "str": "10",
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_TTLS))
+async def test_bad_ttl_is_invalid_and_writes_nothing(store, name):
+    ttl = BAD_TTLS[name]
+    other = Key("valid", "other")
     with pytest.raises(InvalidRecord):
         await store.create(KEY, {"a": 1}, ttl=ttl)
     with pytest.raises(InvalidRecord):
         await store.increment(KEY, "n", ttl=ttl)
+    for operation in (Create(other, {"a": 1}, ttl=ttl), Increment(other, "n", ttl=ttl)):
+        with pytest.raises(InvalidRecord):
+            await store.transact([operation])
     assert await store.get(KEY) is None
     await store.create(KEY, {"n": 1})
     with pytest.raises(InvalidRecord):
         await store.replace(KEY, {"n": 2}, expected_version=1, ttl=ttl)
+    with pytest.raises(InvalidRecord):
+        await store.transact([Create(other, {"a": 1}), Replace(KEY, {"n": 2}, 1, ttl=ttl)])
     fetched = await store.get(KEY)
     assert fetched is not None
     assert (fetched.data, fetched.version, fetched.expires_at) == ({"n": 1}, 1, None)
+    assert [r.key for r in (await store.query("valid")).records] == [KEY]
+
+
+async def test_the_longest_ttl_is_accepted(store, clock):
+    created = await store.create(KEY, {"a": 1}, ttl=MAX_TTL_S)
+    assert created.expires_at == pytest.approx(clock() + MAX_TTL_S)
+    counter = await store.increment(Key("valid", "counter"), "n", ttl=MAX_TTL_S)
+    assert counter.expires_at == pytest.approx(clock() + MAX_TTL_S)
+    clock.advance(MAX_TTL_S - 60)
+    assert len((await store.query("valid")).records) == 2
+
+
+async def test_integer_counters_stay_in_the_signed_64_bit_range(store):
+    counter = await store.increment(KEY, "n", MAX_INTEGER - 1)
+    assert counter.data == {"n": MAX_INTEGER - 1}
+    counter = await store.increment(KEY, "n", 1)
+    assert (counter.data, counter.version) == ({"n": MAX_INTEGER}, 2)
+    other = Key("valid", "other")
+    with pytest.raises(InvalidRecord):
+        await store.increment(KEY, "n", 1)
+    with pytest.raises(InvalidRecord):
+        await store.transact([Create(other, {"a": 1}), Increment(KEY, "n", 1)])
+    fetched = await store.get(KEY)
+    assert fetched is not None
+    assert (fetched.data, fetched.version) == ({"n": MAX_INTEGER}, 2)
+    assert isinstance(fetched.data["n"], int)  # not a float
+    assert await store.get(other) is None
+    # A float amount makes it a float counter, as below the limit.
+    assert (await store.increment(KEY, "n", 1.0)).data == {"n": float(MAX_INTEGER) + 1.0}
+
+    low = Key("valid", "low")
+    await store.create(low, {"n": MIN_INTEGER + 1, "keep": "me"})
+    assert (await store.increment(low, "n", -1)).data == {"n": MIN_INTEGER, "keep": "me"}
+    with pytest.raises(InvalidRecord):
+        await store.increment(low, "n", -1)
+    fetched = await store.get(low)
+    assert fetched is not None
+    assert (fetched.data, fetched.version) == ({"n": MIN_INTEGER, "keep": "me"}, 2)

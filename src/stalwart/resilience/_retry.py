@@ -1,9 +1,12 @@
 """Retry with exponential backoff, jitter, deadlines, Retry-After, a budget and hooks.
 
-The policy is a frozen dataclass built once; decorating a function closes over its fields so
-the success path is a ``try`` around the call and nothing else. Everything that happens after
-a failure (waits, deadlines, budget, hooks, test mode) lives in :func:`_plan_next`, shared by
-the sync and async decorators and by the loop form.
+One engine, four thin shells. The policy is a frozen dataclass, validated and built once.
+Each retried call (or loop) gets a :class:`_Retrying`: a small state machine that does no I/O
+and answers one question after every attempt -- wait this long and try again, or stop. The
+sync and async decorators and the sync and async loop forms only run the attempts, sleep the
+waits it asks for, and return or re-raise when it says stop; so attempts, waits, deadlines,
+Retry-After, the budget (spent on a retry, refunded on success), ``on_result``, hooks and test
+mode behave the same in every form.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import random
 import time
 from collections.abc import (
@@ -69,18 +73,15 @@ class Jitter(StrEnum):
     DECORRELATED = "decorrelated"
 
 
-_POWERS_OF_TWO = tuple(2.0**i for i in range(64))
-
-
 def full_jitter(attempt: int, base_s: float, cap_s: float, rand: Callable[[], float]) -> float:
     """Uniform in ``[0, min(cap, base * 2**(attempt-1))]`` (AWS "full jitter").
 
     >>> full_jitter(3, 0.1, 10.0, lambda: 1.0)
     0.4
     """
-    # A table instead of ``2.0 ** n``: cheaper, and a huge attempt count cannot overflow.
-    ceiling = base_s * _POWERS_OF_TWO[attempt - 1] if attempt <= 64 else base_s * 2.0**63
-    return rand() * (min(cap_s, ceiling))
+    # The exponent is capped: ``2.0 ** 1024`` raises OverflowError, and 2**63 * base is past
+    # any sensible cap anyway.
+    return rand() * min(cap_s, base_s * 2.0 ** min(attempt - 1, 63))
 
 
 def decorrelated_jitter(
@@ -121,8 +122,8 @@ def set_testing(enabled: bool, *, attempts: int | None = None) -> None:  # noqa:
     >>> set_testing(True, attempts=2)
     >>> set_testing(False)
     """
-    if attempts is not None and attempts < 1:
-        raise ValueError("attempts must be >= 1")
+    if attempts is not None:
+        _check_attempts(attempts, "set_testing attempts")
     _TEST_MODE.enabled = enabled
     _TEST_MODE.attempts = attempts if enabled else None
 
@@ -168,40 +169,55 @@ def add_retry_hook(hook: RetryHook) -> Callable[[], None]:
     return remove
 
 
-def _never(_: object) -> bool:
-    return False
-
-
-_CLASS_HAS_RETRY_AFTER: dict[type[BaseException], bool] = {}
-
-
-def _retry_after(cause: BaseException) -> float | None:
+def _retry_after(cause: BaseException | None) -> float | None:
     """The ``retry_after_s`` of an exception following :class:`RetryAfter`, else ``None``.
 
-    ``getattr(exc, name, None)`` costs an internal AttributeError for every exception that
-    lacks the attribute (most of them), so look in the instance dict, then (once per class)
-    whether the class defines it, e.g. as a property.
+    Only a finite, non-negative number counts: anything else is the server's (or the
+    exception's) bug, and the policy's own backoff applies.
     """
-    value = cause.__dict__.get("retry_after_s")
+    value = getattr(cause, "retry_after_s", None)
     if value is None:
-        kind = type(cause)
-        has = _CLASS_HAS_RETRY_AFTER.get(kind)
-        if has is None:
-            has = any("retry_after_s" in vars(k) for k in kind.__mro__)
-            _CLASS_HAS_RETRY_AFTER[kind] = has
-        if not has:
-            return None
-        value = getattr(cause, "retry_after_s", None)
+        return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
+    if not 0.0 <= value < math.inf:
+        return None
     return float(value)
+
+
+def _check_seconds(name: str, value: object, *, positive: bool = False) -> None:
+    """A number of seconds: a real, finite number, >= 0 (> 0 when ``positive``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"retry {name}={value!r}: expected a number of seconds")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"retry {name}={value!r}: must be finite and {bound}")
+
+
+def _check_attempts(attempts: object, what: str = "retry attempts") -> None:
+    if isinstance(attempts, bool) or not isinstance(attempts, int):
+        raise TypeError(f"{what}={attempts!r}: expected an int >= 1")
+    if attempts < 1:
+        raise ValueError(f"{what}={attempts!r}: must be >= 1 (the first call counts)")
+
+
+def _exception_types(on: object) -> tuple[type[Exception], ...] | None:
+    """``on`` as a tuple of Exception subclasses, or ``None`` when it is not types at all."""
+    if not isinstance(on, (type, tuple)):
+        return None
+    types = on if isinstance(on, tuple) else (on,)
+    for kind in types:
+        if not (isinstance(kind, type) and issubclass(kind, Exception)):
+            raise TypeError(f"retry on={kind!r}: expected Exception subclasses")
+    return cast("tuple[type[Exception], ...]", types)
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """A retry policy, built once. Decorate with it, or loop over it.
 
-    Use :func:`retry` to build one; see its docstring for the fields.
+    Use :func:`retry` to build one; see its docstring for the fields. Every field is checked
+    here, so a mistake fails where the policy is written, not at the first failure.
     """
 
     on: RetryOn
@@ -218,36 +234,45 @@ class RetryPolicy:
     sleep: Callable[[float], object] = time.sleep
     async_sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
     rand: Callable[[], float] = random.random
-    # What the wrappers catch, and the predicate still to pass (None when ``on`` are types):
-    # ``except types`` costs nothing extra, a predicate call on every failure does.
+    # What the decorators catch, and the predicate still to pass (None when ``on`` are types).
     _catch: tuple[type[Exception], ...] = field(init=False, repr=False, compare=False)
     _pred: Callable[[Exception], bool] | None = field(init=False, repr=False, compare=False)
-    _full_jitter: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("attempts must be >= 1")
-        if self.base_s < 0 or self.cap_s < 0:
-            raise ValueError("base_s and cap_s must be >= 0")
-        if self.total_s is not None and self.total_s <= 0:
-            raise ValueError("total_s must be > 0")
-        on = self.on
-        if isinstance(on, (type, tuple)):
-            types = on if isinstance(on, tuple) else (on,)
-            for kind in types:
-                if not (isinstance(kind, type) and issubclass(kind, Exception)):
-                    raise TypeError(f"retry on={kind!r}: expected Exception subclasses")
-            catch: tuple[type[Exception], ...] = types
-            pred: Callable[[Exception], bool] | None = None
-        elif callable(on):
-            catch, pred = (Exception,), on
+        _check_attempts(self.attempts)
+        _check_seconds("base_s", self.base_s)
+        _check_seconds("cap_s", self.cap_s)
+        if self.base_s > self.cap_s:
+            raise ValueError(
+                f"retry base_s={self.base_s!r} > cap_s={self.cap_s!r}: the backoff starts at "
+                "base_s and is capped at cap_s (default 10.0); lower base_s or raise cap_s"
+            )
+        if self.total_s is not None:
+            _check_seconds("total_s", self.total_s, positive=True)
+        try:
+            object.__setattr__(self, "jitter", Jitter(self.jitter))
+        except ValueError:
+            choices = ", ".join(repr(j.value) for j in Jitter)
+            raise ValueError(f"retry jitter={self.jitter!r}: expected one of {choices}") from None
+        for option in ("on_result", "clock", "sleep", "async_sleep", "rand"):
+            value = getattr(self, option)
+            if not callable(value) and not (option == "on_result" and value is None):
+                raise TypeError(f"retry {option}={value!r}: expected a callable")
+        if self.budget is not None and not isinstance(self.budget, RetryBudget):
+            raise TypeError(f"retry budget={self.budget!r}: expected a RetryBudget")
+        hooks = self.hooks
+        if not isinstance(hooks, (tuple, list)) or not all(callable(hook) for hook in hooks):
+            raise TypeError(f"retry hooks={hooks!r}: expected a tuple of callables")
+        object.__setattr__(self, "hooks", tuple(hooks))
+        types = _exception_types(self.on)
+        if types is not None:
+            catch, pred = types, None
+        elif callable(self.on):
+            catch, pred = (Exception,), cast("Callable[[Exception], bool]", self.on)
         else:
-            raise TypeError(f"retry on={on!r}: expected exception types or a predicate")
+            raise TypeError(f"retry on={self.on!r}: expected exception types or a predicate")
         object.__setattr__(self, "_catch", catch)
         object.__setattr__(self, "_pred", pred)
-        object.__setattr__(self, "_full_jitter", self.jitter is Jitter.FULL)
-
-    # -- decision, shared by every driver -------------------------------------------------------
 
     def matches(self, exc: BaseException) -> bool:
         """Whether ``exc`` is an error this policy retries.
@@ -257,344 +282,215 @@ class RetryPolicy:
         """
         return isinstance(exc, self._catch) and (self._pred is None or self._pred(exc))
 
-    def _plan_next(
-        self,
-        attempt: int,
-        cause: BaseException | None,
-        started: float | None,
-        previous_wait: float,
-    ) -> float | None:
-        """The wait before attempt ``attempt + 1``, or ``None`` to stop retrying."""
-        mode = _TEST_MODE
-        if mode.enabled:
-            if attempt >= (mode.attempts or self.attempts):
-                return None
-        elif attempt >= self.attempts:
-            return None
-        if self._full_jitter:
-            wait = full_jitter(attempt, self.base_s, self.cap_s, self.rand) if self.base_s else 0.0
-        else:
-            wait = decorrelated_jitter(previous_wait, self.base_s, self.cap_s, self.rand)
-        if cause is not None:
-            server_wait = _retry_after(cause)
-            if server_wait is not None and server_wait > wait:
-                wait = server_wait
-        if mode.enabled:
-            wait = 0.0
-        if (self.total_s is not None or _DEADLINE.get() is not None) and self._crosses_a_deadline(
-            started, wait
-        ):
-            return None
-        if self.budget is not None and not self.budget.try_withdraw(cause):
-            return None
-        return wait
+    # -- the decorator shells -------------------------------------------------------------------
 
-    def _crosses_a_deadline(self, started: float | None, wait: float) -> bool:
+    def __call__[**P, R](self, fn: Callable[P, R]) -> Callable[P, R]:
+        """Decorate a sync or coroutine function."""
+        if not callable(fn):
+            raise TypeError(f"a RetryPolicy decorates a function, not {fn!r}")
+        name = self.name or getattr(fn, "__qualname__", repr(fn))
+        if is_coroutine_function(fn, "retry"):
+            return cast("Callable[P, R]", self._wrap_async(fn, name))
+        return self._wrap_sync(fn, name)
+
+    def _eager(self) -> bool:
+        """Whether a call's first attempt needs the engine: a clock to start, a result to
+        judge or a refund to make. Otherwise the decorators create it at the first failure
+        only: a first-try success then allocates nothing, which measured ~2.7x cheaper on the
+        benchmark's success path (~100 vs ~280 ns per call)."""
+        return self.total_s is not None or self.on_result is not None or self.budget is not None
+
+    def _wrap_sync[**P, R](self, fn: Callable[P, R], name: str) -> Callable[P, R]:
+        catch, sleep, eager = self._catch, self.sleep, self._eager()
+
+        @functools.wraps(fn)
+        def retried(*args: P.args, **kwargs: P.kwargs) -> R:
+            run = _Retrying(self, name) if eager else None
+            while True:
+                try:
+                    result = fn(*args, **kwargs)
+                except catch as exc:
+                    run = run or _Retrying(self, name)
+                    wait = run.after_error(exc)
+                    if wait is None:
+                        raise
+                else:
+                    wait = run.after_result(result) if run else None
+                    if wait is None:
+                        return result
+                if wait > 0.0:
+                    sleep(wait)
+
+        return retried
+
+    def _wrap_async[**P, T](
+        self, fn: Callable[P, Coroutine[Any, Any, T]], name: str
+    ) -> Callable[P, Coroutine[Any, Any, T]]:
+        catch, sleep, eager = self._catch, self.async_sleep, self._eager()
+
+        @functools.wraps(fn)
+        async def retried(*args: P.args, **kwargs: P.kwargs) -> T:
+            run = _Retrying(self, name) if eager else None
+            while True:
+                try:
+                    result = await fn(*args, **kwargs)
+                except catch as exc:
+                    run = run or _Retrying(self, name)
+                    wait = run.after_error(exc)
+                    if wait is None:
+                        raise
+                else:
+                    wait = run.after_result(result) if run else None
+                    if wait is None:
+                        return result
+                if wait > 0.0:
+                    await sleep(wait)
+
+        return retried
+
+    # -- the loop shells ------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Attempt]:
+        """``for attempt in policy: with attempt: ...`` -- the sync loop form."""
+        run = _Retrying(self, self.name)
+        while True:
+            attempt = Attempt(run)
+            yield attempt
+            wait = attempt.wait_s
+            if not attempt.retrying:
+                return
+            if wait > 0.0:
+                self.sleep(wait)
+
+    async def __aiter__(self) -> AsyncIterator[Attempt]:
+        """``async for attempt in policy: with attempt: ...`` -- the async loop form."""
+        run = _Retrying(self, self.name)
+        while True:
+            attempt = Attempt(run)
+            yield attempt
+            wait = attempt.wait_s
+            if not attempt.retrying:
+                return
+            if wait > 0.0:
+                await self.async_sleep(wait)
+
+
+class _Retrying:
+    """One retried call or loop: after each attempt, says how long to wait, or to stop.
+
+    Pure decisions plus the hooks; no sleeping and no calling, so the four shells share it.
+    It never keeps an exception: a retried call's traceback references the shell's frame,
+    which references this object, and a stored exception would close a reference cycle.
+    """
+
+    __slots__ = ("_name", "_policy", "_previous_wait", "_spent", "_started", "attempt")
+    _previous_wait: float
+    _spent: int
+    _started: float
+
+    def __init__(self, policy: RetryPolicy, name: str) -> None:
+        # Only what every call needs: a first attempt that succeeds pays for nothing else.
+        # ``_previous_wait`` and ``_spent`` are set by the first retry, ``_started`` only when
+        # a total deadline needs the clock.
+        self._policy = policy
+        self._name = name
+        self.attempt = 1
+        if policy.total_s is not None:
+            self._started = policy.clock()
+
+    def after_error(self, exc: BaseException) -> float | None:
+        """The wait before the next attempt after ``exc``; ``None``: re-raise it."""
+        if not self._policy.matches(exc):
+            return None
+        return self._next(exc, None)
+
+    def after_result(self, result: object) -> float | None:
+        """The wait before the next attempt after ``result``; ``None``: return it."""
+        policy = self._policy
+        if policy.on_result is not None and policy.on_result(result):
+            return self._next(None, result)
+        budget = policy.budget
+        if budget is not None:
+            # A success puts back what its last retry took, or the small first-try refund.
+            budget.refund(self._spent if self.attempt > 1 else budget.success_refund)
+        return None
+
+    def _next(self, cause: BaseException | None, result: object) -> float | None:
+        policy = self._policy
+        attempt = self.attempt
+        testing = _TEST_MODE.enabled
+        if attempt >= ((_TEST_MODE.attempts or policy.attempts) if testing else policy.attempts):
+            return None
+        if policy.jitter is Jitter.FULL:
+            wait = full_jitter(attempt, policy.base_s, policy.cap_s, policy.rand)
+        else:
+            previous = self._previous_wait if attempt > 1 else policy.base_s
+            wait = decorrelated_jitter(previous, policy.base_s, policy.cap_s, policy.rand)
+        server_wait = _retry_after(cause)
+        if server_wait is not None and server_wait > wait:
+            wait = server_wait
+        if testing:
+            wait = 0.0
         # Never start a wait that would end past our own deadline or the caller's: the attempt
         # after it could not finish in time, so surfacing the error now is strictly better.
-        total = self.total_s
-        if started is not None and total is not None and self.clock() - started + wait >= total:
-            return True
+        total = policy.total_s
+        if total is not None and policy.clock() - self._started + wait >= total:
+            return None
         caller_deadline = _DEADLINE.get()
-        return caller_deadline is not None and time.monotonic() + wait >= caller_deadline
+        if caller_deadline is not None and time.monotonic() + wait >= caller_deadline:
+            return None
+        budget = policy.budget
+        if budget is not None:
+            if not budget.try_withdraw(cause):
+                return None
+            self._spent = budget.cost_of(cause)  # what a later success puts back
+        if policy.hooks or _GLOBAL_HOOKS:
+            self._notify(wait, cause, result)
+        self._previous_wait = wait
+        self.attempt = attempt + 1
+        return wait
 
-    def _notify(
-        self, name: str, attempt: int, wait: float, cause: BaseException | None, result: object
-    ) -> None:
-        if not self.hooks and not _GLOBAL_HOOKS:
-            return
-        event = RetryEvent(name, attempt, wait, cause, None if cause is not None else result)
-        for hook in (*self.hooks, *_GLOBAL_HOOKS):
+    def _notify(self, wait: float, cause: BaseException | None, result: object) -> None:
+        event = RetryEvent(
+            self._name, self.attempt, wait, cause, None if cause is not None else result
+        )
+        for hook in (*self._policy.hooks, *_GLOBAL_HOOKS):
             try:
                 hook(event)
             except Exception:  # noqa: BLE001 - observing a retry must not change its outcome
                 _LOG.exception("retry hook %r failed", hook)
 
-    def _refund(self, attempts_made: int, last_cause: BaseException | None) -> None:
-        budget = self.budget
-        if budget is not None:
-            budget.refund(
-                budget.cost_of(last_cause) if attempts_made > 1 else budget.success_refund
-            )
 
-    def _needs_full_path(self) -> bool:
-        return self.on_result is not None or self.total_s is not None or self.budget is not None
-
-    # -- decorator ------------------------------------------------------------------------------
-
-    def __call__[**P, R](self, fn: Callable[P, R]) -> Callable[P, R]:
-        """Decorate a sync or coroutine function."""
-        if is_coroutine_function(fn, "retry"):
-            return cast("Callable[P, R]", self._wrap_async(fn))
-        return self._wrap_sync(fn)
-
-    def _wrap_sync[**P, R](self, fn: Callable[P, R]) -> Callable[P, R]:
-        name = self.name or getattr(fn, "__qualname__", repr(fn))
-        catch, pred = self._catch, self._pred
-        retry_sync = self._retry_sync
-
-        if not self._needs_full_path():
-
-            @functools.wraps(fn)
-            def fast(*args: P.args, **kwargs: P.kwargs) -> R:
-                try:
-                    return fn(*args, **kwargs)
-                except catch as exc:
-                    if pred is not None and not pred(exc):
-                        raise
-                    cause: Exception | None = exc
-                try:
-                    return retry_sync(fn, name, args, kwargs, cause, None, None)
-                finally:
-                    cause = None  # the traceback references this frame: break the cycle
-
-            return fast
-
-        on_result = self.on_result or _never
-        clock = self.clock
-        track_time = self.total_s is not None
-        refund = self._refund
-
-        @functools.wraps(fn)
-        def full(*args: P.args, **kwargs: P.kwargs) -> R:
-            started = clock() if track_time else None
-            try:
-                result = fn(*args, **kwargs)
-            except catch as exc:
-                if pred is not None and not pred(exc):
-                    raise
-                cause: Exception | None = exc
-            else:
-                if not on_result(result):
-                    refund(1, None)
-                    return result
-                cause = None
-            # Outside the except block, so later errors get no misleading __context__.
-            try:
-                return retry_sync(
-                    fn, name, args, kwargs, cause, result if cause is None else None, started
-                )
-            finally:
-                cause = None  # the traceback references this frame: break the cycle
-
-        return full
-
-    def _retry_sync[R](  # noqa: PLR0917 - hot internal helper, called positionally
-        self,
-        fn: Callable[..., R],
-        name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        cause: Exception | None,
-        result: R | None,
-        started: float | None,
-    ) -> R:
-        catch, pred = self._catch, self._pred
-        on_result = self.on_result
-        plan = self._plan_next
-        hooks = self.hooks
-        attempt = 1
-        wait = self.base_s
-        while True:
-            wait_next = plan(attempt, cause, started, wait)
-            if wait_next is None:
-                if cause is not None:
-                    try:
-                        raise cause
-                    finally:
-                        cause = None  # no exception -> traceback -> frame -> exception cycle
-                return cast("R", result)
-            if hooks or _GLOBAL_HOOKS:
-                self._notify(name, attempt, wait_next, cause, result)
-            if wait_next > 0.0:
-                self.sleep(wait_next)
-            wait = wait_next
-            attempt += 1
-            try:
-                result = fn(*args, **kwargs)
-            except catch as exc:
-                if pred is not None and not pred(exc):
-                    raise
-                cause, result = exc, None
-                continue
-            if on_result is None or not on_result(result):
-                if self.budget is not None:
-                    self._refund(attempt, cause)
-                cause = None  # see above: leave no cycle for the garbage collector
-                return result
-            cause = None
-
-    def _wrap_async[**P, T](
-        self, fn: Callable[P, Coroutine[Any, Any, T]]
-    ) -> Callable[P, Coroutine[Any, Any, T]]:
-        name = self.name or getattr(fn, "__qualname__", repr(fn))
-        catch, pred = self._catch, self._pred
-        retry_async = self._retry_async
-
-        if not self._needs_full_path():
-
-            @functools.wraps(fn)
-            async def fast(*args: P.args, **kwargs: P.kwargs) -> T:
-                try:
-                    return await fn(*args, **kwargs)
-                except catch as exc:
-                    if pred is not None and not pred(exc):
-                        raise
-                    cause: Exception | None = exc
-                try:
-                    return await retry_async(fn, name, args, kwargs, cause, None, None)
-                finally:
-                    cause = None  # the traceback references this frame: break the cycle
-
-            return fast
-
-        on_result = self.on_result or _never
-        clock = self.clock
-        track_time = self.total_s is not None
-        refund = self._refund
-
-        @functools.wraps(fn)
-        async def full(*args: P.args, **kwargs: P.kwargs) -> T:
-            started = clock() if track_time else None
-            try:
-                result = await fn(*args, **kwargs)
-            except catch as exc:
-                if pred is not None and not pred(exc):
-                    raise
-                cause: Exception | None = exc
-            else:
-                if not on_result(result):
-                    refund(1, None)
-                    return result
-                cause = None
-            # Outside the except block, so later errors get no misleading __context__.
-            try:
-                return await retry_async(
-                    fn, name, args, kwargs, cause, result if cause is None else None, started
-                )
-            finally:
-                cause = None  # the traceback references this frame: break the cycle
-
-        return full
-
-    async def _retry_async[T](  # noqa: PLR0917 - same as _retry_sync
-        self,
-        fn: Callable[..., Coroutine[Any, Any, T]],
-        name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        cause: Exception | None,
-        result: T | None,
-        started: float | None,
-    ) -> T:
-        catch, pred = self._catch, self._pred
-        on_result = self.on_result
-        plan = self._plan_next
-        hooks = self.hooks
-        attempt = 1
-        wait = self.base_s
-        while True:
-            wait_next = plan(attempt, cause, started, wait)
-            if wait_next is None:
-                if cause is not None:
-                    try:
-                        raise cause
-                    finally:
-                        cause = None  # no exception -> traceback -> frame -> exception cycle
-                return cast("T", result)
-            if hooks or _GLOBAL_HOOKS:
-                self._notify(name, attempt, wait_next, cause, result)
-            if wait_next > 0.0:
-                await self.async_sleep(wait_next)
-            wait = wait_next
-            attempt += 1
-            try:
-                result = await fn(*args, **kwargs)
-            except catch as exc:
-                if pred is not None and not pred(exc):
-                    raise
-                cause, result = exc, None
-                continue
-            if on_result is None or not on_result(result):
-                if self.budget is not None:
-                    self._refund(attempt, cause)
-                cause = None  # see above: leave no cycle for the garbage collector
-                return result
-            cause = None
-
-    # -- loop form ------------------------------------------------------------------------------
-
-    def __iter__(self) -> Iterator[Attempt]:
-        """``for attempt in policy: with attempt: ...`` — sync loop form."""
-        loop = _AttemptLoop(self)
-        while True:
-            attempt = loop.next_attempt()
-            if attempt is None:
-                return
-            wait = loop.pending_wait
-            if wait > 0.0:
-                self.sleep(wait)
-            yield attempt
-
-    async def __aiter__(self) -> AsyncIterator[Attempt]:
-        """``async for attempt in policy: with attempt: ...`` — async loop form."""
-        loop = _AttemptLoop(self)
-        while True:
-            attempt = loop.next_attempt()
-            if attempt is None:
-                return
-            wait = loop.pending_wait
-            if wait > 0.0:
-                await self.async_sleep(wait)
-            yield attempt
-
-
-class _AttemptLoop:
-    """State of one run of the loop form; the policy itself stays immutable."""
-
-    __slots__ = ("current", "pending_wait", "policy", "previous_wait", "started")
-
-    def __init__(self, policy: RetryPolicy) -> None:
-        self.policy = policy
-        self.started = policy.clock()
-        self.current: Attempt | None = None
-        self.pending_wait = 0.0
-        self.previous_wait = policy.base_s
-
-    def next_attempt(self) -> Attempt | None:
-        current = self.current
-        if current is not None and not current.retrying:
-            return None  # the previous attempt succeeded (or was never entered)
-        number = 1 if current is None else current.number + 1
-        self.pending_wait = 0.0 if current is None else current.wait_s
-        if current is not None:
-            self.previous_wait = current.wait_s
-        self.current = Attempt(self, number)
-        return self.current
-
-    def on_failure(self, attempt: Attempt, exc: Exception) -> bool:
-        policy = self.policy
-        if not policy.matches(exc):
-            return False
-        wait = policy._plan_next(attempt.number, exc, self.started, self.previous_wait)  # noqa: SLF001
-        if wait is None:
-            return False
-        policy._notify(policy.name, attempt.number, wait, exc, None)  # noqa: SLF001
-        attempt.retrying = True
-        attempt.wait_s = wait
-        return True
+_NO_RESULT: Any = object()
 
 
 class Attempt:
-    """One attempt of the loop form; use it as a context manager around the work."""
+    """One attempt of the loop form; use it as a context manager around the work.
 
-    __slots__ = ("_loop", "number", "retrying", "wait_s")
+    ``number`` counts from 1. With ``on_result``, hand the block's result to the policy with
+    ``attempt.result = value``; after the loop, ``attempt.result`` is the last one. After the
+    block, ``retrying`` says whether another attempt follows and ``wait_s`` how long before it.
+    """
 
-    def __init__(self, loop: _AttemptLoop, number: int) -> None:
-        self._loop = loop
-        self.number = number
+    __slots__ = ("_result", "_run", "number", "retrying", "wait_s")
+
+    def __init__(self, run: _Retrying) -> None:
+        self._run = run
+        self._result = _NO_RESULT
+        self.number = run.attempt
         self.retrying = False
         self.wait_s = 0.0
+
+    @property
+    def result(self) -> Any:
+        """The value given with ``attempt.result = value`` (AttributeError if none was)."""
+        if self._result is _NO_RESULT:
+            raise AttributeError("no result was set on this attempt (attempt.result = value)")
+        return self._result
+
+    @result.setter
+    def result(self, value: object) -> None:
+        self._result = value
 
     def __enter__(self) -> Self:
         return self
@@ -605,15 +501,27 @@ class Attempt:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        if exc is None or not isinstance(exc, Exception):
-            return False
-        # Returning True swallows the error so the loop retries; False lets it propagate as is.
-        return self._loop.on_failure(self, exc)
+        run = self._run
+        if exc is None:
+            if self._result is _NO_RESULT and run._policy.on_result is not None:  # noqa: SLF001
+                raise TypeError(
+                    "retry(on_result=...) in the loop form: give the block's result to the "
+                    "policy with `attempt.result = value` inside `with attempt:`"
+                )
+            wait = run.after_result(self._result)
+        else:
+            wait = run.after_error(exc)
+        if wait is None:
+            return False  # success, or an error to propagate as is
+        self.retrying, self.wait_s = True, wait
+        return True  # swallow the error (or drop the result): the loop goes on
 
 
 def retry(
-    on: RetryOn,
+    exceptions: ExceptionTypes | None = None,
+    /,
     *,
+    on: RetryOn | None = None,
     attempts: int = 3,
     base_s: float = 0.1,
     cap_s: float = 10.0,
@@ -631,7 +539,9 @@ def retry(
     """Build a retry policy: use it as a decorator (sync or async) or loop over it.
 
     - ``on``: exception types to retry, or a predicate on the exception. Anything else (and
-      every ``BaseException`` such as cancellation) propagates at once.
+      every ``BaseException`` such as cancellation) propagates at once. Exception types may
+      also come first, positionally (``retry(ConnectionError)``); a predicate is always
+      ``on=``, so a bare ``@retry`` on a function fails at once with a message.
     - ``attempts`` (including the first call), ``base_s`` and ``cap_s`` of the exponential
       backoff, ``jitter`` (full by default, or decorrelated).
     - ``total_s``: a deadline for the whole call, retries included. No wait is started that
@@ -645,6 +555,8 @@ def retry(
     - ``clock``, ``sleep``, ``async_sleep`` and ``rand`` are injectable for tests.
 
     When attempts, time or budget run out, the last exception of the call is re-raised as is.
+    Invalid options (``attempts`` not an int >= 1, a negative or non-finite wait, ``base_s``
+    above ``cap_s``...) raise ``ValueError`` or ``TypeError`` here, not at the first failure.
 
     >>> calls = []
     >>> @retry(on=ConnectionError, attempts=3, base_s=0.0)
@@ -656,8 +568,19 @@ def retry(
     >>> flaky(), len(calls)
     ('ok', 3)
     """
+    if exceptions is not None and _exception_types(exceptions) is None:
+        raise TypeError(
+            f"retry() got {exceptions!r} where the errors to retry go: it needs parentheses "
+            "and an on=; use @retry(on=ConnectionError) or @retry(on=predicate), not a bare "
+            "@retry"
+        )
+    if (exceptions is None) == (on is None):
+        raise TypeError(
+            "retry() needs the errors to retry, once: retry(on=ConnectionError) or "
+            "retry(on=predicate)"
+        )
     return RetryPolicy(
-        on=on,
+        on=on if on is not None else cast("ExceptionTypes", exceptions),
         attempts=attempts,
         base_s=base_s,
         cap_s=cap_s,

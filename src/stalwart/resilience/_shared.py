@@ -35,6 +35,7 @@ from stalwart.resilience._breaker import (
     BreakerTransition,
     CircuitState,
     TransitionQueue,
+    check_breaker_name,
 )
 from stalwart.resilience._decorate import is_coroutine_function
 from stalwart.resilience._errors import CircuitOpen
@@ -179,6 +180,7 @@ class RedisCircuitBreaker:
         clock: Callable[[], float] = time.monotonic,
         **options: Any,
     ) -> None:
+        check_breaker_name(name, "RedisCircuitBreaker")
         redis_module = require_extra("redis", "redis", feature="RedisCircuitBreaker")
         if config is not None and options:
             raise TypeError("pass either a BreakerConfig or keyword options, not both")
@@ -270,16 +272,15 @@ class RedisCircuitBreaker:
             return None
         config = self.config
         ring = self._ring
-        if outcome == 0:
-            i = ring.idx
-            if not ring.buf[i] and gen == self._gen:
-                nxt = i + 1
-                ring.idx = nxt if nxt < ring.size else 0  # lock-free: see _breaker.py
+        slot = None
+        if outcome == 0 and gen == self._gen:
+            slot = ring.take_slot()  # atomic: lock-free when nothing changes, see _breaker.py
+            if not ring.buf[slot]:
                 return None
         with self._lock:
             if gen != self._gen or self._state is not CircuitState.CLOSED:
                 return None
-            ring.record(outcome, 0.0)
+            ring.record(outcome, 0.0, slot)
             calls, failures, slow = ring.calls, ring.failures, ring.slow
             if not (calls >= config.min_calls and config.over_threshold(calls, failures, slow)):
                 return None

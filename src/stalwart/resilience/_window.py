@@ -2,12 +2,15 @@
 
 Outcomes are small ints: bit 0 = failure, bit 1 = slow. Both windows keep running totals, so
 recording and reading the failure and slow rates are O(1) (amortised for the time window).
-The windows are not thread-safe on their own: the breaker serialises every write of a non-zero
-outcome under its lock (see ``_breaker.py`` for the one lock-free case).
+The windows are not thread-safe on their own: the breakers write every outcome that changes
+a count under their lock. The one lock-free operation is :meth:`CountRing.take_slot`, which
+is atomic, so a success that changes nothing can skip the lock (see ``_breaker.py``).
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 FAILURE = 1
@@ -40,23 +43,29 @@ class TimeWindow:
 
 
 class CountRing:
-    """The last ``size`` outcomes in a ring buffer, with running counts."""
+    """The last ``size`` outcomes in a ring buffer, with running counts.
 
-    __slots__ = ("buf", "calls", "failures", "idx", "size", "slow")
+    Slots are handed out by ``itertools.cycle(range(size))``: ``next()`` on it is one C call,
+    atomic under the GIL, so two threads can never get the same slot nor skip one -- unlike
+    an index read, incremented and written back, which loses an update when threads
+    interleave between the read and the write.
+    """
+
+    __slots__ = ("buf", "calls", "failures", "size", "slow", "take_slot")
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.buf = [UNUSED] * size
-        self.idx = 0
+        # The slot of the next outcome: thread-safe and lock-free (see the class docstring).
+        self.take_slot: Callable[[], int] = itertools.cycle(range(size)).__next__
         self.calls = 0
         self.failures = 0
         self.slow = 0
 
-    def record(self, outcome: int, now: float) -> None:  # noqa: ARG002 - same shape as TimeRing
-        i = self.idx
+    def record(self, outcome: int, now: float, slot: int | None = None) -> None:  # noqa: ARG002 - same shape as TimeRing
+        """Write ``outcome`` into ``slot`` (taken with :meth:`take_slot`), or the next slot."""
+        i = self.take_slot() if slot is None else slot
         old = self.buf[i]
-        nxt = i + 1
-        self.idx = nxt if nxt < self.size else 0
         if old == UNUSED:
             self.calls += 1
         if old != outcome:
@@ -69,7 +78,6 @@ class CountRing:
 
     def reset(self) -> None:
         self.buf[:] = [UNUSED] * self.size
-        self.idx = 0
         self.calls = self.failures = self.slow = 0
 
 
@@ -101,7 +109,7 @@ class TimeRing:
             self.b_calls[b] = self.b_failures[b] = self.b_slow[b] = 0
         self.last_sec = sec
 
-    def record(self, outcome: int, now: float) -> None:
+    def record(self, outcome: int, now: float, slot: int | None = None) -> None:  # noqa: ARG002 - a count ring's shape
         sec = int(now)
         self._advance(sec)
         # A record older than the newest second (clock read before a concurrent record) is

@@ -6,6 +6,9 @@ and ``stalwart.storage.mongodb`` (extra ``mongodb``).
 """
 
 from stalwart.storage._contract import (
+    MAX_INTEGER,
+    MAX_TTL_S,
+    MIN_INTEGER,
     AlreadyExists,
     AsyncStore,
     Check,
@@ -30,6 +33,9 @@ from stalwart.storage._contract import (
 from stalwart.storage._open import open_async_store, open_store
 
 __all__ = [
+    "MAX_INTEGER",
+    "MAX_TTL_S",
+    "MIN_INTEGER",
     "AlreadyExists",
     "AsyncStore",
     "Check",

@@ -31,6 +31,12 @@ type Clock = Callable[[], float]
 
 MAX_KEY_PART_CHARS: Final = 1024
 """Longest partition or sort key accepted by every engine (DynamoDB allows 2048/1024 bytes)."""
+MIN_INTEGER: Final = -(2**63)
+MAX_INTEGER: Final = 2**63 - 1
+"""Every engine stores integers -- in data, versions, counters and increment amounts -- as
+signed 64-bit (MongoDB's BSON int64, SQLite's INTEGER); anything outside is InvalidRecord."""
+MAX_TTL_S: Final = 100 * 365.25 * 86_400
+"""Longest accepted ``ttl``: 100 years, in seconds (far inside every engine's expiry range)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +232,7 @@ def encode_data(data: Mapping[str, Any], *, max_bytes: int) -> str:
         raise InvalidRecord(f"data is not JSON-serializable: {exc}") from exc
     except RecursionError as exc:
         raise InvalidRecord("data is nested too deeply, or refers to itself") from exc
+    _check_keys_and_integers(data)
     try:
         # ASCII (the common case) is one byte a character and cannot hold a lone surrogate.
         size = len(encoded) if encoded.isascii() else len(encoded.encode())
@@ -236,6 +243,38 @@ def encode_data(data: Mapping[str, Any], *, max_bytes: int) -> str:
     return encoded
 
 
+def _check_keys_and_integers(data: Mapping[str, Any]) -> None:
+    """Refuse what JSON encoding would change silently: a key that is not a str (json turns
+    ``1``, ``None`` and ``True`` into ``"1"``, ``"null"`` and ``"true"``, and two keys may
+    collide) and an integer outside the signed 64-bit range.
+
+    Runs after a successful encoding, so every value is JSON-encodable and the data acyclic.
+    A loop, not recursion: the C encoder accepts nesting past Python's recursion limit.
+    """
+    pending: list[Any] = [data]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            for name in value:
+                if name.__class__ is not str and not isinstance(name, str):
+                    raise InvalidRecord(
+                        f"data keys must be str, got {name!r} ({type(name).__name__})"
+                    )
+            value = value.values()
+        for item in value:
+            cls = item.__class__
+            if cls in _JSON_LEAVES:
+                continue
+            if isinstance(item, int):
+                if not MIN_INTEGER <= item <= MAX_INTEGER:
+                    raise InvalidRecord(
+                        f"integer {item} in data is outside the signed 64-bit range"
+                    )
+            elif not isinstance(item, str | float):  # a container (a dict, list or tuple)
+                pending.append(item)
+
+
+_JSON_LEAVES: Final = frozenset({str, float, bool, type(None)})
 _JSON_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
 
 
@@ -295,27 +334,50 @@ def validate_field(name: str) -> str:
 
 
 def validate_amount(by: float) -> int | float:
-    """Check the amount of an increment."""
-    if isinstance(by, bool) or not isinstance(by, int | float) or not math.isfinite(by):
+    """Check the amount of an increment: a finite float, or an int in the signed 64-bit range."""
+    if isinstance(by, bool) or not isinstance(by, int | float):
+        raise InvalidRecord(f"increment amount must be a finite int or float, got {by!r}")
+    if isinstance(by, int):
+        if not MIN_INTEGER <= by <= MAX_INTEGER:
+            raise InvalidRecord(f"increment amount {by} is outside the signed 64-bit range")
+    elif not math.isfinite(by):
         raise InvalidRecord(f"increment amount must be a finite int or float, got {by!r}")
     return by
 
 
+def integer_sum_overflows(current: object, by: object) -> bool:
+    """Whether an increment of the int ``current`` by the int ``by`` leaves the signed 64-bit
+    range (engines refuse it with nothing written; a float on either side is a float sum)."""
+    return (
+        isinstance(current, int)
+        and isinstance(by, int)
+        and not MIN_INTEGER <= current + by <= MAX_INTEGER
+    )
+
+
 def validate_version(version: int) -> int:
-    """Check an expected version."""
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise InvalidRecord(f"expected_version must be an int >= 1, got {version!r}")
+    """Check an expected version: an int from 1 to the largest signed 64-bit integer."""
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_INTEGER:
+        raise InvalidRecord(f"expected_version must be an int from 1 to 2**63 - 1, got {version!r}")
     return version
 
 
 def expiry_from_ttl(ttl: float | None, now: float) -> float | None:
-    """Turn a TTL in seconds into an absolute expiry (epoch seconds)."""
-    if (ttl.__class__ is float or ttl.__class__ is int) and ttl > 0:  # the common case first
+    """Turn a TTL in seconds into an absolute expiry (epoch seconds).
+
+    ``ttl`` is ``None`` (no expiry) or a number of seconds above 0 and at most
+    :data:`MAX_TTL_S` (100 years); nan, infinities, booleans and anything else are
+    :class:`InvalidRecord`, raised before any engine writes.
+    """
+    if (ttl.__class__ is float or ttl.__class__ is int) and 0 < ttl <= MAX_TTL_S:  # common case
         return now + ttl  # float + int converts the int exactly as float(ttl) does
     if ttl is None:
         return None
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
-        raise InvalidRecord(f"ttl must be a positive number of seconds, got {ttl!r}")
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= MAX_TTL_S:
+        raise InvalidRecord(
+            f"ttl must be a number of seconds above 0 and at most {MAX_TTL_S:.0f} "
+            f"(100 years), got {ttl!r}"
+        )
     return now + float(ttl)
 
 

@@ -43,6 +43,8 @@ from botocore.exceptions import BotoCoreError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from stalwart.storage._contract import (
+    MAX_INTEGER,
+    MIN_INTEGER,
     AlreadyExists,
     Check,
     Clock,
@@ -62,6 +64,7 @@ from stalwart.storage._contract import (
     VersionConflict,
     encode_data,
     expiry_from_ttl,
+    integer_sum_overflows,
     stored_copy,
     validate_amount,
     validate_field,
@@ -429,8 +432,9 @@ def increment_request(
 ) -> Request:
     """One UpdateItem that increments a live record or creates an absent one.
 
-    The condition fails on an expired record (handled by :func:`increment_plan`) and on a
-    non-numeric field (the ALL_OLD item tells the two apart).
+    The condition fails on an expired record (handled by :func:`increment_plan`), on a
+    non-numeric field and on an integer sum outside the signed 64-bit range (the ALL_OLD item
+    tells them apart).
     """
     amount = dynamo_number(by)
     if amount is None:
@@ -456,19 +460,28 @@ def increment_request(
         ":now": _now_value(now),
         ":number": {"S": "N"},
     }
-    if isinstance(by, float):
+    condition = (
+        "(attribute_not_exists(#pk) OR #ea > :now) AND "
+        "(attribute_not_exists(#f) OR attribute_type(#f, :number))"
+    )
+    names["#fl"] = FLOAT_FIELDS
+    if isinstance(by, int):
+        # An integer field (one not listed as a float) must stay inside the signed 64-bit range.
+        condition += (
+            " AND (attribute_not_exists(#f) OR contains(#fl, :name) OR #f BETWEEN :lo AND :hi)"
+        )
+        values[":name"] = {"S": field}
+        values[":lo"] = {"N": str(MIN_INTEGER - min(by, 0))}
+        values[":hi"] = {"N": str(MAX_INTEGER - max(by, 0))}
+    else:
         # Adding a float makes the field a float for good; ADD on a string set is atomic too.
         update += " ADD #fl :fl"
-        names["#fl"] = FLOAT_FIELDS
         values[":fl"] = {"SS": [field]}
     return {
         "TableName": table,
         "Key": key_attributes(key),
         "UpdateExpression": update,
-        "ConditionExpression": (
-            "(attribute_not_exists(#pk) OR #ea > :now) AND "
-            "(attribute_not_exists(#f) OR attribute_type(#f, :number))"
-        ),
+        "ConditionExpression": condition,
         "ExpressionAttributeNames": names,
         "ExpressionAttributeValues": values,
         "ReturnValues": "ALL_NEW",
@@ -607,6 +620,12 @@ def _non_numeric(key: Key, field: str) -> InvalidRecord:
     )
 
 
+def _out_of_range(key: Key, field: str, by: float) -> InvalidRecord:
+    return InvalidRecord(
+        f"field {field!r} of {key} + {by} would leave the signed 64-bit integer range"
+    )
+
+
 def increment_plan(
     table: str, key: Key, field: str, by: float, *, ttl: float | None, clock: Clock
 ) -> Plan[Record]:
@@ -637,6 +656,13 @@ def increment_plan(
             stored = old.get(FIELD_PREFIX + field)
             if stored is not None and "N" not in stored:
                 raise _non_numeric(key, field) from reply.cause
+            floats = old.get(FLOAT_FIELDS, {}).get("SS", ())
+            if (
+                stored is not None
+                and field not in floats
+                and integer_sum_overflows(_decode_number(stored["N"], is_float=False), amount)
+            ):
+                raise _out_of_range(key, field, amount) from reply.cause
             # The item changed between the check and the reply (DynamoDB itself never shows
             # this; an emulator that applies an update in steps can): just try again.
             continue
@@ -757,6 +783,8 @@ def _incremented(
     if stored is not None and "N" not in stored:
         raise _non_numeric(key, operation.field)
     old = current.data.get(operation.field, 0)
+    if integer_sum_overflows(old, operation.by):
+        raise _out_of_range(key, operation.field, operation.by)
     total = _add(old, operation.by)
     if (isinstance(total, float) and not math.isfinite(total)) or dynamo_number(total) is None:
         raise InvalidRecord(f"incrementing {operation.field!r} of {key} overflows DynamoDB")

@@ -13,11 +13,16 @@ Document shape (one record per document)::
      "exp": ISODate(...),                   # same instant as a BSON date, for the TTL index
      "w": ObjectId(...)}                    # token of the last write (see below)
 
-Every write sets ``w`` to a fresh token and every pipeline first checks ``w == token``: when
-the driver retries a write whose first attempt was applied (a retryable write after a lost
-reply) on a server that does not deduplicate retries by ``txnNumber`` (secantusdb, see
-docs/storage/mongodb.md), the retry leaves the document alone and the decoder recognises its
-own write instead of reporting a conflict or incrementing twice.
+Every write sets ``w`` to a fresh token, so one post-image tells our write from the record that
+blocked it. Every pipeline also first checks ``w == token``: where a server re-executes a
+retried write (MongoDB never does; secantusdb does when the client sets ``timeoutMS``), the
+retry leaves the document alone and the decoder still recognises its own write instead of
+reporting a conflict or incrementing twice. The check costs no round trip, so it runs on every
+server.
+
+Plans follow MongoDB's semantics: every single-record operation is one command. The workarounds
+for secantusdb, the emulator the test suite runs on, run only where the executor answers
+:class:`DetectServer` with ``"secantusdb"`` (see docs/storage/mongodb.md, "secantusdb").
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ from pymongo.errors import (
 )
 
 from stalwart.storage._contract import (
+    MAX_INTEGER,
+    MIN_INTEGER,
     AlreadyExists,
     Check,
     Clock,
@@ -58,11 +65,13 @@ from stalwart.storage._contract import (
     Record,
     Replace,
     StorageError,
+    StoreConfigurationError,
     StoreUnavailable,
     TransactionConflict,
     VersionConflict,
     encode_data,
     expiry_from_ttl,
+    integer_sum_overflows,
     stored_copy,
     validate_amount,
     validate_field,
@@ -84,7 +93,8 @@ MAX_TRANSACTION_ITEMS: Final = 100
 """Operations per :meth:`transact`; MongoDB has no hard cap, 100 matches DynamoDB."""
 MAX_QUERY_LIMIT: Final = 1000
 RACE_ATTEMPTS: Final = 3
-"""Attempts of a create/increment whose document vanished or appeared mid-operation."""
+"""Attempts of a create/increment on secantusdb whose document vanished or appeared between
+its round trips (MongoDB needs one round trip, hence no retry)."""
 TRANSACTION_ATTEMPTS: Final = 5
 """Attempts of a transaction that hits a transient error (WriteConflict and friends)."""
 BACKOFF_BASE_S: Final = 0.01
@@ -130,6 +140,12 @@ _TOO_LARGE_CODES: Final = frozenset({10334, 17419, 17420})
 _BSON_INPUT_ERRORS: Final = (BSONError, OverflowError, UnicodeError, DocumentTooLarge)
 ENGINE_ERRORS: Final = (PyMongoError, BSONError, OverflowError, UnicodeError)
 """What a driver throws back into a plan: the driver's and BSON's errors, nothing else."""
+
+type Server = Literal["mongodb", "secantusdb"]
+"""Whose semantics the plans follow: MongoDB's, or MongoDB's with secantusdb's workarounds."""
+type ServerChoice = Literal["auto", "mongodb", "secantusdb"]
+"""What a store accepts as ``server``; ``"auto"`` detects it (:func:`server_from_build_info`)."""
+SERVER_CHOICES: Final[tuple[ServerChoice, ...]] = ("auto", "mongodb", "secantusdb")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,6 +195,13 @@ class DeleteOne:
 
 
 @dataclass(frozen=True, slots=True)
+class DetectServer:
+    """Which :data:`Server` the store talks to. An executor answers from its per-client cache;
+    only a client's first answer costs a round trip (``buildInfo``, see
+    :func:`server_from_build_info`). Asked only by the plans whose commands differ."""
+
+
+@dataclass(frozen=True, slots=True)
 class StartTransaction:
     """Open a session (once per plan run) and start a transaction on it."""
 
@@ -201,7 +224,8 @@ class Sleep:
 
 
 type Command = (
-    InsertOne
+    DetectServer
+    | InsertOne
     | FindOne
     | FindMany
     | UpdateOne
@@ -220,6 +244,21 @@ class Settings:
 
     clock: Clock
     max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES
+
+
+def server_from_build_info(reply: Mapping[str, Any]) -> Server:
+    """The server behind a ``buildInfo`` reply: secantusdb reports ``secantusVersion`` beside
+    the MongoDB ``version`` it emulates; MongoDB (and anything else) is taken at its word."""
+    return "secantusdb" if "secantusVersion" in reply else "mongodb"
+
+
+def check_server(server: str) -> ServerChoice:
+    """Validate a store's ``server`` choice."""
+    match server:
+        case "auto" | "mongodb" | "secantusdb":
+            return server
+    msg = f"server must be one of {', '.join(SERVER_CHOICES)}; got {server!r}"
+    raise StoreConfigurationError(msg)
 
 
 def check_max_item_bytes(max_item_bytes: int) -> int:
@@ -413,7 +452,8 @@ def create_outcome(
     after: Doc | None, record: Record, now: float, token: ObjectId
 ) -> Record | AlreadyExists | None:
     """Our record, the live record that blocked us, or ``None``: nothing live and not ours
-    (the document changed under a secantusdb upsert race; try again)."""
+    (secantusdb only: the document read back changed after its lost upsert reply; try
+    again)."""
     if after is not None and after.get("w") == token:
         return record
     if after is not None and is_live(after, now):
@@ -421,30 +461,47 @@ def create_outcome(
     return None
 
 
-def _upsert_after(command: UpdateOne) -> Plan[Doc | None]:
-    """Run an upsert that returns AFTER.
+def not_like_mongodb(key: Key) -> StorageError:
+    """The error for an upsert answered without its post-image, which MongoDB never does."""
+    msg = (
+        f"the server answered an upsert of {key} without the document it wrote, which MongoDB "
+        "never does; if it is an emulator, see docs/storage/mongodb.md (server=secantusdb)"
+    )
+    return StorageError(msg)
 
-    Real MongoDB always returns an upsert's post-image, so this is one round trip. secantusdb
-    0.7 decides "no document" before it writes, so when a concurrent upsert inserts the
-    document first it applies our pipeline to that document but replies ``value: null``;
-    only then is the document read back (a second round trip that MongoDB never needs).
+
+def _upsert_after(command: UpdateOne, key: Key, server: Server) -> Plan[Doc | None]:
+    """Run an upsert that returns AFTER: one round trip, since MongoDB always returns an
+    upsert's post-image.
+
+    secantusdb replies ``value: null`` to an upsert that a concurrent upsert beat to the insert
+    (it applies our pipeline to the winner's document, then forgets the post-image); on that
+    server alone the document is read back, a second round trip, and may have changed again
+    by then (``None`` or not ours: the caller tries again).
     """
     after = yield from _upsert(command)
-    if after is None:
-        after = yield FindOne({"_id": command.filter["_id"]})
-    return after  # type: ignore[no-any-return]
+    if after is not None:
+        return after  # type: ignore[no-any-return]
+    if server == "mongodb":
+        raise not_like_mongodb(key)
+    return (yield FindOne({"_id": doc_id(key)}))  # type: ignore[no-any-return]
 
 
 def create(settings: Settings, key: Key, data: JSONObject, ttl: float | None) -> Plan[Record]:
-    """``create``: one upsert; AFTER tells our write from a live record that blocked it."""
+    """``create``: one upsert; AFTER tells our write from a live record that blocked it.
+
+    On MongoDB the first attempt always decides; only secantusdb's read-back can need another.
+    """
     validate_key(key)
     stored = _record_data(data, settings)
     now = settings.clock()
     expires_at = expiry_from_ttl(ttl, now)
     token = ObjectId()
     record = Record(key, stored, 1, expires_at)
+    server: Server = yield DetectServer()
+    command = create_command(key, stored, expires_at, now, token)
     for _ in range(RACE_ATTEMPTS):
-        after = yield from _upsert_after(create_command(key, stored, expires_at, now, token))
+        after = yield from _upsert_after(command, key, server)
         outcome = create_outcome(after, record, now, token)
         if isinstance(outcome, AlreadyExists):
             raise outcome
@@ -582,40 +639,76 @@ def increment_command(
             },
         ]
     }
-    numeric_or_missing = {"$or": [{"$isNumber": path}, {"$eq": [{"$type": path}, "missing"]}]}
+    numeric: dict[str, Any] = {"$isNumber": path}
+    if isinstance(by, int) and by:
+        # $add turns an int64 overflow into a double: an integer field must stay in range.
+        in_range = (
+            {"$lte": [path, MAX_INTEGER - by]} if by > 0 else {"$gte": [path, MIN_INTEGER - by]}
+        )
+        integer = {"$in": [{"$type": path}, ["int", "long"]]}
+        numeric = {"$and": [numeric, {"$or": [{"$not": [integer]}, in_range]}]}
+    numeric_or_missing = {"$or": [numeric, {"$eq": [{"$type": path}, "missing"]}]}
     pipeline = _switch(
         token, [({"$not": [live_expr(now)]}, fresh), (numeric_or_missing, bumped)], "$$ROOT"
     )
     return UpdateOne({"_id": doc_id(key)}, pipeline, upsert=upsert, return_after=True)
 
 
-def increment_outcome(after: Doc, key: Key, field: str, token: ObjectId) -> Record:
+def increment_outcome(after: Doc, key: Key, field: str, token: ObjectId, by: float) -> Record:
     """The incremented record, or :class:`InvalidRecord`: a post-image our write did not
-    produce is a live document whose ``field`` holds something other than a number."""
+    produce is a live document whose ``field`` holds something other than a number, or an
+    integer that ``by`` would take out of the signed 64-bit range."""
     if after.get("w") == token:
         return decode(after)
     value = after.get("d", {}).get(field)
+    if integer_sum_overflows(value, by):
+        raise InvalidRecord(
+            f"cannot increment {field!r} of {key}: {value} + {by} would leave the signed "
+            "64-bit integer range"
+        )
     raise InvalidRecord(f"cannot increment {field!r} of {key}: it holds {value!r}, not a number")
 
 
 def increment(
     settings: Settings, key: Key, field: str, by: float, ttl: float | None
 ) -> Plan[Record]:
-    """``increment``: one pipeline update whenever a document exists (live or expired);
-    AFTER is the result. Where none exists, an ``insert`` of the fresh counter follows (a
-    second round trip, only for a counter's first increment), and an insert that loses to a
-    concurrent creator goes back to the update.
-
-    Not an upsert: secantusdb loses an upsert's post-image when a concurrent upsert inserts
-    the document first (see :func:`_upsert_after`), and a read-back cannot recover the exact
-    value this increment produced. ``_id`` uniqueness makes the insert atomic everywhere.
-    """
+    """``increment``: one upsert whose pipeline update adds ``by`` server-side; AFTER is the
+    result (on secantusdb: :func:`_increment_without_upsert`)."""
     validate_key(key)
     validate_field(field)
     amount = validate_amount(by)
     now = settings.clock()
     expires_at = expiry_from_ttl(ttl, now)
     token = ObjectId()
+    server: Server = yield DetectServer()
+    if server == "secantusdb":
+        return (
+            yield from _increment_without_upsert(
+                key, field, amount, expires_at, now=now, token=token
+            )
+        )
+    after = yield from _upsert(
+        increment_command(
+            key, field, amount, expires_at=expires_at, now=now, token=token, upsert=True
+        )
+    )
+    if after is None:
+        raise not_like_mongodb(key)
+    return increment_outcome(after, key, field, token, amount)
+
+
+def _increment_without_upsert(
+    key: Key, field: str, amount: float, expires_at: float | None, *, now: float, token: ObjectId
+) -> Plan[Record]:
+    """secantusdb's increment: one pipeline update whenever a document exists (live or
+    expired). Where none exists, an ``insert`` of the fresh counter follows (a second round
+    trip, only for a counter's first increment), and an insert that loses to a concurrent
+    creator goes back to the update.
+
+    Not an upsert: secantusdb loses a contended upsert's post-image (see
+    :func:`_upsert_after`), and a read-back cannot recover the exact value this increment
+    produced. ``_id`` uniqueness makes the insert atomic.
+    """
     update = increment_command(
         key, field, amount, expires_at=expires_at, now=now, token=token, upsert=False
     )
@@ -623,7 +716,7 @@ def increment(
     for _ in range(RACE_ATTEMPTS):
         after = yield update
         if after is not None:
-            return increment_outcome(after, key, field, token)
+            return increment_outcome(after, key, field, token, amount)
         try:
             yield InsertOne(fresh)
         except DuplicateKeyError:
@@ -777,7 +870,9 @@ def check_command(key: Key, expected_version: int | None, now: float, token: Obj
     return UpdateOne({"_id": doc_id(key)}, pipeline, upsert=False, return_after=True)
 
 
-def _transaction_item(index: int, item: _Prepared, now: float) -> Plan[Record | None]:
+def _transaction_item(
+    index: int, item: _Prepared, now: float, server: Server
+) -> Plan[Record | None]:
     """One item inside the transaction; raises :class:`TransactionConflict` when it fails."""
     operation, token = item.operation, ObjectId()
     match operation:
@@ -791,6 +886,7 @@ def _transaction_item(index: int, item: _Prepared, now: float) -> Plan[Record | 
                     expiry_from_ttl(item.ttl, now),
                     now=now,
                     token=token,
+                    server=server,
                 )
             )
         case Delete():
@@ -809,13 +905,15 @@ def _transaction_item(index: int, item: _Prepared, now: float) -> Plan[Record | 
                 token=token,
                 upsert=True,
             )
-            # Inside a transaction a lost post-image (see _upsert_after) cannot be recovered
-            # exactly by a read, so it counts as a conflict; MongoDB always returns one.
             after = yield from _upsert(command)
+            if after is None and server == "mongodb":
+                raise not_like_mongodb(operation.key)
             if after is None:
+                # secantusdb lost the post-image (see _upsert_after); a read cannot recover
+                # the value this increment produced, so the item counts as a conflict.
                 raise TransactionConflict(index, operation, "the record changed concurrently")
             try:
-                return increment_outcome(after, operation.key, field, token)
+                return increment_outcome(after, operation.key, field, token, by)
             except InvalidRecord as exc:
                 msg = f"transaction item {index}: {exc}"
                 raise InvalidRecord(msg) from None
@@ -829,10 +927,12 @@ def _write_item(
     *,
     now: float,
     token: ObjectId,
+    server: Server,
 ) -> Plan[Record]:
     key = operation.key
     if isinstance(operation, Create):
-        after = yield from _upsert_after(create_command(key, data, expires_at, now, token))
+        command = create_command(key, data, expires_at, now, token)
+        after = yield from _upsert_after(command, key, server)
         outcome = create_outcome(after, Record(key, data, 1, expires_at), now, token)
         if isinstance(outcome, AlreadyExists):
             raise TransactionConflict(
@@ -926,6 +1026,7 @@ def transact(settings: Settings, operations: Sequence[Operation]) -> Plan[list[R
     operations = list(operations)
     validate_operations(operations, MAX_TRANSACTION_ITEMS)
     prepared = [_prepare(operation, settings) for operation in operations]
+    server: Server = yield DetectServer()
     last_error: PyMongoError | None = None
     conflict_index = -1
     for attempt in range(TRANSACTION_ATTEMPTS):
@@ -937,7 +1038,7 @@ def transact(settings: Settings, operations: Sequence[Operation]) -> Plan[list[R
         try:
             results: list[Record | None] = []
             for index, item in enumerate(prepared):
-                results.append((yield from _transaction_item(index, item, now)))
+                results.append((yield from _transaction_item(index, item, now, server)))
         except PyMongoError as exc:
             yield from _abort_quietly()
             if not _is_transient(exc):

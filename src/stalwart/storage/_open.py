@@ -6,7 +6,8 @@ import importlib
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from stalwart.storage._contract import AsyncStore, Clock, InvalidRecord, Store
+from stalwart.storage._contract import AsyncStore, Clock, Store
+from stalwart.storage._url import unknown_scheme
 
 _ENGINE_MODULES: Final = {
     "sqlite": "stalwart.storage.sqlite",
@@ -23,8 +24,7 @@ def _engine_module(url: str) -> object:
     scheme = urlsplit(url).scheme.lower()
     module_name = _ENGINE_MODULES.get(scheme)
     if module_name is None:
-        known = ", ".join(sorted(_ENGINE_MODULES))
-        raise InvalidRecord(f"unknown store URL scheme {scheme!r} in {url!r}; known: {known}")
+        raise unknown_scheme(scheme, _ENGINE_MODULES)
     return importlib.import_module(module_name)
 
 
@@ -33,6 +33,9 @@ def open_store(url: str, *, clock: Clock | None = None) -> Store:
 
     ``clock`` (epoch seconds) replaces the wall clock for every expiry decision; every engine's
     ``store_from_url(url, *, clock=...)`` accepts it. Tests use it to move time.
+
+    An unknown scheme, an unknown URL option or a malformed value raises
+    :class:`StoreConfigurationError` (a ``ValueError``), whose message lists what is known.
 
     >>> store = open_store("sqlite:///:memory:?table=demo")
     >>> store.create(Key("acct-1", "balance"), {"cents": 0}).version

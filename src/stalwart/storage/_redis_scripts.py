@@ -41,7 +41,6 @@ _COMMON: Final = (
     f"local REPLAY_MS = '{REPLAY_WINDOW_S * 1000}'\n"
     r"""
 local INVALID = 'STALWART_INVALID '
-local MAX_EXACT = 9007199254740991
 
 local function read(key)
   return redis.call('HMGET', key, 'd', 'v', 'e')
@@ -106,6 +105,8 @@ end
 # script run re-creates its local functions, so the create/replace/delete/query scripts (the
 # idempotency hot path) leave them out.
 _JSON_HELPERS: Final = r"""
+local BILLION = 1000000000
+
 -- A live record rewritten without touching its expiry: its member is normally in the index
 -- already (and the index fitted to it); only when the index lost it (evicted, or deleted by
 -- hand) is the index fitted again, to the record's remaining physical TTL.
@@ -176,19 +177,48 @@ local function find_member(doc, qkey)
   return nil
 end
 
+-- Integer text as (high, low): the digits above the last nine and the last nine, with the
+-- sign on both; each part is exact in a Lua number (a double) for up to 19 digits.
+local function int_parts(text)
+  local sign, digits = 1, text
+  if string.sub(text, 1, 1) == '-' then sign, digits = -1, string.sub(text, 2) end
+  local n = #digits
+  if n > 19 then return nil end
+  if n <= 9 then return 0, sign * tonumber(digits) end
+  return sign * tonumber(string.sub(digits, 1, n - 9)), sign * tonumber(string.sub(digits, n - 8))
+end
+
+-- Exact signed 64-bit integer sum of two integer texts, or nil outside -2^63 .. 2^63-1 (Lua
+-- numbers are doubles, exact only to 2^53, so the sum is done in two parts of nine digits).
+local function add_int64(a, b)
+  local ah, al = int_parts(a)
+  local bh, bl = int_parts(b)
+  if not ah or not bh then return nil end
+  local high, low = ah + bh, al + bl
+  if low >= BILLION then high, low = high + 1, low - BILLION
+  elseif low <= -BILLION then high, low = high - 1, low + BILLION end
+  if high > 0 and low < 0 then high, low = high - 1, low + BILLION
+  elseif high < 0 and low > 0 then high, low = high + 1, low - BILLION end
+  if high > 9223372036 or (high == 9223372036 and low > 854775807)
+    or high < -9223372036 or (high == -9223372036 and low < -854775808) then
+    return nil
+  end
+  if high == 0 then return string.format('%d', low) end
+  return string.format('%d%09d', high, math.abs(low))
+end
+
 local function add_number(text, by)
   if not string.match(text, '^-?%d[%d%.eE+-]*$') then
     return nil, 'is not a number'
   end
+  if string.match(text, '^-?%d+$') and string.match(by, '^-?%d+$') then
+    local sum = add_int64(text, by)
+    if not sum then return nil, 'would leave the signed 64-bit integer range' end
+    return sum
+  end
   local a, b = tonumber(text), tonumber(by)
   if not a or not b then return nil, 'is not a number' end
   local r = a + b
-  if string.match(text, '^-?%d+$') and string.match(by, '^-?%d+$') then
-    if math.abs(a) > MAX_EXACT or math.abs(b) > MAX_EXACT or math.abs(r) > MAX_EXACT then
-      return nil, 'would leave the exactly representable integer range (+-2^53)'
-    end
-    return string.format('%.0f', r)
-  end
   if r ~= r or r == math.huge or r == -math.huge then
     return nil, 'would become a non-finite number'
   end

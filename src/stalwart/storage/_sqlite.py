@@ -4,7 +4,9 @@
 The SQL lives in :mod:`stalwart.storage._sqlite_sql`; this module only runs it.
 
 - File databases use one connection per thread (sqlite3 connections are not thread-safe), WAL
-  (readers never wait for the writer) and a busy timeout (other processes). Writers of one
+  (readers never wait for the writer) and a busy timeout (other processes). A thread's
+  connection is closed when the thread ends (or when the store is closed), so a server that
+  runs each request on a new thread does not leak file descriptors. Writers of one
   process also queue on an in-process lock per database file, so threads hand the write lock
   over directly instead of sleeping in SQLite's busy handler.
 - ``:memory:`` and a caller's connection are one shared connection behind a lock.
@@ -20,11 +22,13 @@ import functools
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final, Self
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from stalwart.storage._contract import (
     AlreadyExists,
@@ -40,6 +44,7 @@ from stalwart.storage._contract import (
     Record,
     Replace,
     StorageError,
+    StoreConfigurationError,
     StoreUnavailable,
     TransactionConflict,
     VersionConflict,
@@ -58,8 +63,10 @@ from stalwart.storage._sqlite_sql import (
     record_from_row,
     statements,
     succeeded,
+    validate_table,
     write_result,
 )
+from stalwart.storage._url import flag, one_of, positive_number, url_options, whole_number
 
 DEFAULT_MAX_ITEM_BYTES: Final = 400_000
 """Like DynamoDB's 400 KB item limit, so data that fits here fits on every engine."""
@@ -85,19 +92,93 @@ def _write_lock_for(path: str) -> threading.Lock:
         return _file_locks.setdefault(path, threading.Lock())
 
 
-def _translate(exc: sqlite3.Error) -> StorageError:
+# SQLite's primary result codes (the low byte of an extended code), by what they mean to a
+# caller. Transient: retrying later can succeed (another writer's lock, a full disk that gets
+# space back, an I/O hiccup). Configuration: the file itself is unusable as configured.
+_TRANSIENT_CODES: Final = frozenset(
+    {
+        sqlite3.SQLITE_ABORT,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_SCHEMA,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_INTERRUPT,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_PROTOCOL,
+    }
+)
+_CONFIGURATION_CODES: Final = frozenset(
+    {
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_NOTADB,
+        sqlite3.SQLITE_AUTH,
+    }
+)
+
+
+def _missing_directory(path: str) -> Path | None:
+    directory = Path(path).absolute().parent
+    return None if directory.is_dir() else directory
+
+
+def _unopenable_reason(path: str) -> str | None:
+    """What the file system says is wrong with ``path``, or ``None`` when nothing is (then a
+    failure to open is transient, e.g. the process ran out of file descriptors)."""
+    if path == _MEMORY:
+        return None
+    file = Path(path).absolute()
+    if not file.parent.is_dir():
+        return f"the directory {str(file.parent)!r} does not exist"
+    if file.is_dir():
+        return "it is a directory"
+    if file.exists() and not os.access(file, os.R_OK | os.W_OK):
+        return "the file is not readable and writable"
+    # WAL keeps its -wal and -shm files beside the database.
+    if not os.access(file.parent, os.W_OK | os.X_OK):
+        return "its directory is not writable"
+    return None
+
+
+def _translate(exc: sqlite3.Error, path: str) -> StorageError:
+    """Map a sqlite3 error: bad data is InvalidRecord, an unusable file a configuration error,
+    a lock or a full disk StoreUnavailable (transient), anything else (a corrupt file, a table
+    of another shape) a plain StorageError: permanent, so never retried."""
     message = str(exc)
     if isinstance(exc, sqlite3.DataError) or "too big" in message or "malformed JSON" in message:
         return InvalidRecord(f"SQLite rejected the record: {message}")
-    return StoreUnavailable(f"SQLite failed: {message}")
+    code: int | None = getattr(exc, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF
+    if primary in _CONFIGURATION_CODES:
+        reason = _unopenable_reason(path)
+        if primary != sqlite3.SQLITE_CANTOPEN or reason is not None:
+            because = f" ({reason})" if reason else ""
+            return StoreConfigurationError(
+                f"SQLite cannot use the database {path!r}: {message}{because}"
+            )
+    elif primary is not None and primary not in _TRANSIENT_CODES:
+        return StorageError(f"SQLite failed on {path!r}: {message}")
+    return StoreUnavailable(f"SQLite failed on {path!r}: {message}")
 
 
-@contextlib.contextmanager
-def _engine_errors() -> Iterator[None]:
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise _translate(exc) from exc
+def _close_quietly(connection: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        connection.close()
+
+
+class _ThreadConnection:
+    """One thread's connection, held only by that thread's ``threading.local``: when the thread
+    ends, the local drops it and its finalizer closes the connection."""
+
+    __slots__ = ("__weakref__", "close", "connection")
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+        # The callback holds the connection, never this object or the store (so neither is
+        # kept alive by it); calling it early (store.close()) makes the later call a no-op.
+        self.close = weakref.finalize(self, _close_quietly, connection)
 
 
 class _Connections:
@@ -117,7 +198,8 @@ class _Connections:
         self._synchronous = synchronous
         self._trace = trace
         self._local = threading.local()
-        self._opened: list[sqlite3.Connection] = []
+        # The live threads' connections, for close(); an entry leaves when its thread ends.
+        self._per_thread_connections: weakref.WeakSet[_ThreadConnection] = weakref.WeakSet()
         self._guard = threading.Lock()
         self._closed = False
         self._shared = connection
@@ -147,17 +229,24 @@ class _Connections:
                 if self._shared is None:
                     self._shared = self._connect()
                 return self._shared
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self._connect()
-            with self._guard:
-                self._opened.append(connection)
-            self._local.connection = connection
-        return connection
+        held: _ThreadConnection | None = getattr(self._local, "held", None)
+        if held is None:
+            held = _ThreadConnection(self._connect())
+            with self._guard:  # (one racing close() cannot leak it: it ends with its thread)
+                self._per_thread_connections.add(held)
+            self._local.held = held
+        return held.connection
+
+    @contextlib.contextmanager
+    def _engine_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise _translate(exc, self._path) from exc
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
-        with _engine_errors():
+        with self._engine_errors():
             connection = self._connection()
             if self._per_thread:
                 yield connection  # WAL: readers need no lock
@@ -167,7 +256,7 @@ class _Connections:
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[sqlite3.Connection]:
-        with _engine_errors():
+        with self._engine_errors():
             connection = self._connection()
             with self._write_lock:
                 yield connection
@@ -175,13 +264,14 @@ class _Connections:
     def close(self) -> None:
         with self._guard:
             self._closed = True
-            opened, self._opened = self._opened, []
-            if self._shared is not None and self._owns_shared:
-                opened.append(self._shared)
+            per_thread = list(self._per_thread_connections)
+            self._per_thread_connections.clear()
+            shared = self._shared if self._owns_shared else None
             self._shared = None
-        for connection in opened:
-            with contextlib.suppress(sqlite3.Error):
-                connection.close()
+        for held in per_thread:
+            held.close()
+        if shared is not None:
+            _close_quietly(shared)
 
 
 @contextlib.contextmanager
@@ -201,7 +291,8 @@ def _immediate(connection: sqlite3.Connection) -> Iterator[None]:
 class SQLiteStore:
     """The synchronous SQLite store: one table in one database file.
 
-    ``path`` is a file (created if missing, with its table) or ``":memory:"``. Pass
+    ``path`` is a file (created if missing, with its table; its directory must exist) or
+    ``":memory:"``. Pass
     ``connection`` instead to use a connection you made (autocommit, i.e.
     ``isolation_level=None``); it is shared behind a lock and never closed by the store.
     ``trace`` receives every SQL statement the store runs (for counting round trips).
@@ -228,16 +319,29 @@ class SQLiteStore:
         connection: sqlite3.Connection | None = None,
     ) -> None:
         if synchronous not in _SYNCHRONOUS:
-            raise ValueError(f"synchronous must be one of {_SYNCHRONOUS}, got {synchronous!r}")
+            raise StoreConfigurationError(
+                f"synchronous must be one of {_SYNCHRONOUS}, got {synchronous!r}"
+            )
         if not timeout > 0:
-            raise ValueError(f"timeout must be positive, got {timeout!r}")
+            raise StoreConfigurationError(f"timeout must be positive, got {timeout!r}")
         if connection is not None and connection.isolation_level is not None:
-            raise ValueError(
+            raise StoreConfigurationError(
                 "a caller's connection must be in autocommit mode "
                 "(sqlite3.connect(..., isolation_level=None))"
             )
         if max_item_bytes < 1 or max_transaction_items < 1:
-            raise ValueError("max_item_bytes and max_transaction_items must be positive")
+            raise StoreConfigurationError(
+                "max_item_bytes and max_transaction_items must be positive"
+            )
+        if connection is None and os.fspath(path) != _MEMORY:
+            # The one check done at construction (a stat, no file is opened): a missing
+            # directory would otherwise surface at the first operation.
+            directory = _missing_directory(os.fspath(path))
+            if directory is not None:
+                raise StoreConfigurationError(
+                    f"cannot open the SQLite database {os.fspath(path)!r}: "
+                    f"the directory {str(directory)!r} does not exist"
+                )
         self._sql: Statements = statements(table)
         self._table = table
         self._clock = clock
@@ -468,7 +572,7 @@ class AsyncSQLiteStore:
         connection: sqlite3.Connection | None = None,
     ) -> None:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers must be a positive int, got {workers!r}")
+            raise StoreConfigurationError(f"workers must be a positive int, got {workers!r}")
         self._store = SQLiteStore(
             path,
             table=table,
@@ -591,45 +695,46 @@ class SQLiteURL:
     workers: int = DEFAULT_ASYNC_WORKERS
 
 
-_URL_PARAMS: Final = ("table", "timeout", "synchronous", "max_item_bytes", "workers", "create")
+_URL_OPTIONS: Final = ("table", "timeout", "synchronous", "max_item_bytes", "workers", "create")
 
 
 def parse_url(url: str) -> SQLiteURL:
     """Parse ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``sqlite:///:memory:``.
 
-    Query parameters: ``table`` (default ``stalwart``), ``timeout`` (busy timeout, seconds,
+    Query options: ``table`` (default ``stalwart``), ``timeout`` (busy timeout, seconds,
     default 5), ``synchronous`` (``normal`` default, ``full``, ``extra``, ``off``),
     ``max_item_bytes``, ``workers`` (async store threads) and ``create`` (accepted for symmetry
-    with the other engines; SQLite always creates its table).
+    with the other engines; SQLite always creates its table). Anything else, or a malformed
+    value, is :class:`StoreConfigurationError`.
 
     >>> parse_url("sqlite:////var/data/app.db?table=records").path
     '/var/data/app.db'
     """
     parts = urlsplit(url)
     if parts.scheme.lower() != "sqlite":
-        raise InvalidRecord(f"not a sqlite:// URL: {url!r}")
+        raise StoreConfigurationError(f"not a sqlite:// URL: {url!r}")
     if parts.netloc:
-        raise InvalidRecord(f"a sqlite URL has no host: write sqlite:///path, got {url!r}")
+        raise StoreConfigurationError(
+            f"a sqlite URL has no host: write sqlite:///path, got {url!r}"
+        )
     path = unquote(parts.path)
     path = path.removeprefix("/")  # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
     if not path:
-        raise InvalidRecord(f"the sqlite URL {url!r} names no database file")
-    params = {name: values[-1] for name, values in parse_qs(parts.query).items()}
-    unknown = sorted(set(params) - set(_URL_PARAMS))
-    if unknown:
-        raise InvalidRecord(f"unknown sqlite URL parameters {unknown}; known: {_URL_PARAMS}")
-    try:
-        config = SQLiteURL(
-            path=path,
-            table=params.get("table", "stalwart"),
-            timeout=float(params.get("timeout", DEFAULT_TIMEOUT_S)),
-            synchronous=params.get("synchronous", DEFAULT_SYNCHRONOUS).lower(),
-            max_item_bytes=int(params.get("max_item_bytes", DEFAULT_MAX_ITEM_BYTES)),
-            workers=int(params.get("workers", DEFAULT_ASYNC_WORKERS)),
-        )
-    except ValueError as exc:
-        raise InvalidRecord(f"bad sqlite URL parameter in {url!r}: {exc}") from exc
-    return config
+        raise StoreConfigurationError(f"the sqlite URL {url!r} names no database file")
+    options = url_options(url, _URL_OPTIONS, engine="sqlite")
+    flag("create", options.get("create", "true"))  # checked, then ignored
+    return SQLiteURL(
+        path=path,
+        table=validate_table(options.get("table", "stalwart")),
+        timeout=positive_number("timeout", options.get("timeout", str(DEFAULT_TIMEOUT_S))),
+        synchronous=one_of(
+            "synchronous", options.get("synchronous", DEFAULT_SYNCHRONOUS), _SYNCHRONOUS
+        ),
+        max_item_bytes=whole_number(
+            "max_item_bytes", options.get("max_item_bytes", str(DEFAULT_MAX_ITEM_BYTES))
+        ),
+        workers=whole_number("workers", options.get("workers", str(DEFAULT_ASYNC_WORKERS))),
+    )
 
 
 def store_from_url(url: str, *, clock: Clock = wall_clock) -> SQLiteStore:
@@ -641,31 +746,25 @@ def store_from_url(url: str, *, clock: Clock = wall_clock) -> SQLiteStore:
     >>> store.close()
     """
     config = parse_url(url)
-    try:
-        return SQLiteStore(
-            config.path,
-            table=config.table,
-            clock=clock,
-            timeout=config.timeout,
-            synchronous=config.synchronous,
-            max_item_bytes=config.max_item_bytes,
-        )
-    except ValueError as exc:
-        raise InvalidRecord(f"bad sqlite URL {url!r}: {exc}") from exc
+    return SQLiteStore(
+        config.path,
+        table=config.table,
+        clock=clock,
+        timeout=config.timeout,
+        synchronous=config.synchronous,
+        max_item_bytes=config.max_item_bytes,
+    )
 
 
 def async_store_from_url(url: str, *, clock: Clock = wall_clock) -> AsyncSQLiteStore:
     """Open an :class:`AsyncSQLiteStore` from a URL (see :func:`parse_url`)."""
     config = parse_url(url)
-    try:
-        return AsyncSQLiteStore(
-            config.path,
-            workers=config.workers,
-            table=config.table,
-            clock=clock,
-            timeout=config.timeout,
-            synchronous=config.synchronous,
-            max_item_bytes=config.max_item_bytes,
-        )
-    except ValueError as exc:
-        raise InvalidRecord(f"bad sqlite URL {url!r}: {exc}") from exc
+    return AsyncSQLiteStore(
+        config.path,
+        workers=config.workers,
+        table=config.table,
+        clock=clock,
+        timeout=config.timeout,
+        synchronous=config.synchronous,
+        max_item_bytes=config.max_item_bytes,
+    )

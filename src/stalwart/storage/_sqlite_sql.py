@@ -30,8 +30,10 @@ from stalwart.storage._contract import (
     Operation,
     Record,
     Replace,
+    StoreConfigurationError,
     encode_data,
     expiry_from_ttl,
+    integer_sum_overflows,
     stored_copy,
     validate_amount,
     validate_field,
@@ -50,6 +52,13 @@ _FIELD_TYPE: Final = "(SELECT type FROM json_each(data) WHERE key = :field)"
 _SUM: Final = f"(coalesce({_FIELD_VALUE}, 0) + :by)"
 # Reals are printed with 17 significant digits so they survive the trip back to a Python float;
 # SQLite's own JSON rendering keeps only 15 (0.1 + 0.2 would come back as 0.3).
+# An increment may proceed on a numeric (or missing) field, unless an integer plus an integer
+# overflowed: SQLite then returns a REAL, where the contract wants InvalidRecord (64-bit range).
+_FIELD_KIND: Final = f"coalesce({_FIELD_TYPE}, 'integer')"
+_INCREMENTABLE: Final = (
+    f"({_FIELD_KIND} = 'real' OR ({_FIELD_KIND} = 'integer' "
+    f"AND (typeof(:by) = 'real' OR typeof({_SUM}) = 'integer')))"
+)
 _SUM_AS_JSON: Final = (
     f"json(CASE WHEN typeof({_SUM}) = 'integer' THEN CAST({_SUM} AS TEXT) "
     f"ELSE printf('%!.17g', {_SUM}) END)"
@@ -59,7 +68,7 @@ _SUM_AS_JSON: Final = (
 def validate_table(name: str) -> str:
     """Accept only plain identifiers: the name is spliced into SQL text."""
     if not isinstance(name, str) or not _TABLE_NAME.fullmatch(name):
-        raise InvalidRecord(f"table name {name!r} must match {_TABLE_NAME.pattern}")
+        raise StoreConfigurationError(f"table name {name!r} must match {_TABLE_NAME.pattern}")
     return name
 
 
@@ -140,7 +149,7 @@ def statements(table: str) -> Statements:
             f"ELSE json_patch(data, json_object(:field, {_SUM_AS_JSON})) END, "
             f"version = CASE WHEN {_EXPIRED} THEN 1 ELSE version + 1 END, "
             f"expires_at = CASE WHEN {_EXPIRED} THEN excluded.expires_at ELSE expires_at END "
-            f"WHERE {_EXPIRED} OR coalesce({_FIELD_TYPE}, 'integer') IN ('integer', 'real') "
+            f"WHERE {_EXPIRED} OR {_INCREMENTABLE} "
             "RETURNING data, version, expires_at"
         ),
         check_absent=f"SELECT 1 FROM {t} WHERE {where_key} AND {_LIVE}",
@@ -261,7 +270,10 @@ def conflict_reason(step: Step, current: Record | None) -> str:
         case StepKind.CREATE | StepKind.CHECK_ABSENT:
             return f"expected no live record, found {found}"
         case StepKind.INCREMENT:
-            return f"field {step.params['field']!r} of the live record is not a number"
+            field, by = step.params["field"], step.params["by"]
+            if current is not None and integer_sum_overflows(current.data.get(field), by):
+                return f"field {field!r} + {by} would leave the signed 64-bit integer range"
+            return f"field {field!r} of the live record is not a number"
         case _:
             return f"expected version {step.params.get('expected')}, found {found}"
 

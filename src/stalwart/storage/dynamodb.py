@@ -18,7 +18,7 @@ import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Self
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from stalwart._extras import require_extra
 
@@ -33,13 +33,13 @@ from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
 
 from stalwart.storage._contract import (  # noqa: E402
     Clock,
-    InvalidRecord,
     JSONObject,
     Key,
     Operation,
     Page,
     Record,
     StorageError,
+    StoreConfigurationError,
     wall_clock,
 )
 from stalwart.storage._dynamodb_core import (  # noqa: E402
@@ -60,6 +60,12 @@ from stalwart.storage._dynamodb_core import (  # noqa: E402
     replace_plan,
     transact_plan,
 )
+from stalwart.storage._url import (  # noqa: E402
+    flag,
+    positive_number,
+    url_options,
+    whole_number,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -78,8 +84,16 @@ __all__ = [
 ]
 
 _TABLE_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{3,255}")
-_TRUE: Final = frozenset({"1", "true", "yes", "on"})
-_FALSE: Final = frozenset({"0", "false", "no", "off"})
+_URL_OPTIONS: Final = (
+    "region",
+    "endpoint_url",
+    "timeout",
+    "connect_timeout",
+    "read_timeout",
+    "max_attempts",
+    "max_pool_connections",
+    "create",
+)
 DEFAULT_TABLE_WAIT_S: Final = 60.0
 DEFAULT_CONNECT_TIMEOUT_S: Final = 2.0
 DEFAULT_READ_TIMEOUT_S: Final = 5.0
@@ -308,40 +322,37 @@ class ConnectionSettings:
         """
         parts = urlsplit(url)
         if parts.scheme.lower() != "dynamodb":
-            raise InvalidRecord(f"not a dynamodb:// URL: {url!r}")
+            raise StoreConfigurationError(f"not a dynamodb:// URL: {url!r}")
         table = unquote(parts.netloc or parts.path.strip("/"))
         if not _TABLE_NAME.fullmatch(table):
-            raise InvalidRecord(f"invalid DynamoDB table name {table!r} in {url!r}")
-        params = dict(parse_qsl(parts.query, keep_blank_values=True))
-        known = {
-            "region",
-            "endpoint_url",
-            "timeout",
-            "connect_timeout",
-            "read_timeout",
-            "max_attempts",
-            "max_pool_connections",
-            "create",
-        }
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise InvalidRecord(
-                f"unknown dynamodb URL parameter(s) {unknown}; known: {sorted(known)}"
+            raise StoreConfigurationError(
+                f"invalid DynamoDB table name {table!r}: 3 to 255 of A-Z a-z 0-9 _ . -"
             )
-        timeout = _positive(params, "timeout")
+        # An empty value means the default, as if the option were not given.
+        options = {
+            name: value
+            for name, value in url_options(url, _URL_OPTIONS, engine="dynamodb").items()
+            if value
+        }
+
+        def seconds(name: str) -> float | None:
+            return positive_number(name, options[name]) if name in options else None
+
+        timeout = seconds("timeout")
         return cls(
             table=table,
-            region=params.get("region") or None,
-            endpoint_url=params.get("endpoint_url") or None,
-            connect_timeout=_positive(params, "connect_timeout")
-            or timeout
-            or DEFAULT_CONNECT_TIMEOUT_S,
-            read_timeout=_positive(params, "read_timeout") or timeout or DEFAULT_READ_TIMEOUT_S,
-            max_attempts=int(_positive(params, "max_attempts") or DEFAULT_MAX_ATTEMPTS),
-            max_pool_connections=int(
-                _positive(params, "max_pool_connections") or DEFAULT_MAX_POOL_CONNECTIONS
+            region=options.get("region"),
+            endpoint_url=options.get("endpoint_url"),
+            connect_timeout=seconds("connect_timeout") or timeout or DEFAULT_CONNECT_TIMEOUT_S,
+            read_timeout=seconds("read_timeout") or timeout or DEFAULT_READ_TIMEOUT_S,
+            max_attempts=whole_number(
+                "max_attempts", options.get("max_attempts", str(DEFAULT_MAX_ATTEMPTS))
             ),
-            create=_flag(params, "create"),
+            max_pool_connections=whole_number(
+                "max_pool_connections",
+                options.get("max_pool_connections", str(DEFAULT_MAX_POOL_CONNECTIONS)),
+            ),
+            create=flag("create", options.get("create", "false")),
         )
 
     def client_kwargs(self) -> dict[str, Any]:
@@ -361,28 +372,6 @@ class ConnectionSettings:
             "retries": {"mode": "standard", "max_attempts": self.max_attempts},
             "max_pool_connections": self.max_pool_connections,
         }
-
-
-def _positive(params: Mapping[str, str], name: str) -> float | None:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise InvalidRecord(f"URL parameter {name}={raw!r} is not a number") from exc
-    if not value > 0:
-        raise InvalidRecord(f"URL parameter {name} must be positive, got {raw!r}")
-    return value
-
-
-def _flag(params: Mapping[str, str], name: str) -> bool:
-    raw = params.get(name, "false").lower()
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise InvalidRecord(f"URL parameter {name}={raw!r} must be true or false")
 
 
 def store_from_url(url: str, *, clock: Clock = wall_clock) -> DynamoDBStore:

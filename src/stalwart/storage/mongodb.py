@@ -3,11 +3,15 @@
 
 One document per record, keyed ``_id = {p: partition, s: sort}``; a single-record operation
 is one ``find_one_and_update`` / ``find_one_and_delete`` / ``find`` whose pipeline update or
-filter decides the condition server-side (two documented exceptions: a versioned delete that
-misses reads ``current``; a counter's first increment inserts; see
-``docs/storage/mongodb.md``). The logic lives in :mod:`stalwart.storage._mongodb_plan` as plans
-of commands; the two classes below only run them, with ``pymongo.MongoClient`` or
-``pymongo.AsyncMongoClient``.
+filter decides the condition server-side (one documented exception: a versioned delete that
+misses reads ``current``; see ``docs/storage/mongodb.md``). The logic lives in
+:mod:`stalwart.storage._mongodb_plan` as plans of commands; the two classes below only run
+them, with ``pymongo.MongoClient`` or ``pymongo.AsyncMongoClient``.
+
+The plans follow MongoDB's semantics. Against secantusdb, the emulator the test suite uses,
+create and increment take workarounds that cost a second round trip in a race or on a
+counter's first increment; the server is detected once per client (``buildInfo``, on the first
+create, increment or transact) unless the store is told (``server=``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any, Final
+from weakref import WeakKeyDictionary
 
 from stalwart._extras import require_extra
 
@@ -47,21 +52,31 @@ from stalwart.storage._mongodb_plan import (  # noqa: E402
     Command,
     CommitTransaction,
     DeleteOne,
+    DetectServer,
     Doc,
     FindMany,
     FindOne,
     InsertOne,
     Plan,
+    Server,
+    ServerChoice,
     Settings,
     Sleep,
     StartTransaction,
     UpdateOne,
     check_max_item_bytes,
+    check_server,
     guarded,
+    server_from_build_info,
 )
 from stalwart.storage._mongodb_url import parse_url  # noqa: E402
 
 _ENGINE_ERRORS: Final = plans.ENGINE_ERRORS
+
+_DETECTED: Final[WeakKeyDictionary[MongoClient[Doc] | AsyncMongoClient[Doc], Server]] = (
+    WeakKeyDictionary()
+)
+"""Each client's server, from one ``buildInfo`` on its first :class:`DetectServer`."""
 
 
 def ensure_indexes(collection: Collection[Doc]) -> None:
@@ -85,6 +100,8 @@ class MongoStore:
 
     Pass a ``pymongo`` collection you own (this store never closes its client), or use
     :func:`store_from_url`. Transactions need a replica set (or sharded cluster).
+    ``server`` is ``"auto"`` (detect MongoDB or secantusdb once per client), ``"mongodb"`` or
+    ``"secantusdb"`` (skip the detection).
 
     >>> store = MongoStore(MongoClient("mongodb://localhost:27017").app.records)  # doctest: +SKIP
     >>> store.create(Key("acct-1", "balance"), {"cents": 0}).version  # doctest: +SKIP
@@ -97,9 +114,12 @@ class MongoStore:
         *,
         clock: Clock = wall_clock,
         max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES,
+        server: ServerChoice = "auto",
     ) -> None:
         self._collection = collection
         self._settings = Settings(clock, check_max_item_bytes(max_item_bytes))
+        choice = check_server(server)
+        self._server: Server | None = None if choice == "auto" else choice
         self._owned_client: MongoClient[Doc] | None = None
 
     @property
@@ -196,9 +216,20 @@ class MongoStore:
                 with contextlib.suppress(PyMongoError):
                     session.end_session()
 
-    def _execute(self, command: Command, session: ClientSession | None) -> Any:  # noqa: PLR0911 - one return per command kind
+    def _detect_server(self) -> Server:
+        if self._server is None:
+            client = self._collection.database.client
+            self._server = _DETECTED.get(client)
+            if self._server is None:
+                reply = client.admin.command("buildInfo")
+                self._server = _DETECTED[client] = server_from_build_info(reply)
+        return self._server
+
+    def _execute(self, command: Command, session: ClientSession | None) -> Any:  # noqa: C901, PLR0911 - one case per command kind
         collection = self._collection
         match command:
+            case DetectServer():
+                return self._detect_server()
             case UpdateOne():
                 return collection.find_one_and_update(
                     command.filter,
@@ -250,9 +281,12 @@ class AsyncMongoStore:
         *,
         clock: Clock = wall_clock,
         max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES,
+        server: ServerChoice = "auto",
     ) -> None:
         self._collection = collection
         self._settings = Settings(clock, check_max_item_bytes(max_item_bytes))
+        choice = check_server(server)
+        self._server: Server | None = None if choice == "auto" else choice
         self._owned_client: AsyncMongoClient[Doc] | None = None
         self._indexes_pending = False
         self._indexes_lock = asyncio.Lock()
@@ -362,11 +396,22 @@ class AsyncMongoStore:
                 with contextlib.suppress(PyMongoError):
                     await session.end_session()
 
-    async def _execute(  # noqa: PLR0911 - one return per command kind
+    async def _detect_server(self) -> Server:
+        if self._server is None:
+            client = self._collection.database.client
+            self._server = _DETECTED.get(client)
+            if self._server is None:
+                reply = await client.admin.command("buildInfo")
+                self._server = _DETECTED[client] = server_from_build_info(reply)
+        return self._server
+
+    async def _execute(  # noqa: C901, PLR0911 - one case per command kind
         self, command: Command, session: AsyncClientSession | None
     ) -> Any:
         collection = self._collection
         match command:
+            case DetectServer():
+                return await self._detect_server()
             case UpdateOne():
                 return await collection.find_one_and_update(
                     command.filter,
@@ -414,7 +459,9 @@ def store_from_url(url: str, *, clock: Clock = wall_clock) -> MongoStore:
     parsed = parse_url(url)
     client: MongoClient[Doc] = MongoClient(parsed.client_url, **parsed.client_options)
     collection = client[parsed.database][parsed.collection]
-    store = MongoStore(collection, clock=clock, max_item_bytes=parsed.max_item_bytes)
+    store = MongoStore(
+        collection, clock=clock, max_item_bytes=parsed.max_item_bytes, server=parsed.server
+    )
     store._owned_client = client  # noqa: SLF001 - the factory hands ownership to the store
     if parsed.create:
         try:
@@ -436,7 +483,9 @@ def async_store_from_url(url: str, *, clock: Clock = wall_clock) -> AsyncMongoSt
     parsed = parse_url(url)
     client: AsyncMongoClient[Doc] = AsyncMongoClient(parsed.client_url, **parsed.client_options)
     collection = client[parsed.database][parsed.collection]
-    store = AsyncMongoStore(collection, clock=clock, max_item_bytes=parsed.max_item_bytes)
+    store = AsyncMongoStore(
+        collection, clock=clock, max_item_bytes=parsed.max_item_bytes, server=parsed.server
+    )
     store._owned_client = client  # noqa: SLF001 - the factory hands ownership to the store
     store._indexes_pending = parsed.create  # noqa: SLF001 - same module
     return store

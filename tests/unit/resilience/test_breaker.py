@@ -7,10 +7,14 @@ import itertools
 import random
 import threading
 import time
-from collections.abc import Callable
+import types
+import uuid
+from collections.abc import Callable, Iterator
 
 import pytest
+import redis
 
+from servers import RunningServer
 from stalwart.resilience import (
     BreakerConfig,
     BreakerRegistry,
@@ -19,9 +23,12 @@ from stalwart.resilience import (
     CircuitOpen,
     CircuitState,
     CountWindow,
+    RedisCircuitBreaker,
     TimeWindow,
     add_breaker_listener,
 )
+from stalwart.resilience import _breaker as _breaker_module
+from stalwart.resilience import _shared as _shared_module
 from stalwart.resilience._window import SLOW, UNUSED, CountRing
 
 
@@ -539,3 +546,110 @@ def test_listeners_see_transitions_in_order_across_threads() -> None:
         for t in threads:
             t.join()
         _check_transitions(transitions)
+
+
+def _switch_threads_at_every_line(
+    frame: types.FrameType, event: str, arg: object
+) -> Callable[..., object] | None:
+    """A trace function giving the GIL away between any two lines of the breaker modules.
+
+    CPython 3.12 happens not to switch threads inside the few lines of the breaker's success
+    path, but nothing guarantees it: a tracer, a debugger, a free-threaded build or another
+    interpreter version may switch at any line. This makes every such interleaving likely.
+    """
+    if frame.f_code.co_filename not in BREAKER_MODULES:
+        return None
+
+    def on_line(frame: types.FrameType, event: str, arg: object) -> Callable[..., object]:
+        if event == "line":
+            time.sleep(0)  # releases the GIL: another thread runs here
+        return on_line
+
+    return on_line
+
+
+BREAKER_MODULES = frozenset({_breaker_module.__file__, _shared_module.__file__})
+
+
+def _window_failures(breaker: CircuitBreaker | RedisCircuitBreaker) -> int:
+    return breaker._ring.failures
+
+
+@pytest.fixture(params=["in-process", "shared"])
+def breaker_kind(
+    request: pytest.FixtureRequest,
+) -> Iterator[Callable[[int], CircuitBreaker | RedisCircuitBreaker]]:
+    """Makes a closed breaker with a count window of ``size`` that never trips."""
+    if request.param == "in-process":
+        yield lambda size: CircuitBreaker(
+            "t", window=CountWindow(size), min_calls=size, failure_rate=1.0
+        )
+        return
+    server: RunningServer = request.getfixturevalue("redis_srv")
+    with redis.Redis.from_url(server.url, socket_timeout=5) as client:
+        yield lambda size: RedisCircuitBreaker(
+            f"race-{uuid.uuid4().hex[:8]}",
+            client=client,
+            prefix="test:",
+            window=CountWindow(size),
+            min_calls=size,
+            failure_rate=1.0,
+        )
+
+
+def test_concurrent_successes_each_take_their_own_slot_of_the_window(
+    breaker_kind: Callable[[int], CircuitBreaker | RedisCircuitBreaker],
+) -> None:
+    """No success is dropped, whatever the thread interleaving (real threads).
+
+    The window is filled with `half` successes then `half` failures. Then 4 threads record
+    `half` successes together: they must take exactly the slots of the oldest `half`
+    successes, leaving the failures in place, so that `half` more (sequential) successes push
+    every failure out. A dropped success leaves the index behind and failures in the window.
+    """
+    size, threads_n = 400, 4
+    half = size // 2
+    breaker = breaker_kind(size)
+    succeed, failing = breaker(ok), breaker(fail)
+    for _ in range(half):
+        succeed()
+    for _ in range(half):
+        with pytest.raises(ConnectionError):
+            failing()
+    assert _window_failures(breaker) == half
+    start = threading.Barrier(threads_n)
+
+    def work() -> None:
+        start.wait()
+        for _ in range(half // threads_n):
+            succeed()
+
+    threads = [threading.Thread(target=work) for _ in range(threads_n)]
+    threading.settrace(_switch_threads_at_every_line)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        threading.settrace(None)  # type: ignore[arg-type]
+    assert _window_failures(breaker) == half  # the failures are all still in the window
+    for _ in range(half):
+        succeed()
+    assert _window_failures(breaker) == 0  # ...and exactly `half` later successes pushed them out
+    assert breaker.state is CircuitState.CLOSED
+
+
+def test_bare_decorator_without_parentheses_fails_at_decoration() -> None:
+    with pytest.raises(TypeError, match=r'use @CircuitBreaker\("payments", \.\.\.\)'):
+
+        @CircuitBreaker  # type: ignore[arg-type]
+        def charge() -> None: ...
+
+    with pytest.raises(TypeError, match=r'use @RedisCircuitBreaker\("payments", \.\.\.\)'):
+
+        @RedisCircuitBreaker  # type: ignore[arg-type]
+        async def acharge() -> None: ...
+
+    with pytest.raises(TypeError, match="name=42"):
+        CircuitBreaker(42)  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 
@@ -148,34 +149,6 @@ def test_retry_after_is_honoured() -> None:
 
     assert throttled() == "ok"
     assert sleeps.waits == [2.5, 0.02]
-
-
-def test_total_deadline_stops_before_a_sleep_would_cross_it() -> None:
-    now = [0.0]
-    waits: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        now[0] += seconds
-
-    def always_fails() -> None:
-        now[0] += 0.3  # each attempt takes 0.3 s of fake time
-        raise ConnectionError
-
-    policy = retry(
-        on=ConnectionError,
-        attempts=100,
-        base_s=0.5,
-        cap_s=0.5,
-        total_s=2.0,
-        sleep=sleep,
-        clock=lambda: now[0],
-        rand=lambda: 1.0,
-    )
-    with pytest.raises(ConnectionError):
-        policy(always_fails)()
-    assert now[0] <= 2.0
-    assert len(waits) == 2  # .3 + .5 + .3 + .5 + .3 = 1.9; another .5 would cross 2.0
 
 
 class DeadlineWatchingSleep:
@@ -573,3 +546,105 @@ def test_budget_withdrawals_are_exact_under_threads() -> None:
         t.join()
     assert granted.count(True) == 100
     assert budget.tokens == 0
+
+
+# -- mistakes fail where the policy is written ----------------------------------------------
+
+
+def test_bare_decorator_without_parentheses_fails_at_decoration() -> None:
+    with pytest.raises(TypeError, match=r"use @retry\(on=ConnectionError\)"):
+
+        @retry  # type: ignore[arg-type]
+        def fetch() -> None: ...
+
+    with pytest.raises(TypeError, match=r"use @retry\(on=ConnectionError\)"):
+
+        @retry  # type: ignore[arg-type]
+        async def afetch() -> None: ...
+
+
+def test_the_errors_to_retry_are_given_once() -> None:
+    assert retry(ConnectionError, base_s=0.0)(Flaky(1))() == "ok"  # types, positionally
+    with pytest.raises(TypeError, match="needs the errors to retry"):
+        retry()
+    with pytest.raises(TypeError, match="needs the errors to retry"):
+        retry(ConnectionError, on=TimeoutError)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"attempts": 1.5}, TypeError, "attempts=1.5"),
+        ({"attempts": True}, TypeError, "attempts=True"),
+        ({"attempts": "3"}, TypeError, "attempts='3'"),
+        ({"attempts": 0}, ValueError, "attempts=0"),
+        ({"attempts": -2}, ValueError, "attempts=-2"),
+        ({"base_s": 2.0, "cap_s": 1.0}, ValueError, "base_s=2.0 > cap_s=1.0"),
+        ({"base_s": 30.0}, ValueError, "base_s=30.0 > cap_s=10.0"),
+        ({"base_s": -0.1}, ValueError, "base_s=-0.1"),
+        ({"cap_s": -1.0, "base_s": 0.0}, ValueError, "cap_s=-1.0"),
+        ({"base_s": float("nan")}, ValueError, "base_s=nan"),
+        ({"cap_s": float("inf")}, ValueError, "cap_s=inf"),
+        ({"base_s": "0.1"}, TypeError, "base_s='0.1'"),
+        ({"total_s": 0}, ValueError, "total_s=0"),
+        ({"total_s": -5.0}, ValueError, "total_s=-5.0"),
+        ({"total_s": float("nan")}, ValueError, "total_s=nan"),
+        ({"jitter": "gaussian"}, ValueError, "jitter='gaussian'"),
+        ({"hooks": (print, "not a hook")}, TypeError, "hooks="),
+        ({"hooks": print}, TypeError, "expected a tuple of callables"),
+        ({"on_result": True}, TypeError, "on_result=True"),
+        ({"budget": 500}, TypeError, "budget=500"),
+        ({"sleep": None}, TypeError, "sleep=None"),
+    ],
+)
+def test_invalid_options_fail_at_construction(
+    options: dict[str, object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        retry(on=ConnectionError, **options)  # type: ignore[arg-type]
+
+
+def test_set_testing_rejects_a_non_integer_attempt_cap() -> None:
+    with pytest.raises(TypeError, match=r"attempts=1\.5"):
+        set_testing(True, attempts=1.5)  # type: ignore[arg-type]
+    assert not is_testing()
+
+
+def test_jitter_given_as_a_string_means_that_jitter() -> None:
+    waits: list[float] = []
+    policy = retry(
+        on=ConnectionError,
+        attempts=3,
+        base_s=0.1,
+        jitter="full",  # type: ignore[arg-type]
+        sleep=waits.append,
+        rand=lambda: 1.0,
+    )
+    with pytest.raises(ConnectionError):
+        policy(Flaky(5))()
+    assert policy.jitter is Jitter.FULL
+    assert waits == pytest.approx([0.1, 0.2])  # full jitter, not decorrelated ([0.3, 0.9])
+
+
+def test_a_nonsense_retry_after_falls_back_to_the_backoff() -> None:
+    class ThrottledError(Exception):
+        def __init__(self, retry_after_s: object) -> None:
+            super().__init__("429")
+            self.retry_after_s = retry_after_s
+
+    waits: list[float] = []
+    flaky = Flaky(0)
+    errors = iter(
+        [ThrottledError(-3.0), ThrottledError(float("nan")), ThrottledError(float("inf"))]
+    )
+
+    @retry(
+        on=ThrottledError, attempts=4, base_s=0.1, cap_s=0.1, sleep=waits.append, rand=lambda: 1.0
+    )
+    def call() -> object:
+        for error in errors:
+            raise error
+        return flaky()
+
+    assert call() == "ok"
+    assert waits == pytest.approx([0.1, 0.1, 0.1])

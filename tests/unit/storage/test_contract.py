@@ -11,10 +11,12 @@ import pytest
 from stalwart.storage import Check, Create, Delete, Increment, InvalidRecord, Key, Replace
 from stalwart.storage._contract import (
     MAX_KEY_PART_CHARS,
+    MAX_TTL_S,
     TransactionConflict,
     VersionConflict,
     encode_data,
     expiry_from_ttl,
+    integer_sum_overflows,
     stored_copy,
     validate_amount,
     validate_field,
@@ -54,6 +56,14 @@ def test_good_key_passes_unchanged() -> None:
         ["not", "an", "object"],
         "text",
         {"o": object()},
+        {1: "int key"},
+        {"a": {None: "null key"}},
+        {"a": [{"b": {True: "bool key"}}]},
+        {"a": {1.5: "float key"}},
+        {"1": "b", 1: "a"},
+        {"big": 2**63},
+        {"small": [-(2**63) - 1]},
+        {"deep": {"n": (1, 2**70)}},
     ],
 )
 def test_non_json_data_is_rejected(data: object) -> None:
@@ -73,13 +83,20 @@ def test_bad_increment_fields(name: object) -> None:
         validate_field(name)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("amount", [True, math.nan, math.inf, "1", None])
+def test_str_subclass_keys_and_64_bit_integers_are_accepted() -> None:
+    key = type("K", (str,), {})("k")
+    assert encode_data({key: [2**63 - 1, -(2**63)]}, max_bytes=100) == (
+        '{"k":[9223372036854775807,-9223372036854775808]}'
+    )
+
+
+@pytest.mark.parametrize("amount", [True, math.nan, math.inf, "1", None, 2**63, -(2**63) - 1])
 def test_bad_increment_amounts(amount: object) -> None:
     with pytest.raises(InvalidRecord):
         validate_amount(amount)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("version", [0, -1, True, 1.0, "1"])
+@pytest.mark.parametrize("version", [0, -1, True, 1.0, "1", 2**63])
 def test_bad_versions(version: object) -> None:
     with pytest.raises(InvalidRecord):
         validate_version(version)  # type: ignore[arg-type]
@@ -88,9 +105,19 @@ def test_bad_versions(version: object) -> None:
 def test_ttl_becomes_absolute_expiry() -> None:
     assert expiry_from_ttl(None, 100.0) is None
     assert expiry_from_ttl(5, 100.0) == 105.0
-    for bad in (0, -1, True, "5"):
+    assert expiry_from_ttl(MAX_TTL_S, 0.0) == MAX_TTL_S == 100 * 365.25 * 86_400
+    for bad in (0, -1, True, "5", math.nan, math.inf, -math.inf, MAX_TTL_S + 1, 10**400):
         with pytest.raises(InvalidRecord):
             expiry_from_ttl(bad, 100.0)  # type: ignore[arg-type]
+
+
+def test_integer_sum_overflows_only_past_the_signed_64_bit_range() -> None:
+    top = 2**63 - 1
+    assert not integer_sum_overflows(top - 1, 1)
+    assert integer_sum_overflows(top, 1)
+    assert integer_sum_overflows(-(2**63), -1)
+    assert not integer_sum_overflows(float(top), 1)  # a float counter is a float sum
+    assert not integer_sum_overflows(top, 1.0)
 
 
 def test_transaction_shape_is_checked() -> None:
@@ -122,9 +149,8 @@ def test_error_messages_say_what_happened() -> None:
 @pytest.mark.parametrize(
     "data",
     [
-        {"a": 1, "b": "x", "c": -0.0, "d": False, "e": None, "f": 2**70},
+        {"a": 1, "b": "x", "c": -0.0, "d": False, "e": None, "f": 2**63 - 1, "g": -(2**63)},
         {"a": (1, 2)},
-        {1: "int key"},
         {"a": {"b": [1, {"c": None}]}},
         {"s": type("S", (str,), {})("sub")},
         {},

@@ -34,6 +34,7 @@ from stalwart.storage import (
     Record,
     Replace,
     StorageError,
+    StoreConfigurationError,
     StoreUnavailable,
     TransactionConflict,
 )
@@ -108,7 +109,7 @@ def test_dynamo_number(value: float, expected: str | None) -> None:
 json_scalars = (
     st.none()
     | st.booleans()
-    | st.integers()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
     | st.text(max_size=5)
     | st.floats(allow_nan=False, allow_infinity=False)
 )
@@ -596,16 +597,28 @@ def test_url_settings() -> None:
         defaults.create,
     ) == (2.0, 5.0, 3, False)
     assert defaults.client_kwargs() == {}
-    for bad in (
-        "redis://x",
-        "dynamodb://ab",
-        "dynamodb://orders?timeout=0",
-        "dynamodb://orders?timeout=x",
-        "dynamodb://orders?create=maybe",
-        "dynamodb://orders?colour=blue",
-    ):
-        with pytest.raises(InvalidRecord):
-            ConnectionSettings.from_url(bad)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://x", "not a dynamodb:// URL"),
+        ("dynamodb://ab", "invalid DynamoDB table name 'ab'"),
+        ("dynamodb://orders?timeout=0", "timeout must be a positive number"),
+        ("dynamodb://orders?timeout=x", "timeout must be a positive number"),
+        ("dynamodb://orders?create=maybe", "create must be true or false"),
+        ("dynamodb://orders?max_attempts=2.5", "max_attempts must be an integer"),
+        ("dynamodb://orders?region=a&region=b", "'region' is given twice"),
+        (
+            "dynamodb://orders?colour=blue",
+            "unknown dynamodb URL option(s) 'colour'; known: connect_timeout, create, ",
+        ),
+    ],
+)
+def test_url_mistakes_are_configuration_errors(url: str, message: str) -> None:
+    with pytest.raises(StoreConfigurationError) as caught:
+        ConnectionSettings.from_url(url)
+    assert message in str(caught.value)
 
 
 @pytest.mark.parametrize("module", ["stalwart.storage.dynamodb", "stalwart.storage._dynamodb_core"])

@@ -1,4 +1,5 @@
-"""The MongoDB engine's pure parts: builders, decoders, cursors, URL parsing, error mapping."""
+"""The MongoDB engine's pure parts: builders, decoders, cursors, URL parsing, error mapping, and
+the commands each plan sends on MongoDB and on secantusdb."""
 
 from __future__ import annotations
 
@@ -22,10 +23,12 @@ from stalwart.storage import (
     AlreadyExists,
     Check,
     Create,
+    Increment,
     InvalidRecord,
     Key,
     Record,
     StorageError,
+    StoreConfigurationError,
     StoreUnavailable,
     TransactionConflict,
     VersionConflict,
@@ -34,13 +37,20 @@ from stalwart.storage import _mongodb_plan as plan
 from stalwart.storage._mongodb_url import DEFAULT_TIMEOUTS_MS, parse_url
 
 
-def run_plan(generator, replies):
-    """Drive a plan with canned replies; return (commands seen, result or exception)."""
+def run_plan(generator, replies, server: plan.Server = "mongodb"):
+    """Drive a plan with canned replies; return (commands seen, result or exception).
+
+    :class:`~plan.DetectServer` is answered with ``server`` and not listed: the executors answer
+    it from a per-client cache, so it is no round trip (but for a client's very first).
+    """
     commands = []
     reply_iter = iter(replies)
     try:
         command = next(generator)
         while True:
+            if isinstance(command, plan.DetectServer):
+                command = generator.send(server)
+                continue
             commands.append(command)
             reply = next(reply_iter)
             if isinstance(reply, BaseException):
@@ -55,6 +65,14 @@ def run_plan(generator, replies):
 
 def settings(now: float = 1000.0) -> plan.Settings:
     return plan.Settings(clock=lambda: now)
+
+
+def first_command(generator, server: plan.Server = "mongodb"):
+    """Start a plan and return its first round-trip command."""
+    command = next(generator)
+    if isinstance(command, plan.DetectServer):
+        command = generator.send(server)
+    return command
 
 
 # --- prefix bounds and cursors ---------------------------------------------------------------
@@ -176,7 +194,7 @@ def token_of(command: plan.UpdateOne) -> ObjectId:
 
 def test_create_is_one_upsert_returning_after() -> None:
     generator = plan.create(settings(), Key("P", "s"), {"a": (1, 2)}, 10)
-    command = next(generator)
+    command = first_command(generator)
     assert isinstance(command, plan.UpdateOne)
     assert command.upsert
     assert command.return_after
@@ -201,12 +219,19 @@ def test_create_reports_the_live_document_it_found() -> None:
     assert outcome.current == Record(Key("P", "s"), {"x": 1}, 3, None)
 
 
-def test_create_reads_back_only_when_the_server_lost_the_upsert_reply() -> None:
+def test_create_reads_back_a_lost_upsert_reply_only_on_secantusdb() -> None:
     # secantusdb replies value=null to the loser of a concurrent upsert.
     live = {"_id": {"p": "P", "s": "s"}, "d": {"x": 1}, "v": 1, "e": None, "w": ObjectId()}
-    commands, outcome = run_plan(plan.create(settings(), Key("P", "s"), {}, None), [None, live])
+    commands, outcome = run_plan(
+        plan.create(settings(), Key("P", "s"), {}, None), [None, live], server="secantusdb"
+    )
     assert [type(c) for c in commands] == [plan.UpdateOne, plan.FindOne]
     assert isinstance(outcome, AlreadyExists)
+    # MongoDB always returns an upsert's post-image: no read-back, a loud error instead.
+    commands, outcome = run_plan(plan.create(settings(), Key("P", "s"), {}, None), [None])
+    assert [type(c) for c in commands] == [plan.UpdateOne]
+    assert type(outcome) is StorageError
+    assert "without the document it wrote" in str(outcome)
 
 
 def test_create_retries_once_after_a_duplicate_key_race() -> None:
@@ -248,9 +273,30 @@ def test_unconditional_delete_removes_only_a_live_record() -> None:
     assert run_plan(plan.delete(settings(), Key("P", "s"), None), [live])[1] is True
 
 
-def test_increment_inserts_when_absent_and_updates_after_losing_the_insert() -> None:
+def test_increment_is_one_upsert_on_mongodb() -> None:
+    generator = plan.increment(settings(), Key("P", "s"), "n", 2, 30)
+    update = first_command(generator)
+    assert isinstance(update, plan.UpdateOne)
+    assert update.upsert
+    assert update.return_after
+    created = {
+        "_id": {"p": "P", "s": "s"},
+        "d": {"n": 2},
+        "v": 1,
+        "e": 1030.0,
+        "w": token_of(update),
+    }
+    with pytest.raises(StopIteration) as stop:
+        generator.send(created)
+    assert stop.value.value == Record(Key("P", "s"), {"n": 2}, 1, 1030.0)
+    commands, outcome = run_plan(plan.increment(settings(), Key("P", "s"), "n", 1, None), [None])
+    assert len(commands) == 1
+    assert type(outcome) is StorageError  # MongoDB never loses an upsert's post-image
+
+
+def test_increment_on_secantusdb_inserts_when_absent_and_updates_after_losing_the_insert() -> None:
     generator = plan.increment(settings(), Key("P", "s"), "n", 2, None)
-    update = next(generator)
+    update = first_command(generator, "secantusdb")
     assert isinstance(update, plan.UpdateOne)
     assert not update.upsert
     insert = generator.send(None)  # no document: insert the fresh counter
@@ -261,6 +307,81 @@ def test_increment_inserts_when_absent_and_updates_after_losing_the_insert() -> 
     with pytest.raises(StopIteration) as stop:
         generator.send(after)
     assert stop.value.value == Record(Key("P", "s"), {"n": 5}, 2, None)
+
+
+def live_doc(version: int = 1, **data: object) -> dict[str, object]:
+    return {"_id": {"p": "P", "s": "s"}, "d": data, "v": version, "e": None, "w": ObjectId()}
+
+
+def echo_token(command: plan.UpdateOne, doc: dict[str, object]) -> dict[str, object]:
+    """``doc`` as the post-image of ``command``'s own write."""
+    return {**doc, "w": token_of(command)}
+
+
+KEY = Key("P", "s")
+ONE_COMMAND_CASES = {
+    "create": (lambda: plan.create(settings(), KEY, {}, None), echo_token, Record),
+    "create, live": (lambda: plan.create(settings(), KEY, {}, None), None, AlreadyExists),
+    "replace": (lambda: plan.replace(settings(), KEY, {}, 1, None), echo_token, Record),
+    "replace, stale": (lambda: plan.replace(settings(), KEY, {}, 9, None), None, VersionConflict),
+    "increment, first": (  # no document yet: only an upsert can reply with one
+        lambda: plan.increment(settings(), KEY, "n", 1, None),
+        lambda c, d: echo_token(c, live_doc(n=1)) if c.upsert else None,
+        Record,
+    ),
+    "increment": (lambda: plan.increment(settings(), KEY, "n", 1, None), echo_token, Record),
+    "increment, text": (
+        lambda: plan.increment(settings(), KEY, "n", 1, None),
+        lambda c, d: live_doc(n="x"),
+        InvalidRecord,
+    ),
+    "delete": (lambda: plan.delete(settings(), KEY, None), None, bool),
+    "delete, versioned": (lambda: plan.delete(settings(), KEY, 1), None, bool),
+    "get": (lambda: plan.get(settings(), KEY), None, Record),
+    "query": (
+        lambda: plan.query(settings(), "P", prefix="", limit=10, cursor=None, descending=False),
+        lambda c, d: [d],
+        type(plan.page_from([], 1)),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", ONE_COMMAND_CASES, ids=list(ONE_COMMAND_CASES))
+def test_every_single_record_operation_is_one_command_on_mongodb(case: str) -> None:
+    make, reply_for, expected = ONE_COMMAND_CASES[case]
+    generator = make()
+    command = first_command(generator)
+    reply = live_doc(n=1) if reply_for is None else reply_for(command, live_doc(n=1))
+    try:
+        outcome = generator.send(reply)
+    except StopIteration as stop:
+        outcome = stop.value
+    except StorageError as exc:
+        outcome = exc
+    assert isinstance(outcome, expected), f"{case}: sent a second command {outcome!r}"
+
+
+def test_only_create_increment_and_transact_ask_which_server() -> None:
+    asking = [
+        plan.create(settings(), KEY, {}, None),
+        plan.increment(settings(), KEY, "n", 1, None),
+        plan.transact(settings(), [Create(KEY, {})]),
+    ]
+    assert all(isinstance(next(p), plan.DetectServer) for p in asking)
+    not_asking = [
+        plan.get(settings(), KEY),
+        plan.replace(settings(), KEY, {}, 1, None),
+        plan.delete(settings(), KEY, 1),
+        plan.query(settings(), "P", prefix="", limit=1, cursor=None, descending=False),
+    ]
+    assert not any(isinstance(next(p), plan.DetectServer) for p in not_asking)
+
+
+def test_the_server_is_told_by_build_info() -> None:
+    mongod = {"version": "8.0.4", "gitVersion": "bc35ab4305d9920d9d0491c1c9ef9b72383d31f9", "ok": 1}
+    assert plan.server_from_build_info(mongod) == "mongodb"
+    secantus = {"version": "8.2.11", "secantusVersion": "0.7.0b3", "ok": 1.0}
+    assert plan.server_from_build_info(secantus) == "secantusdb"
 
 
 def test_increment_of_a_non_number_is_invalid_record() -> None:
@@ -321,6 +442,38 @@ def test_transaction_network_errors_end_as_store_unavailable() -> None:
         plan.transact(settings(), [Create(Key("P", "a"), {})]), transaction_replies(lost)
     )
     assert isinstance(outcome, StoreUnavailable)
+
+
+def test_transaction_items_send_one_command_each_on_mongodb() -> None:
+    operations = [Create(Key("P", "a"), {}), Increment(Key("P", "b"), "n")]
+    generator = plan.transact(settings(), operations)
+    assert isinstance(first_command(generator), plan.StartTransaction)
+    create = generator.send(None)
+    increment = generator.send(echo_token(create, live_doc()))
+    assert isinstance(increment, plan.UpdateOne)
+    assert increment.upsert
+    assert isinstance(generator.send(echo_token(increment, live_doc(n=1))), plan.CommitTransaction)
+    with pytest.raises(StopIteration):
+        generator.send(None)
+
+
+@pytest.mark.parametrize("server", ["mongodb", "secantusdb"])
+def test_a_lost_upsert_reply_in_a_transaction(server: plan.Server) -> None:
+    live = live_doc()
+    replies = {"mongodb": [None, None, None], "secantusdb": [None, None, live, None]}[server]
+    commands, outcome = run_plan(
+        plan.transact(settings(), [Create(KEY, {})]), replies, server=server
+    )
+    if server == "mongodb":  # never happens on MongoDB: a loud error, no read-back
+        assert [type(c) for c in commands] == [
+            plan.StartTransaction,
+            plan.UpdateOne,
+            plan.AbortTransaction,
+        ]
+        assert type(outcome) is StorageError
+    else:
+        assert plan.FindOne in [type(c) for c in commands]
+        assert isinstance(outcome, TransactionConflict)
 
 
 def test_a_failed_condition_aborts_without_retrying() -> None:
@@ -417,15 +570,48 @@ def test_url_timeouts_can_be_overridden() -> None:
 
 
 @pytest.mark.parametrize(
-    "url",
+    ("url", "message"),
     [
-        "redis://h/",
-        "mongodb://h/db?create=maybe",
-        "mongodb://h/db?timeout=0",
-        "mongodb://h/db?collection=",
-        "mongodb://h/db?max_item_bytes=99999999999",
+        ("redis://h/", "not a MongoDB URL"),
+        ("mongodb://h/db?create=maybe", "create must be true or false"),
+        ("mongodb://h/db?timeout=0", "timeout must be a positive number"),
+        ("mongodb://h/db?timeout=x&timeoutMS=1&connectTimeoutMS=1", "timeout must be a positive"),
+        ("mongodb://h/db?collection=", "invalid collection name"),
+        ("mongodb://h/db?max_item_bytes=99999999999", "max_item_bytes must be an int in"),
+        ("mongodb://h/db?max_item_bytes=1e6", "max_item_bytes must be an integer"),
+        ("mongodb://h/db?collection=a&collection=b", "'collection' is given twice"),
+        (
+            "mongodb://u:secret@h/db?colection=x",
+            (
+                "unknown mongodb URL option(s) 'colection'; known: collection, create, "
+                "max_item_bytes, server, timeout and pymongo's URI options"
+            ),
+        ),
+        ("mongodb://u:secret@h/db?serverSelectionTimeoutMS=soon", "serverSelectionTimeoutMS"),
     ],
 )
-def test_bad_urls_are_invalid_record(url: str) -> None:
-    with pytest.raises(InvalidRecord):
+def test_bad_urls_are_configuration_errors(url: str, message: str) -> None:
+    with pytest.raises(StoreConfigurationError) as caught:
         parse_url(url)
+    assert message in str(caught.value)
+    assert "secret" not in str(caught.value)
+
+
+def test_url_passes_repeated_pymongo_options_through() -> None:
+    parsed = parse_url(
+        "mongodb://h/db?readPreference=secondary&readPreferenceTags=dc:ny&readPreferenceTags=dc:sf"
+    )
+    # As written: pymongo reads the tags before unquoting them.
+    assert parsed.client_url == (
+        "mongodb://h/db?readPreference=secondary&readPreferenceTags=dc:ny&readPreferenceTags=dc:sf"
+    )
+
+
+def test_url_chooses_the_server() -> None:
+    assert parse_url("mongodb://h/db").server == "auto"
+    assert parse_url("mongodb://h/db?server=mongodb").server == "mongodb"
+    parsed = parse_url("mongodb://h/db?server=secantusdb&replicaSet=rs0")
+    assert parsed.server == "secantusdb"
+    assert parsed.client_url == "mongodb://h/db?replicaSet=rs0"
+    with pytest.raises(StoreConfigurationError, match="auto, mongodb, secantusdb"):
+        parse_url("mongodb://h/db?server=mongo")

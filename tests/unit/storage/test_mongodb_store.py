@@ -1,4 +1,10 @@
-"""The MongoDB engine against a real server (secantusdb from the ``mongodb_srv`` fixture)."""
+"""The MongoDB engine against a real server (secantusdb from the ``mongodb_srv`` fixture).
+
+Tests that do not race run twice: with the server detected (secantusdb, so its workarounds
+run) and with ``server="mongodb"`` forced, where secantusdb answers every uncontended command
+as MongoDB does, so MongoDB's one-command paths run on a live server too. Concurrency tests run
+detected only: a contended upsert is where secantusdb differs (see test_mongodb_secantusdb.py).
+"""
 
 from __future__ import annotations
 
@@ -22,10 +28,13 @@ from stalwart.storage import (
     Increment,
     InvalidRecord,
     Key,
+    Record,
     StoreUnavailable,
     TransactionConflict,
     VersionConflict,
 )
+from stalwart.storage import _mongodb_plan as plans
+from stalwart.storage._mongodb_plan import ServerChoice
 from stalwart.storage.mongodb import (
     AsyncMongoStore,
     MongoStore,
@@ -95,8 +104,19 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture(params=["auto", "mongodb"], ids=["detected", "forced-mongodb"])
+def server(request: pytest.FixtureRequest) -> ServerChoice:
+    return request.param  # type: ignore[no-any-return]
+
+
 @pytest.fixture
-def store(collection, clock: FakeClock) -> MongoStore:
+def store(collection, clock: FakeClock, server: ServerChoice) -> MongoStore:
+    return MongoStore(collection, clock=clock, server=server)
+
+
+@pytest.fixture
+def detected_store(collection, clock: FakeClock) -> MongoStore:
+    """A store that detects secantusdb, for the concurrency tests."""
     return MongoStore(collection, clock=clock)
 
 
@@ -171,9 +191,13 @@ def fails(error: type[Exception], call, *args, **kwargs) -> None:
 
 
 def test_each_single_record_operation_is_one_round_trip(
-    store: MongoStore, command_log: CommandLog
+    store: MongoStore, server: ServerChoice, command_log: CommandLog
 ) -> None:
+    store.create(Key("rt", "warm"), {})  # the client's first create may detect the server
+    command_log.take()
     key = Key("rt", "k")
+    # A counter's first increment: one upsert on MongoDB; update + insert on secantusdb.
+    first_increment = ["findAndModify"] if server == "mongodb" else ["findAndModify", "insert"]
     steps = [
         (lambda: store.create(key, {"n": 1}), ["findAndModify"]),
         (lambda: fails(AlreadyExists, store.create, key, {}), ["findAndModify"]),
@@ -183,8 +207,7 @@ def test_each_single_record_operation_is_one_round_trip(
             ["findAndModify"],
         ),
         (lambda: store.increment(key, "n"), ["findAndModify"]),
-        # Documented: a counter's first increment adds an insert after the update missed.
-        (lambda: store.increment(Key("rt", "new"), "n"), ["findAndModify", "insert"]),
+        (lambda: store.increment(Key("rt", "new"), "n"), first_increment),
         (lambda: store.get(key), ["find"]),
         (lambda: store.query("rt"), ["find"]),
         (lambda: store.delete(key, expected_version=3), ["findAndModify"]),
@@ -198,6 +221,80 @@ def test_each_single_record_operation_is_one_round_trip(
     for step, expected in steps:
         step()
         assert command_log.take() == expected
+    assert store.get(Key("rt", "new")).data == {"n": 1}  # type: ignore[union-attr]
+
+
+def fresh_deployment_url(server: RunningServer) -> str:
+    """The test server under a name no other client of this session uses: the detection
+    cache is keyed by client equality, i.e. by seed list (one deployment, one answer)."""
+    return f"mongodb://localhost:{server.port}/?directConnection=true"
+
+
+def test_the_server_is_detected_once_per_client(mongodb_srv: RunningServer, collection) -> None:
+    log = CommandLog()
+    mongo: MongoClient = MongoClient(
+        fresh_deployment_url(mongodb_srv), timeoutMS=10000, event_listeners=[log]
+    )
+    try:
+        coll = mongo[collection.database.name][collection.name]
+        first, second = MongoStore(coll), MongoStore(coll)
+        first.get(Key("d", "k"))
+        fails(VersionConflict, first.replace, Key("d", "k"), {}, expected_version=1)
+        assert log.take() == ["find", "findAndModify"]  # get, replace, delete, query never ask
+        first.create(Key("d", "k"), {})
+        assert log.take() == ["buildInfo", "findAndModify"]
+        second.create(Key("d", "j"), {})
+        second.increment(Key("d", "c"), "n")
+        assert log.take() == ["findAndModify", "findAndModify", "insert"]  # cached: secantusdb
+        MongoStore(coll, server="mongodb").increment(Key("d", "c2"), "n")
+        assert log.take() == ["findAndModify"]  # told, not detected
+    finally:
+        mongo.close()
+
+
+async def test_the_async_store_detects_the_server_once_per_client(
+    mongodb_srv: RunningServer, collection
+) -> None:
+    log = CommandLog()
+    mongo: AsyncMongoClient = AsyncMongoClient(
+        fresh_deployment_url(mongodb_srv), timeoutMS=10000, event_listeners=[log]
+    )
+    try:
+        coll = mongo[collection.database.name][collection.name]
+        await AsyncMongoStore(coll).increment(Key("ad", "c"), "n")
+        await AsyncMongoStore(coll).increment(Key("ad", "c2"), "n")
+        assert log.take() == ["buildInfo", "findAndModify", "insert", "findAndModify", "insert"]
+        forced = AsyncMongoStore(coll, server="mongodb")
+        assert (await forced.increment(Key("ad", "c3"), "n", 5)).data == {"n": 5}
+        assert log.take() == ["findAndModify"]
+    finally:
+        await mongo.close()
+
+
+def test_a_write_applied_twice_is_recognised_as_ours(
+    detected_store: MongoStore, clock: FakeClock
+) -> None:
+    """The write token, without fail points: the same command run twice (what a server that
+    re-executes a retried write does) leaves the document as the first run wrote it, and the
+    decoder still sees its own write."""
+    key, now = Key("twice", "k"), clock.now
+    token = ObjectId()
+    command = plans.create_command(key, {"n": 1}, None, now, token)
+    for _ in range(2):
+        after = detected_store.collection.find_one_and_update(
+            command.filter, command.pipeline, upsert=True, return_document=True
+        )
+        assert after is not None
+        outcome = plans.create_outcome(after, Record(key, {"n": 1}, 1, None), now, token)
+        assert outcome == Record(key, {"n": 1}, 1, None)
+    bump = plans.increment_command(
+        key, "n", 10, expires_at=None, now=now, token=ObjectId(), upsert=True
+    )
+    for _ in range(2):
+        after = detected_store.collection.find_one_and_update(
+            bump.filter, bump.pipeline, upsert=True, return_document=True
+        )
+    assert detected_store.get(key).data == {"n": 11}  # type: ignore[union-attr]
 
 
 # --- conflict paths and expiry ---------------------------------------------------------------
@@ -295,23 +392,54 @@ def test_check_absent_leaves_only_an_invisible_tombstone(store: MongoStore) -> N
 # --- retried writes --------------------------------------------------------------------------
 
 
-def test_a_retried_write_is_not_misreported(
-    mongodb_srv: RunningServer, client: MongoClient, collection
+RETRYABLE_AFTER_APPLYING_ONCE = {
+    "configureFailPoint": "failCommand",
+    "mode": {"times": 1},
+    "data": {
+        "failCommands": ["findAndModify"],
+        "appName": FAIL_APP,
+        "writeConcernError": {"code": 6, "errmsg": "injected"},
+        "errorLabels": ["RetryableWriteError"],
+    },
+}
+"""The next findAndModify of a FAIL_APP client is applied, then answered with a retryable
+write-concern error, so pymongo sends it again."""
+
+
+@pytest.mark.parametrize(("timeout_ms", "applied"), [(None, 1), (10_000, 2)])
+def test_secantusdb_re_executes_a_retried_write_when_the_client_sets_a_timeout(
+    mongodb_srv: RunningServer, client: MongoClient, timeout_ms: int | None, applied: int
 ) -> None:
-    """secantusdb re-executes a retried write (no txnNumber dedupe); the write token makes
-    the retry a no-op that the decoder recognises."""
+    """pymongo retries a write answered with a RetryableWriteError after it was applied, with
+    the same lsid and txnNumber; MongoDB answers the retry without applying it again.
+    secantusdb does too, unless the client sets ``timeoutMS`` (stalwart's URL stores do): the
+    retry then carries another ``maxTimeMS``, which secantusdb counts as a different write, and
+    applies it a second time. The write token (``w``) is what keeps that harmless."""
+    collection = client["stalwart_unit"][unique_name("q")]
+    collection.insert_one({"_id": 1, "n": 0})
+    probe: MongoClient = MongoClient(mongodb_srv.url, appname=FAIL_APP, timeoutMS=timeout_ms)
+    client.admin.command(RETRYABLE_AFTER_APPLYING_ONCE)
+    try:
+        after = probe[collection.database.name][collection.name].find_one_and_update(
+            {"_id": 1}, [{"$set": {"n": {"$add": ["$n", 1]}}}], return_document=True
+        )
+    finally:
+        client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+        probe.close()
+    assert after == {"_id": 1, "n": applied}
+    assert collection.find_one({"_id": 1}) == {"_id": 1, "n": applied}
+
+
+def test_a_retried_write_is_not_misreported(
+    mongodb_srv: RunningServer, client: MongoClient, collection, server: ServerChoice
+) -> None:
+    """pymongo retries a write whose reply carried a RetryableWriteError after it was applied.
+    MongoDB deduplicates the retry; secantusdb, with this client's timeoutMS, applies it again
+    (test_mongodb_secantusdb.py): the write token makes that second run a no-op which the
+    decoder recognises, so the write is reported, and counted, once."""
     mongo: MongoClient = MongoClient(mongodb_srv.url, appname=FAIL_APP, timeoutMS=10000)
-    store = MongoStore(mongo[collection.database.name][collection.name])
-    fail_once = {
-        "configureFailPoint": "failCommand",
-        "mode": {"times": 1},
-        "data": {
-            "failCommands": ["findAndModify"],
-            "appName": FAIL_APP,
-            "writeConcernError": {"code": 6, "errmsg": "injected"},
-            "errorLabels": ["RetryableWriteError"],
-        },
-    }
+    store = MongoStore(mongo[collection.database.name][collection.name], server=server)
+    fail_once = RETRYABLE_AFTER_APPLYING_ONCE
     try:
         client.admin.command(fail_once)
         assert store.create(Key("retry", "c"), {"n": 1}).version == 1
@@ -397,14 +525,14 @@ def test_a_callers_client_survives_store_close(store: MongoStore) -> None:
 
 
 @pytest.mark.parametrize("round_", range(3))
-def test_concurrent_creates_have_one_winner(store: MongoStore, round_: int) -> None:
+def test_concurrent_creates_have_one_winner(detected_store: MongoStore, round_: int) -> None:
     key = Key("race", str(round_))
     barrier = threading.Barrier(8)
 
     def attempt(i: int):
         barrier.wait()
         try:
-            return store.create(key, {"by": i})
+            return detected_store.create(key, {"by": i})
         except AlreadyExists as exc:
             return exc
 
@@ -415,21 +543,21 @@ def test_concurrent_creates_have_one_winner(store: MongoStore, round_: int) -> N
     assert all(o.current == winners[0] for o in outcomes if isinstance(o, AlreadyExists))
 
 
-def test_concurrent_increments_are_exact(store: MongoStore) -> None:
+def test_concurrent_increments_are_exact(detected_store: MongoStore) -> None:
     key = Key("count")
 
     def bump(_: int) -> None:
         for _ in range(25):
-            store.increment(key, "n")
+            detected_store.increment(key, "n")
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(bump, range(8)))
-    final = store.get(key)
+    final = detected_store.get(key)
     assert final is not None
     assert (final.data, final.version) == ({"n": 200}, 200)
 
 
-def test_concurrent_transactions_stay_all_or_nothing(store: MongoStore) -> None:
+def test_concurrent_transactions_stay_all_or_nothing(detected_store: MongoStore) -> None:
     a, b = Key("tx", "a"), Key("tx", "b")
     barrier = threading.Barrier(4)
 
@@ -438,7 +566,7 @@ def test_concurrent_transactions_stay_all_or_nothing(store: MongoStore) -> None:
         done, reasons = 0, []
         for _ in range(8):
             try:
-                store.transact([Increment(a, "n"), Increment(b, "n")])
+                detected_store.transact([Increment(a, "n"), Increment(b, "n")])
                 done += 1
             except TransactionConflict as exc:
                 reasons.append(exc.reason)
@@ -449,14 +577,14 @@ def test_concurrent_transactions_stay_all_or_nothing(store: MongoStore) -> None:
     committed = sum(done for done, _ in results)
     assert committed > 0
     assert all("write conflict" in reason for _, reasons in results for reason in reasons)
-    ra, rb = store.get(a), store.get(b)
+    ra, rb = detected_store.get(a), detected_store.get(b)
     assert ra is not None
     assert rb is not None
     assert ra.data == rb.data == {"n": committed}
 
 
 @pytest.mark.parametrize("round_", range(5))
-def test_checks_prevent_write_skew(store: MongoStore, round_: int) -> None:
+def test_checks_prevent_write_skew(detected_store: MongoStore, round_: int) -> None:
     """T1 checks A absent and creates B; T2 checks B absent and creates A: both may not win."""
     a, b = Key("skew", f"a{round_}"), Key("skew", f"b{round_}")
     barrier = threading.Barrier(2)
@@ -464,7 +592,7 @@ def test_checks_prevent_write_skew(store: MongoStore, round_: int) -> None:
     def run(check: Key, create: Key) -> bool:
         barrier.wait()
         try:
-            store.transact([Check(check, None), Create(create, {})])
+            detected_store.transact([Check(check, None), Create(create, {})])
         except (TransactionConflict, StoreUnavailable):
             return False
         return True
@@ -474,7 +602,7 @@ def test_checks_prevent_write_skew(store: MongoStore, round_: int) -> None:
         second = pool.submit(run, b, a)
         outcomes = [first.result(), second.result()]
     assert outcomes.count(True) <= 1
-    assert (store.get(a) is None) or (store.get(b) is None)
+    assert (detected_store.get(a) is None) or (detected_store.get(b) is None)
 
 
 async def test_async_concurrent_increments_and_transactions(

@@ -550,7 +550,7 @@ async def test_increment_touches_only_the_top_level_field(store: Both):
         "nested": {"n": 100, "s": 'x"}n'},
         "list": [],
         "empty": {},
-        "big": 123456789012345678901234567890,
+        "big": 9223372036854775807,
         "float": 0.1,
         'q"uote': 1,
         "s": '"n":5,',
@@ -599,8 +599,8 @@ async def test_increment_starts_missing_field_and_record(store: Both):
     assert (await store.increment(Key("p", "empty"), "n")).data == {"n": 1}
 
 
-@pytest.mark.parametrize("value", ["1", True, None, [1], {"n": 1}, 9007199254740992, 2**64])
-async def test_non_numeric_or_inexact_field_is_invalid_and_unwritten(store: Both, value):
+@pytest.mark.parametrize("value", ["1", True, None, [1], {"n": 1}])
+async def test_non_numeric_field_is_invalid_and_unwritten(store: Both, value):
     key = Key("p", "a")
     await store.create(key, {"n": value})
     with pytest.raises(InvalidRecord):

@@ -9,7 +9,16 @@ import random
 
 import pytest
 
-from stalwart.storage import Check, Create, Delete, Increment, InvalidRecord, Key, Replace
+from stalwart.storage import (
+    Check,
+    Create,
+    Delete,
+    Increment,
+    InvalidRecord,
+    Key,
+    Replace,
+    StoreConfigurationError,
+)
 from stalwart.storage._sqlite_sql import (
     StepKind,
     decode_cursor,
@@ -126,7 +135,7 @@ def test_prepare_validates_before_anything_runs():
 
 @pytest.mark.parametrize("name", ["", "1abc", "a-b", 'a"b', "a b", "x" * 64, None])
 def test_table_names_must_be_identifiers(name):
-    with pytest.raises(InvalidRecord):
+    with pytest.raises(StoreConfigurationError, match="table name"):
         validate_table(name)  # type: ignore[arg-type]
 
 

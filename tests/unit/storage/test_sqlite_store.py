@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
@@ -18,7 +20,9 @@ from stalwart.storage import (
     InvalidRecord,
     Key,
     Replace,
+    StorageError,
     Store,
+    StoreConfigurationError,
     StoreUnavailable,
     TransactionConflict,
     VersionConflict,
@@ -235,11 +239,115 @@ def test_a_locked_database_is_store_unavailable(db_path):
         store.close()
 
 
-def test_unopenable_file_is_store_unavailable(tmp_path):
-    store = SQLiteStore(tmp_path / "missing-dir" / "x.db")
-    with pytest.raises(StoreUnavailable):
+def test_a_missing_directory_is_a_configuration_error_at_open(tmp_path):
+    path = tmp_path / "missing" / "dir" / "x.db"
+    for open_it in (
+        lambda: SQLiteStore(path),
+        lambda: AsyncSQLiteStore(path),
+        lambda: open_store(f"sqlite:///{path}"),
+        lambda: open_async_store(f"sqlite:///{path}"),
+    ):
+        with pytest.raises(StoreConfigurationError, match=str(path)) as caught:
+            open_it()
+        assert not isinstance(caught.value, StoreUnavailable)
+        assert "does not exist" in str(caught.value)
+        assert isinstance(caught.value, ValueError)
+
+
+def test_a_file_that_is_not_a_database_is_a_configuration_error(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"these are not the pages you are looking for" * 100)
+    with SQLiteStore(path) as store, pytest.raises(StoreConfigurationError, match=str(path)):
         store.get(KEY)
-    store.close()
+    with SQLiteStore(tmp_path) as store, pytest.raises(StoreConfigurationError, match="directory"):
+        store.get(KEY)  # the path is a directory
+
+
+def test_a_read_only_database_is_a_configuration_error(db_path):
+    SQLiteStore(db_path, table="ro").close()
+    with SQLiteStore(db_path, table="ro") as store:
+        store.create(KEY, {"n": 1})
+    read_only = sqlite3.connect(
+        f"file:{db_path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+    )
+    try:
+        with SQLiteStore(connection=read_only, table="ro") as store:
+            assert store.get(KEY) is not None  # reads work
+            with pytest.raises(StoreConfigurationError, match="readonly"):
+                store.increment(KEY, "n")
+    finally:
+        read_only.close()
+
+
+def test_a_corrupt_database_is_a_permanent_storage_error(db_path):
+    with SQLiteStore(db_path, table="t") as store:
+        for index in range(50):
+            store.create(Key(f"p{index}"), {"x": "y" * 500})
+    with db_path.open("r+b") as file:  # the store closed: its WAL is checkpointed into the file
+        file.seek(4096)
+        file.write(b"\xff" * 4096)
+    with SQLiteStore(db_path, table="t") as store, pytest.raises(StorageError) as caught:
+        store.get(Key("p3"))
+    assert type(caught.value) is StorageError  # neither retried nor a configuration mistake
+    assert "malformed" in str(caught.value)
+    assert str(db_path) in str(caught.value)
+
+
+def test_a_full_database_is_store_unavailable():
+    """A full disk is transient by our rules (space can come back; a retry may succeed)."""
+    connection = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    try:
+        with SQLiteStore(connection=connection, table="full") as store:
+            store.get(KEY)
+            pages = connection.execute("PRAGMA page_count").fetchone()[0]
+            connection.execute(f"PRAGMA max_page_count = {pages + 1}")
+            store.create(Key("small"), {"n": 1})
+            with pytest.raises(StoreUnavailable, match="full") as caught:
+                store.create(Key("big"), {"blob": "x" * 20_000})
+            assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+    finally:
+        connection.close()
+
+
+_OUT_OF_DESCRIPTORS = """
+import resource, sys, threading
+from pathlib import Path
+from stalwart.storage import Key, StoreUnavailable
+from stalwart.storage.sqlite import SQLiteStore
+
+store = SQLiteStore(sys.argv[1])
+store.get(Key("k"))
+opened = sum(1 for _ in Path("/proc/self/fd").iterdir())
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (opened, hard))  # not one descriptor more
+outcome = []
+
+def other_thread():
+    try:
+        store.get(Key("k"))
+        outcome.append("opened")
+    except StoreUnavailable:
+        outcome.append("unavailable")
+    except Exception as exc:
+        outcome.append(type(exc).__name__)
+
+thread = threading.Thread(target=other_thread)
+thread.start()
+thread.join()
+print(outcome[0])
+"""
+
+
+def test_running_out_of_file_descriptors_is_store_unavailable(db_path):
+    """SQLite reports "unable to open database file" here too, but the file is fine: transient."""
+    result = subprocess.run(
+        [sys.executable, "-c", _OUT_OF_DESCRIPTORS, str(db_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.stdout.strip() == "unavailable", result.stderr
 
 
 def test_closed_store_is_store_unavailable(db_path):
@@ -304,12 +412,30 @@ def test_url_parameters():
     ],
 )
 def test_bad_urls_are_rejected(url):
-    with pytest.raises(InvalidRecord):
+    with pytest.raises(StoreConfigurationError):
         store_from_url(url).close()
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:///a.db?tabel=x", "unknown sqlite URL option(s) 'tabel'; known: create, "),
+        ("sqlite:///a.db?table=a&table=b", "given twice"),
+        ("sqlite:///a.db?workers=0", "workers must be an integer at least 1"),
+        ("sqlite:///a.db?max_item_bytes=lots", "max_item_bytes must be an integer"),
+        ("sqlite:///a.db?create=maybe", "create must be true or false"),
+        ("sqlite:///a.db?timeout=inf", "timeout must be a positive number"),
+        ("sqlite:///a.db?synchronous=sometimes", "synchronous must be one of off, normal"),
+    ],
+)
+def test_url_errors_say_what_is_wrong(url, message):
+    with pytest.raises(StoreConfigurationError) as caught:
+        parse_url(url)
+    assert message in str(caught.value)
+
+
 async def test_bad_async_url_is_rejected():
-    with pytest.raises(InvalidRecord):
+    with pytest.raises(StoreConfigurationError, match="workers"):
         async_store_from_url("sqlite:///a.db?workers=0")
 
 
@@ -365,11 +491,11 @@ def test_constructor_rejects_bad_settings(db_path):
         {"max_item_bytes": 0},
         {"max_transaction_items": 0},
     ):
-        with pytest.raises(ValueError):  # noqa: PT011 - each message differs
+        with pytest.raises(StoreConfigurationError):
             SQLiteStore(db_path, **kwargs)
-    with pytest.raises(InvalidRecord):
+    with pytest.raises(StoreConfigurationError):
         SQLiteStore(db_path, table="no spaces")
-    with pytest.raises(ValueError, match="workers"):
+    with pytest.raises(StoreConfigurationError, match="workers"):
         AsyncSQLiteStore(db_path, workers=0)
 
 
