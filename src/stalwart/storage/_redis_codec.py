@@ -16,7 +16,7 @@ import ssl
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, Literal
-from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
+from urllib.parse import SplitResult, urlencode, urlsplit
 
 from redis import exceptions as redis_errors
 
@@ -48,6 +48,7 @@ from stalwart.storage._contract import (
     validate_version,
 )
 from stalwart.storage._redis_scripts import INVALID_CODE
+from stalwart.storage._url import flag, one_of, positive_number, url_options, whole_number
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -662,81 +663,46 @@ type Transport = Literal["auto", "stalwart", "redis-py"]
 TRANSPORTS: Final[tuple[Transport, ...]] = ("auto", "stalwart", "redis-py")
 
 
-def _positive_float(name: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if not (math.isfinite(number) and number > 0):
-        msg = f"URL parameter {name} must be a positive number, got {value!r}"
-        raise StoreConfigurationError(msg)
-    return number
-
-
-def _bounded_int(name: str, value: str, low: int, high: int) -> int:
-    try:
-        number = int(value)
-    except ValueError as exc:
-        msg = f"URL parameter {name} must be an integer, got {value!r}"
-        raise StoreConfigurationError(msg) from exc
-    if not low <= number <= high:
-        msg = f"URL parameter {name} must be from {low} to {high}, got {number}"
-        raise StoreConfigurationError(msg)
-    return number
-
-
-def _flag(name: str, value: str) -> bool:
-    lowered = value.lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise StoreConfigurationError(f"URL parameter {name} must be true or false, got {value!r}")
-
-
 def _nonempty(name: str, value: str) -> str:
     if not value:
-        raise StoreConfigurationError(f"URL parameter {name} must not be empty")
+        raise StoreConfigurationError(f"URL option {name} must not be empty")
     return value
 
 
-def _one_of(*choices: str) -> Callable[[str, str], str]:
-    def parse(name: str, value: str) -> str:
-        if value not in choices:
-            msg = f"URL parameter {name} must be one of {', '.join(choices)}, got {value!r}"
-            raise StoreConfigurationError(msg)
-        return value
-
-    return parse
+def _choice(*choices: str) -> Callable[[str, str], str]:
+    return lambda name, value: one_of(name, value, choices)
 
 
 _STORE_PARAMS: Final[dict[str, tuple[str, Callable[[str, str], Any]]]] = {
     "prefix": ("prefix", _nonempty),
-    "socket_connect_timeout": ("socket_connect_timeout", _positive_float),
-    "socket_timeout": ("socket_timeout", _positive_float),
-    "timeout": ("socket_timeout", _positive_float),
+    "socket_connect_timeout": ("socket_connect_timeout", positive_number),
+    "socket_timeout": ("socket_timeout", positive_number),
+    "timeout": ("socket_timeout", positive_number),
     "health_check_interval": (
         "health_check_interval",
-        lambda name, value: _bounded_int(name, value, 0, 3600),
+        lambda name, value: whole_number(name, value, low=0, high=3600),
     ),
-    "retries": ("retries", lambda name, value: _bounded_int(name, value, 0, MAX_CLIENT_RETRIES)),
-    "cluster": ("cluster", _flag),
-    "transport": ("transport", _one_of(*TRANSPORTS)),
+    "retries": (
+        "retries",
+        lambda name, value: whole_number(name, value, low=0, high=MAX_CLIENT_RETRIES),
+    ),
+    "cluster": ("cluster", flag),
+    "transport": ("transport", _choice(*TRANSPORTS)),
 }
 
 # redis-py parameters passed through to its URL parser, each checked here first so a wrong
 # value is a configuration error now rather than a failed connection later.
 _PASSTHROUGH_PARAMS: Final[dict[str, Callable[[str, str], Any]]] = {
-    "db": lambda name, value: _bounded_int(name, value, 0, 2**31 - 1),
-    "max_connections": lambda name, value: _bounded_int(name, value, 1, 2**31 - 1),
-    "socket_keepalive": _flag,
+    "db": lambda name, value: whole_number(name, value, low=0),
+    "max_connections": whole_number,
+    "socket_keepalive": flag,
     "client_name": _nonempty,
-    "protocol": _one_of("2", "3"),
-    "ssl_cert_reqs": _one_of("none", "optional", "required"),
+    "protocol": _choice("2", "3"),
+    "ssl_cert_reqs": _choice("none", "optional", "required"),
     "ssl_ca_certs": _nonempty,
     "ssl_certfile": _nonempty,
     "ssl_keyfile": _nonempty,
-    "ssl_check_hostname": _flag,
+    "ssl_check_hostname": flag,
 }
 _TLS_ONLY: Final = frozenset(name for name in _PASSTHROUGH_PARAMS if name.startswith("ssl_"))
 _SCHEMES: Final = ("redis", "rediss", "unix")
@@ -759,23 +725,21 @@ class UrlOptions:
     own transport or a StoreConfigurationError; ``redis-py``: redis-py for every command."""
 
 
-def _check_address(url: str, scheme: str, parts: SplitResult) -> None:
+def _check_address(scheme: str, parts: SplitResult) -> None:
     """Reject what redis-py would misread: a non-numeric port, a database that is no number
     (redis-py silently uses 0), a Unix URL without a socket path."""
     try:
-        port = parts.port
+        parts.port  # noqa: B018 - parsing it is the check
         hostname = parts.hostname
     except ValueError as exc:
-        raise StoreConfigurationError(f"malformed Redis URL {url!r}: {exc}") from exc
+        raise StoreConfigurationError(f"malformed Redis URL: {exc}") from exc
     if scheme == "unix":
         if not parts.path or parts.path == "/":
-            msg = f"a unix:// Redis URL needs a socket path (unix:///path/to/redis.sock): {url!r}"
+            msg = "a unix:// Redis URL needs a socket path (unix:///path/to/redis.sock)"
             raise StoreConfigurationError(msg)
         return
-    if port is not None and not 0 < port < 65536:  # pragma: no cover - urllib checks it
-        raise StoreConfigurationError(f"malformed Redis URL {url!r}: port {port}")
     if parts.netloc and not hostname:
-        raise StoreConfigurationError(f"malformed Redis URL {url!r}: no host")
+        raise StoreConfigurationError("malformed Redis URL: no host")
     database = parts.path.removeprefix("/")
     if database and not database.isdigit():
         msg = f"the path of a Redis URL is the database number (/0 to /N), got {parts.path!r}"
@@ -800,30 +764,26 @@ def parse_store_url(url: str) -> UrlOptions:
     try:
         parts = urlsplit(url)
     except ValueError as exc:
-        raise StoreConfigurationError(f"malformed Redis URL {url!r}: {exc}") from exc
+        raise StoreConfigurationError(f"malformed Redis URL: {exc}") from exc
     scheme = parts.scheme.lower()
     if scheme not in _SCHEMES:
         msg = f"not a Redis URL (redis://, rediss:// or unix://): scheme {parts.scheme!r}"
         raise StoreConfigurationError(msg)
-    _check_address(url, scheme, parts)
+    _check_address(scheme, parts)
     options: dict[str, Any] = {}
     passthrough: list[tuple[str, str]] = []
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+    known = {*_STORE_PARAMS, *_PASSTHROUGH_PARAMS}
+    for name, value in url_options(url, known, engine="Redis").items():
         if name in _STORE_PARAMS:
             option, parse = _STORE_PARAMS[name]
             options[option] = parse(name, value)
-        elif name in _PASSTHROUGH_PARAMS:
-            _PASSTHROUGH_PARAMS[name](name, value)
-            if name in _TLS_ONLY and scheme != "rediss":
-                msg = f"URL parameter {name} needs a rediss:// (TLS) URL"
-                raise StoreConfigurationError(msg)
-            if name == "socket_keepalive" and scheme == "unix":
-                raise StoreConfigurationError("socket_keepalive applies to TCP, not unix://")
-            passthrough.append((name, value))
-        else:
-            known = ", ".join(sorted({*_STORE_PARAMS, *_PASSTHROUGH_PARAMS}))
-            msg = f"unknown Redis store URL parameter {name!r}; known: {known}"
-            raise StoreConfigurationError(msg)
+            continue
+        checked = _PASSTHROUGH_PARAMS[name](name, value)
+        if name in _TLS_ONLY and scheme != "rediss":
+            raise StoreConfigurationError(f"URL option {name} needs a rediss:// (TLS) URL")
+        if name == "socket_keepalive" and scheme == "unix":
+            raise StoreConfigurationError("socket_keepalive applies to TCP, not unix://")
+        passthrough.append((name, checked if isinstance(checked, str) else value))
     # Not urlunsplit(): it turns "unix:///path" into "unix:/path", which redis-py refuses.
     base = url.partition("#")[0].partition("?")[0]
     client_url = f"{base}?{urlencode(passthrough)}" if passthrough else base
