@@ -380,7 +380,7 @@ def test_bare_bulkhead_fails_at_decoration_with_usage() -> None:
         @Bulkhead  # type: ignore[arg-type]
         def query() -> None: ...
 
-    with pytest.raises(TypeError, match="max_concurrent=2.5"):
+    with pytest.raises(TypeError, match=r"max_concurrent=2\.5"):
         Bulkhead(2.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="max_waiting=True"):
         Bulkhead(2, max_waiting=True)
