@@ -17,6 +17,7 @@ def require_extra(module: str, extra: str, *, feature: str) -> ModuleType:
     except ImportError as exc:
         msg = (
             f"{feature} needs the optional dependency {module!r}: "
-            f"install it with `uv add 'stalwart[{extra}]'` (or pip install 'stalwart[{extra}]')"
+            f"install stalwart with the {extra!r} extra, e.g. `uv add 'stalwart[{extra}]'` "
+            "where stalwart is already a dependency (see the README's Install section)"
         )
         raise ImportError(msg, name=module) from exc

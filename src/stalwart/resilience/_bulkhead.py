@@ -64,6 +64,14 @@ class Bulkhead:
         wait_timeout_s: float | None = None,
         name: str = "",
     ) -> None:
+        if callable(max_concurrent):
+            raise TypeError(
+                "Bulkhead needs a limit and parentheses, it is not a bare decorator: "
+                "use @Bulkhead(10, ...)"
+            )
+        for option, value in (("max_concurrent", max_concurrent), ("max_waiting", max_waiting)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"Bulkhead {option}={value!r}: expected an int")
         if max_concurrent < 1 or max_waiting < 0:
             raise ValueError("max_concurrent must be >= 1 and max_waiting >= 0")
         self.name = name

@@ -372,3 +372,15 @@ def test_generator_functions_are_refused_by_every_decorator() -> None:
         for fn in (numbers, anumbers):
             with pytest.raises(TypeError, match="generator function"):
                 decorate(fn)  # type: ignore[operator]
+
+
+def test_bare_bulkhead_fails_at_decoration_with_usage() -> None:
+    with pytest.raises(TypeError, match=r"use @Bulkhead\(10, \.\.\.\)"):
+
+        @Bulkhead  # type: ignore[arg-type]
+        def query() -> None: ...
+
+    with pytest.raises(TypeError, match=r"max_concurrent=2\.5"):
+        Bulkhead(2.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="max_waiting=True"):
+        Bulkhead(2, max_waiting=True)
