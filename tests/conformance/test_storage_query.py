@@ -241,3 +241,23 @@ async def test_query_limit_bounds_are_accepted(store):
 async def test_query_invalid_partition_is_invalid(store, partition):
     with pytest.raises(InvalidRecord):
         await store.query(partition)
+
+
+@pytest.mark.parametrize("cursor", ["", "!!!", "gA==", "e30=", "WyJwIl0="], ids=repr)
+async def test_a_cursor_the_store_did_not_issue_is_invalid(store, cursor):
+    await create_all(store, "p", ["a", "b"])
+    with pytest.raises(InvalidRecord):
+        await store.query("p", cursor=cursor)
+
+
+async def test_a_cursor_of_another_partition_is_invalid(store):
+    """Every engine refuses to resume partition q from p's cursor, rather than silently
+    paging q from p's position."""
+    await create_all(store, "p", ["a", "b"])
+    await create_all(store, "q", ["a", "b"])
+    cursor = (await store.query("p", limit=1)).cursor
+    assert cursor is not None
+    with pytest.raises(InvalidRecord, match="another query"):
+        await store.query("q", cursor=cursor)
+    page = await store.query("p", cursor=cursor)
+    assert [r.key.sort for r in page.records] == ["b"]

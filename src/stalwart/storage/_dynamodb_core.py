@@ -29,8 +29,6 @@ strings, so nested numbers never meet DynamoDB's Decimal type and round-trip exa
 
 from __future__ import annotations
 
-import base64
-import binascii
 import decimal
 import json
 import math
@@ -72,6 +70,7 @@ from stalwart.storage._contract import (
     validate_operations,
     validate_version,
 )
+from stalwart.storage._query import check_query, decode_cursor, encode_cursor
 
 type AttributeValue = dict[str, Any]
 type Item = dict[str, AttributeValue]
@@ -95,7 +94,6 @@ MAX_TRANSACTION_ITEMS: Final = 100
 """TransactWriteItems' limit."""
 MAX_PARTITION_BYTES: Final = 2048
 MAX_SORT_BYTES: Final = 1024
-MAX_QUERY_LIMIT: Final = 1000
 CONTENTION_ATTEMPTS: Final = 10
 """Rounds of an internal optimistic loop (expired-record increment, increments inside transact)
 before giving up with StoreUnavailable; each round only repeats after another writer won."""
@@ -522,25 +520,6 @@ def query_request(
     return request
 
 
-def encode_cursor(partition: str, stored_sort: str) -> str:
-    """Opaque cursor: URL-safe base64 of the partition and the last stored sort key."""
-    raw = json.dumps({"p": partition, "s": stored_sort}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def decode_cursor(cursor: str, partition: str) -> str:
-    """The stored sort key to resume after; :class:`InvalidRecord` for a foreign cursor."""
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        stored_sort = decoded["s"]
-        owner = decoded["p"]
-    except (ValueError, TypeError, KeyError, binascii.Error) as exc:
-        raise InvalidRecord(f"malformed query cursor {cursor!r}") from exc
-    if owner != partition or not isinstance(stored_sort, str) or not stored_sort:
-        raise InvalidRecord("this cursor belongs to another query")
-    return stored_sort
-
-
 # ---------------------------------------------------------------------------------------------
 # Plans for single-record operations (exactly one Call on success and on conflict)
 # ---------------------------------------------------------------------------------------------
@@ -687,11 +666,10 @@ def query_plan(
 ) -> Plan[Page]:
     """Query pages until ``limit`` live records (plus one, to know whether more exist)."""
     check_key(Key(partition))
-    if not isinstance(prefix, str) or "\x00" in prefix:
-        raise InvalidRecord("query prefix must be a str without NUL characters")
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_QUERY_LIMIT:
-        raise InvalidRecord(f"query limit must be an int in 1..{MAX_QUERY_LIMIT}, got {limit!r}")
+    check_query(partition, prefix, limit)
     start = decode_cursor(cursor, partition) if cursor is not None else None
+    if start == "":
+        raise InvalidRecord("this query cursor belongs to another query")
     now = clock()
     items: list[Item] = []
     while True:

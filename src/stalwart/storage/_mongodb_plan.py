@@ -27,8 +27,6 @@ for secantusdb, the emulator the test suite runs on, run only where the executor
 
 from __future__ import annotations
 
-import base64
-import binascii
 import random
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
@@ -79,6 +77,7 @@ from stalwart.storage._contract import (
     validate_operations,
     validate_version,
 )
+from stalwart.storage._query import check_query, decode_cursor, encode_cursor, prefix_upper_bound
 
 type Doc = dict[str, Any]
 type Filter = dict[str, Any]
@@ -91,7 +90,6 @@ HARD_MAX_ITEM_BYTES: Final = 15 * 1024 * 1024
 """Ceiling for ``max_item_bytes``: the document plus its envelope must fit in 16 MiB."""
 MAX_TRANSACTION_ITEMS: Final = 100
 """Operations per :meth:`transact`; MongoDB has no hard cap, 100 matches DynamoDB."""
-MAX_QUERY_LIMIT: Final = 1000
 RACE_ATTEMPTS: Final = 3
 """Attempts of a create/increment on secantusdb whose document vanished or appeared between
 its round trips (MongoDB needs one round trip, hence no retry)."""
@@ -110,8 +108,6 @@ index that physically removes expired records (logically they are gone at ``e <=
 
 _MAX_DATE: Final = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MAX_CODEPOINT: Final = 0x10FFFF
-_SURROGATES: Final = range(0xD800, 0xE000)
 
 # Server error codes meaning "try again later" (state changes, timeouts, network, throttling).
 _TRANSIENT_CODES: Final = frozenset(
@@ -730,40 +726,6 @@ def _increment_without_upsert(
 # ---------------------------------------------------------------------------------------------
 
 
-def prefix_upper_bound(prefix: str) -> str | None:
-    """The smallest string greater than every string starting with ``prefix``.
-
-    MongoDB compares strings by UTF-8 bytes, which is code point order; bumping the last code
-    point that can be bumped (skipping the surrogate block) gives an exact upper bound, where
-    ``prefix + "\\uffff"`` would miss keys continuing with supplementary characters.
-    """
-    chars = list(prefix)
-    while chars:
-        last = ord(chars.pop())
-        if last < _MAX_CODEPOINT:
-            bumped = last + 1
-            if bumped in _SURROGATES:
-                bumped = _SURROGATES.stop
-            return "".join(chars) + chr(bumped)
-    return None
-
-
-def encode_cursor(sort_key: str) -> str:
-    """Opaque cursor: URL-safe base64 of the last sort key returned."""
-    return base64.urlsafe_b64encode(sort_key.encode()).decode("ascii")
-
-
-def decode_cursor(cursor: str) -> str:
-    """Inverse of :func:`encode_cursor`; anything else is :class:`InvalidRecord`."""
-    if not isinstance(cursor, str):
-        raise InvalidRecord(f"cursor must be a str, got {type(cursor).__name__}")
-    try:
-        raw = base64.b64decode(cursor.encode("ascii"), altchars=b"-_", validate=True)
-        return raw.decode()
-    except (binascii.Error, UnicodeError, ValueError) as exc:
-        raise InvalidRecord(f"malformed query cursor {cursor!r}") from exc
-
-
 def query_command(
     partition: str, *, prefix: str, limit: int, cursor: str | None, descending: bool, now: float
 ) -> FindMany:
@@ -776,7 +738,7 @@ def query_command(
         if upper is not None:
             sort_range["$lt"] = upper
     if cursor is not None:
-        after = decode_cursor(cursor)
+        after = decode_cursor(cursor, partition)
         if descending:
             sort_range["$lt"] = min(after, sort_range.get("$lt", after))
         else:
@@ -791,7 +753,11 @@ def query_command(
 def page_from(docs: Sequence[Doc], limit: int) -> Page:
     """The page and, when more documents matched, the cursor after its last record."""
     records = [decode(doc) for doc in docs[:limit]]
-    cursor = encode_cursor(records[-1].key.sort) if len(docs) > limit and records else None
+    cursor = (
+        encode_cursor(records[-1].key.partition, records[-1].key.sort)
+        if len(docs) > limit and records
+        else None
+    )
     return Page(records, cursor)
 
 
@@ -805,9 +771,7 @@ def query(
     descending: bool,
 ) -> Plan[Page]:
     """``query``: one ``find`` (the driver drains the batch)."""
-    validate_key(Key(partition, prefix))
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_QUERY_LIMIT:
-        raise InvalidRecord(f"limit must be an int in 1..{MAX_QUERY_LIMIT}, got {limit!r}")
+    check_query(partition, prefix, limit)
     command = query_command(
         partition,
         prefix=prefix,

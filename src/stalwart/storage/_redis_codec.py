@@ -7,8 +7,6 @@ decode the reply); the sync and async stores only send calls and translate excep
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
 import os
@@ -47,6 +45,7 @@ from stalwart.storage._contract import (
     validate_operations,
     validate_version,
 )
+from stalwart.storage._query import check_query, decode_cursor, encode_cursor
 from stalwart.storage._redis_scripts import INVALID_CODE
 from stalwart.storage._url import flag, one_of, positive_number, url_options, whole_number
 
@@ -59,7 +58,6 @@ MAX_ITEM_BYTES: Final = 512 * 1024
 MAX_TRANSACTION_ITEMS: Final = 100
 """Largest number of operations in one transact() call (one Lua script)."""
 
-MAX_QUERY_LIMIT: Final = 1000
 
 EXPIRY_GRACE_MS: Final = 1000
 """Redis removes a record this long after its logical expiry (liveness is checked against the
@@ -393,23 +391,6 @@ def increment_call(
 # ---------------------------------------------------------------------------------------------
 
 
-def encode_cursor(sort: bytes) -> str:
-    """Opaque cursor: URL-safe base64 of the last returned sort key (UTF-8)."""
-    return base64.urlsafe_b64encode(sort).decode("ascii")
-
-
-def decode_cursor(cursor: str) -> bytes:
-    """Inverse of :func:`encode_cursor`; anything else is InvalidRecord."""
-    if not isinstance(cursor, str):
-        raise InvalidRecord(f"cursor must be a str, got {type(cursor).__name__}")
-    try:
-        raw = base64.b64decode(cursor.encode("ascii"), altchars=b"-_", validate=True)
-        raw.decode()
-    except (ValueError, binascii.Error) as exc:
-        raise InvalidRecord(f"malformed query cursor {cursor!r}") from exc
-    return raw
-
-
 def query_bounds(prefix: bytes, after: bytes | None, *, descending: bool) -> tuple[bytes, bytes]:
     """``(first, second)`` ZRANGEBYLEX bounds (ZREVRANGEBYLEX order when descending).
 
@@ -443,23 +424,17 @@ def query_call(
     descending: bool,
     now: float,
 ) -> Call[Page]:
-    validate_key(Key(partition, prefix))
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_QUERY_LIMIT:
-        raise InvalidRecord(f"limit must be an int from 1 to {MAX_QUERY_LIMIT}, got {limit!r}")
-    after = None if cursor is None else decode_cursor(cursor)
+    check_query(partition, prefix, limit)
+    after = None if cursor is None else utf8(decode_cursor(cursor, partition))
     first, second = query_bounds(utf8(prefix), after, descending=bool(descending))
 
     def decode(reply: Reply) -> Page:
-        records: list[Record] = []
-        last = b""
-        for at in range(1, len(reply), 4):
-            sort = reply[at]
-            last = sort if isinstance(sort, bytes) else sort.encode()
-            records.append(
-                _record(Key(partition, _text(sort)), reply[at + 1], reply[at + 2], reply[at + 3])
-            )
-        more = _text(reply[0]) == "1"
-        return Page(records, encode_cursor(last) if more else None)
+        records = [
+            _record(Key(partition, _text(reply[at])), reply[at + 1], reply[at + 2], reply[at + 3])
+            for at in range(1, len(reply), 4)
+        ]
+        more = _text(reply[0]) == "1" and records
+        return Page(records, encode_cursor(partition, records[-1].key.sort) if more else None)
 
     return Call(
         ScriptName.QUERY,

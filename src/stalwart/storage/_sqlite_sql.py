@@ -11,8 +11,6 @@ live``), returning the new state with ``RETURNING``; an empty result means the c
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from dataclasses import dataclass
@@ -40,8 +38,8 @@ from stalwart.storage._contract import (
     validate_key,
     validate_version,
 )
+from stalwart.storage._query import check_query, decode_cursor, encode_cursor, prefix_upper_bound
 
-MAX_QUERY_LIMIT: Final = 1000
 _TABLE_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _LIVE: Final = "(expires_at IS NULL OR expires_at > :now)"
 _EXPIRED: Final = "(expires_at IS NOT NULL AND expires_at <= :now)"
@@ -289,39 +287,6 @@ def record_from_row(key: Key, row: Row) -> Record:
 # ---------------------------------------------------------------------------------------------
 
 
-def encode_cursor(sort: str) -> str:
-    """The opaque cursor: URL-safe base64 of the last returned sort key."""
-    return base64.urlsafe_b64encode(sort.encode()).decode("ascii")
-
-
-def decode_cursor(cursor: str) -> str:
-    """Reverse :func:`encode_cursor`; a cursor we did not make is :class:`InvalidRecord`."""
-    if not isinstance(cursor, str):
-        raise InvalidRecord(f"cursor must be a str or None, got {type(cursor).__name__}")
-    try:
-        return base64.b64decode(cursor.encode("ascii"), altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeError) as exc:
-        raise InvalidRecord(f"cursor {cursor!r} was not issued by this store") from exc
-
-
-def prefix_upper_bound(prefix: str) -> str | None:
-    """The smallest string above every string starting with ``prefix`` (None: no bound).
-
-    SQLite compares TEXT as UTF-8 bytes, which is code point order, so the bound is the prefix
-    with its last code point raised by one (skipping surrogates, which UTF-8 cannot hold).
-
-    >>> prefix_upper_bound("ab")
-    'ac'
-    """
-    stripped = prefix.rstrip("\U0010ffff")
-    if not stripped:
-        return None
-    last = ord(stripped[-1]) + 1
-    if 0xD800 <= last <= 0xDFFF:
-        last = 0xE000
-    return stripped[:-1] + chr(last)
-
-
 @dataclass(frozen=True, slots=True)
 class QueryPlan:
     """A validated query: its statement, parameters and page size."""
@@ -342,16 +307,13 @@ def plan_query(
     now: float,
 ) -> QueryPlan:
     """Validate a query's arguments and pick its statement (one extra row detects more)."""
-    # The prefix obeys the rules of a sort key (type, length, no NUL, valid UTF-8).
-    validate_key(Key(partition, prefix))
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_QUERY_LIMIT:
-        raise InvalidRecord(f"limit must be an int from 1 to {MAX_QUERY_LIMIT}, got {limit!r}")
+    check_query(partition, prefix, limit)
     high = prefix_upper_bound(prefix)
     params: Params = {"partition": partition, "low": prefix, "now": now, "limit": limit + 1}
     if high is not None:
         params["high"] = high
     if cursor is not None:
-        params["cursor"] = decode_cursor(cursor)
+        params["cursor"] = decode_cursor(cursor, partition)
     statement = sql.query[bool(descending), high is not None, cursor is not None]
     return QueryPlan(statement, params, limit)
 
@@ -362,5 +324,5 @@ def page_records(partition: str, rows: list[Row], limit: int) -> tuple[list[Reco
         record_from_row(Key(partition, sort), (data, version, expires_at))
         for sort, data, version, expires_at in rows[:limit]
     ]
-    cursor = encode_cursor(records[-1].key.sort) if len(rows) > limit else None
+    cursor = encode_cursor(partition, records[-1].key.sort) if len(rows) > limit else None
     return records, cursor

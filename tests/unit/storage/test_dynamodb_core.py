@@ -39,6 +39,7 @@ from stalwart.storage import (
     TransactionConflict,
 )
 from stalwart.storage import _dynamodb_core as core
+from stalwart.storage._query import decode_cursor
 from stalwart.storage.dynamodb import ConnectionSettings
 
 if TYPE_CHECKING:
@@ -250,16 +251,6 @@ def test_query_request_shape() -> None:
     assert request["ScanIndexForward"] is False
     assert request["Limit"] == 7
     assert request["ExclusiveStartKey"] == {"pk": {"S": "p"}, "sk": {"S": "ab1"}}
-
-
-def test_cursor_round_trip() -> None:
-    cursor = core.encode_cursor("p", "x\x00y")
-    assert core.decode_cursor(cursor, "p") == "x\x00y"
-    with pytest.raises(InvalidRecord):
-        core.decode_cursor(cursor, "other")
-    for bad in ("", "!!!", "e30=", core.encode_cursor("p", "")):
-        with pytest.raises(InvalidRecord):
-            core.decode_cursor(bad, "p")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -520,7 +511,7 @@ def test_query_plan_fills_the_page_across_filtered_pages() -> None:
     assert steps[1].request["ExclusiveStartKey"]["sk"] == {"S": "b"}
     assert [r.key.sort for r in page.records] == ["a", "c"]
     assert page.cursor is not None
-    assert core.decode_cursor(page.cursor, "p") == "c"
+    assert decode_cursor(page.cursor, "p") == "c"
     _, last = drive(
         core.query_plan(
             "t", "p", prefix="", limit=2, cursor=page.cursor, descending=False, clock=clock

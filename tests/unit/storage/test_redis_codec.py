@@ -20,8 +20,6 @@ from stalwart.storage._redis_codec import (
     MAX_ITEM_BYTES,
     Layout,
     create_call,
-    decode_cursor,
-    encode_cursor,
     increment_call,
     parse_store_url,
     partition_key,
@@ -84,18 +82,6 @@ def test_record_and_index_keys_are_distinct_and_namespaced():
 )
 def test_query_bounds(prefix, after, descending, expected):
     assert query_bounds(prefix, after, descending=descending) == expected
-
-
-@pytest.mark.parametrize("sort", ["", "a", "ü/€/𝄞", "x" * 1024])
-def test_cursor_round_trips(sort):
-    raw = sort.encode()
-    assert decode_cursor(encode_cursor(raw)) == raw
-
-
-@pytest.mark.parametrize("cursor", ["***", "_w==", "YQ", 5])
-def test_malformed_cursor_is_invalid(cursor):
-    with pytest.raises(InvalidRecord):
-        decode_cursor(cursor)
 
 
 @pytest.mark.parametrize("limit", [0, 1001, -1, True, 2.0])

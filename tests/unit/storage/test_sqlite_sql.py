@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import doctest
 import importlib
-import random
 
 import pytest
 
@@ -19,12 +18,10 @@ from stalwart.storage import (
     Replace,
     StoreConfigurationError,
 )
+from stalwart.storage._query import encode_cursor
 from stalwart.storage._sqlite_sql import (
     StepKind,
-    decode_cursor,
-    encode_cursor,
     plan_query,
-    prefix_upper_bound,
     prepare,
     statements,
     validate_table,
@@ -33,61 +30,9 @@ from stalwart.storage._sqlite_sql import (
 SQL = statements("records")
 
 
-@pytest.mark.parametrize(
-    ("prefix", "bound"),
-    [
-        ("", None),
-        ("a", "b"),
-        ("ab", "ac"),
-        ("a\U0010ffff", "b"),
-        ("\U0010ffff\U0010ffff", None),
-        ("a\ud7ff", "a\ue000"),
-        ("z\uffff", "z\U00010000"),
-    ],
-)
-def test_prefix_upper_bound(prefix, bound):
-    assert prefix_upper_bound(prefix) == bound
-
-
-def test_prefix_range_matches_startswith_in_utf8_order():
-    rng = random.Random(7)
-    alphabet = [
-        "a",
-        "b",
-        "\x7f",
-        "\x80",
-        "é",
-        "\ud7ff",
-        "\ue000",
-        "\uffff",
-        "\U00010000",
-        "\U0010ffff",
-    ]
-    words = {"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4))) for _ in range(400)}
-    for prefix in list(words)[:60]:
-        high = prefix_upper_bound(prefix)
-        for word in words:
-            encoded = word.encode()
-            in_range = encoded >= prefix.encode() and (high is None or encoded < high.encode())
-            assert in_range == word.startswith(prefix), (prefix, word)
-
-
-@pytest.mark.parametrize("sort", ["", "a", "é中😀", "x" * 1024])
-def test_cursor_round_trip(sort):
-    cursor = encode_cursor(sort)
-    assert cursor.isascii()
-    assert decode_cursor(cursor) == sort
-
-
-@pytest.mark.parametrize("cursor", ["!!!", "a", "gA==", 5])
-def test_foreign_cursor_is_invalid(cursor):
-    with pytest.raises(InvalidRecord):
-        decode_cursor(cursor)
-
-
 def test_query_plan_fetches_one_extra_row_and_picks_the_statement():
     plan = plan_query(
-        SQL, "p", prefix="ab", limit=10, cursor=encode_cursor("abc"), descending=True, now=5.0
+        SQL, "p", prefix="ab", limit=10, cursor=encode_cursor("p", "abc"), descending=True, now=5.0
     )
     assert plan.limit == 10
     assert plan.params == {
@@ -141,7 +86,7 @@ def test_table_names_must_be_identifiers(name):
 
 @pytest.mark.parametrize(
     "module",
-    ["stalwart.storage.sqlite", "stalwart.storage._sqlite", "stalwart.storage._sqlite_sql"],
+    ["stalwart.storage.sqlite", "stalwart.storage._sqlite"],
 )
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module))
