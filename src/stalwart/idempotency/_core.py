@@ -29,6 +29,7 @@ from typing import Any, Final
 from stalwart.idempotency._errors import (
     FingerprintMismatch,
     InProgress,
+    InvalidIdempotencyKey,
     LeaseLost,
     ResultNotStored,
 )
@@ -47,6 +48,21 @@ logger = logging.getLogger("stalwart.idempotency")
 
 MAX_KEY_CHARS: Final = 255
 """The longest idempotency key a client may choose (an HTTP header, a function's key)."""
+
+
+def check_key(key: object, what: str) -> str:
+    """``key`` if it is a str of 1 to :data:`MAX_KEY_CHARS` characters, else
+    :class:`InvalidIdempotencyKey` saying why (``what`` names the key in the message)."""
+    if not isinstance(key, str):
+        raise InvalidIdempotencyKey(f"{what} must be a str, got {type(key).__name__}")
+    if not key:
+        raise InvalidIdempotencyKey(f"{what} is empty")
+    if len(key) > MAX_KEY_CHARS:
+        raise InvalidIdempotencyKey(
+            f"{what} is {len(key)} characters; at most {MAX_KEY_CHARS} allowed"
+        )
+    return key
+
 
 type JSONValue = Any
 """Any value ``json.dumps`` accepts (dict, list, str, int, float, bool, None)."""

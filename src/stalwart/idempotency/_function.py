@@ -17,7 +17,6 @@ from pydantic import PydanticSchemaGenerationError, TypeAdapter
 from pydantic_core import to_jsonable_python
 
 from stalwart.idempotency._core import (
-    MAX_KEY_CHARS,
     IdempotencyPolicy,
     JSONValue,
     Lease,
@@ -25,6 +24,7 @@ from stalwart.idempotency._core import (
     Replay,
     canonical_json,
     canonical_sha256,
+    check_key,
     complete_plan,
     not_stored_plan,
 )
@@ -127,19 +127,6 @@ type _KeyFn = Callable[..., str]
 type _Identity = Callable[[tuple[Any, ...], dict[str, Any]], tuple[Key, str]]
 
 
-def _checked_key(text: object, source: str) -> str:
-    # The same limits as an HTTP Idempotency-Key (the error tree's InvalidIdempotencyKey).
-    if not isinstance(text, str):
-        raise InvalidIdempotencyKey(f"{source} must be a str, got {type(text).__name__}")
-    if not text:
-        raise InvalidIdempotencyKey(f"{source} is empty")
-    if len(text) > MAX_KEY_CHARS:
-        raise InvalidIdempotencyKey(
-            f"{source} is {len(text)} characters; at most {MAX_KEY_CHARS} allowed"
-        )
-    return text
-
-
 def _client_key(
     key: _KeyFn | None,
     key_args: Sequence[str] | None,
@@ -148,12 +135,13 @@ def _client_key(
     arguments: dict[str, Any],
 ) -> str:
     if key is not None:
-        return _checked_key(key(*args, **kwargs), "the key function's result")
+        # The limits of an HTTP Idempotency-Key (the error tree's InvalidIdempotencyKey).
+        return check_key(key(*args, **kwargs), "the key function's result")
     if key_args is not None:
         chosen = [jsonable(arguments[name]) for name in key_args]
-        if all(value in ("", None) for value in chosen):
+        if chosen and all(value in ("", None) for value in chosen):
             raise InvalidIdempotencyKey(f"the key arguments {list(key_args)} are all empty")
-        return _checked_key(canonical_json(chosen), "the JSON of the key arguments")
+        return check_key(canonical_json(chosen), "the JSON of the key arguments")
     # The whole call is the key: its size is the arguments' own, and the key is hashed.
     return canonical_json(jsonable(arguments))
 

@@ -21,13 +21,13 @@ from typing import Any, Final
 from urllib.parse import parse_qsl
 
 from stalwart.idempotency._core import (
-    MAX_KEY_CHARS,
     IdempotencyPolicy,
     JSONValue,
     Lease,
     Plan,
     Replay,
     canonical_sha256,
+    check_key,
     claim_plan,
     complete_plan,
     record_key,
@@ -79,13 +79,7 @@ def parse_idempotency_key(value: str) -> str:
                 "the Idempotency-Key must be a quoted string or a token of visible ASCII"
             )
         key = text
-    if not key:
-        raise InvalidIdempotencyKey("the Idempotency-Key is empty")
-    if len(key) > MAX_KEY_CHARS:
-        raise InvalidIdempotencyKey(
-            f"the Idempotency-Key is {len(key)} characters; at most {MAX_KEY_CHARS} allowed"
-        )
-    return key
+    return check_key(key, "the Idempotency-Key")
 
 
 def _parse_sf_string(text: str) -> str:

@@ -198,11 +198,13 @@ async def _describe(
         for name in policy.header_names()
         if (value := request.headers.get(name)) is not None
     }
+    # The path and query as the server received them (ASGI scope), as Flask's request.path
+    # and query_string: request.url rebuilds and re-parses a URL from them.
     return HttpRequest(
         request.method,
         route,
-        request.url.path,
-        request.url.query,
+        request.scope["path"],
+        request.scope["query_string"].decode("latin-1"),
         await request.body(),
         headers,
         who,

@@ -26,7 +26,7 @@ from stalwart.idempotency import (
     parse_idempotency_key,
 )
 from stalwart.idempotency._http import HttpReply, HttpRequest, request_fingerprint
-from stalwart.idempotency.fastapi import idempotent_route_class
+from stalwart.idempotency.fastapi import idempotent_route_class, install_idempotency
 from stalwart.storage import StoreUnavailable
 from stalwart.web import PROBLEM_JSON
 from unit.idempotency.idem_apps import make_fastapi, make_flask
@@ -508,3 +508,32 @@ async def test_async_principal_scopes_the_key() -> None:
     ]
     assert replay.headers["idempotent-replayed"] == "true"
     assert calls == ["a", "b", None]
+
+
+async def test_install_idempotency_guards_the_apps_routes_and_refuses_late_calls() -> None:
+    layer = AsyncIdempotency(AsyncMemoryStore())
+    app = FastAPI()
+    install_idempotency(app, layer)
+    runs: list[int] = []
+
+    @app.post("/pay")
+    async def pay() -> dict[str, int]:
+        runs.append(1)
+        return {"n": len(runs)}
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        for _ in range(2):
+            response = await client.post("/pay", headers={"Idempotency-Key": "k"})
+    assert response.headers["idempotent-replayed"] == "true"
+    assert runs == [1]
+
+    # Routes that exist already would silently stay unguarded: refused, naming them.
+    with pytest.raises(RuntimeError, match="POST /pay"):
+        install_idempotency(app, layer)
+    router = APIRouter()
+    router.add_api_route("/late", pay, methods=["PATCH"])
+    with pytest.raises(RuntimeError, match="PATCH /late"):
+        install_idempotency(router, layer)
+    assert router.route_class is not app.router.route_class
