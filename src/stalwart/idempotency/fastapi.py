@@ -186,17 +186,15 @@ def _observed(endpoint: Callable[..., Any]) -> Callable[..., Any]:
 
 
 async def _describe(
-    request: Request, route: str, policy: HttpPolicy, principal: Principal | None
+    request: Request, route: str, header_names: tuple[str, ...], principal: Principal | None
 ) -> HttpRequest:
-    """What the layer needs to know about ``request``."""
+    """What the layer needs to know about ``request`` (``header_names``: the policy's)."""
     who: str | None = None
     if principal is not None:
         named = principal(request)
         who = await named if inspect.isawaitable(named) else named
     headers = {
-        name: value
-        for name in policy.header_names()
-        if (value := request.headers.get(name)) is not None
+        name: value for name in header_names if (value := request.headers.get(name)) is not None
     }
     # The path and query as the server received them (ASGI scope), as Flask's request.path
     # and query_string: request.url rebuilds and re-parses a URL from them.
@@ -241,11 +239,13 @@ def _guard(
     principal: Principal | None,
     observable: bool,
 ) -> _Handler:
+    header_names = policy.header_names()
+
     async def idempotent_handler(request: Request) -> Response:
         enabled, required = settings.get(request.method, _OFF)
         if not enabled:
             return await handler(request)
-        incoming = await _describe(request, route, policy, principal)
+        incoming = await _describe(request, route, header_names, principal)
         begin = await run_plan_async(
             layer.store, begin_plan(policy, layer.policy, incoming, required=required)
         )
