@@ -23,6 +23,7 @@ from stalwart.idempotency import (
     Lease,
     LeaseLost,
     Replay,
+    ResultNotStored,
     idempotent,
 )
 
@@ -199,3 +200,30 @@ async def test_expired_record_runs_again(runner, clock):
     clock.advance(24 * 3600 + 1)  # past the default 24 h retention
     await runner.run(job, "exp", 100)
     assert counter["exp"] == 2
+
+
+class _Opaque:
+    """A result the default codec cannot encode."""
+
+
+async def test_result_that_cannot_be_stored_runs_once(runner):
+    runs: list[int] = []
+
+    if runner.mode == "sync":
+
+        def charge(n: int) -> Any:
+            runs.append(n)
+            return _Opaque()
+
+    else:
+
+        async def charge(n: int) -> Any:  # type: ignore[misc]
+            runs.append(n)
+            return _Opaque()
+
+    job = idempotent(runner.layer)(charge)
+    assert isinstance(await runner.run(job, 1), _Opaque)
+    for _ in range(2):
+        with pytest.raises(ResultNotStored):
+            await runner.run(job, 1)
+    assert runs == [1]

@@ -1,6 +1,7 @@
 # Copyright 2026 stalwart contributors
 """The duplicate storm through real HTTP servers: uvicorn (FastAPI, async store) and werkzeug's
-threaded server (Flask, sync store), on every engine, 200 concurrent requests with one key."""
+threaded server (Flask, sync store), on every engine, 200 concurrent requests with one key; and
+the same servers refusing to store a malformed JSON body's rejection."""
 
 from __future__ import annotations
 
@@ -110,6 +111,50 @@ async def test_fastapi_uvicorn_storm(engine, store_url_factory):
         with uvicorn_server(app) as base_url:
             statuses = await storm(base_url, f"fastapi-{round_}")
         check(statuses, executions)
+
+
+async def malformed_then_valid(base_url: str) -> list[httpx.Response]:
+    """Two malformed JSON bodies, then a valid one, all with one key."""
+    headers = {"Idempotency-Key": "malformed", "content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        return [
+            await client.post("/orders", content=body, headers=headers)
+            for body in (b'{"item": ', b'{"item": ', b'{"item": "tea"}')
+        ]
+
+
+def check_not_stored(responses: list[httpx.Response], rejected: int) -> None:
+    """The rejection is never replayed and does not hold the key: the valid body runs."""
+    assert [r.status_code for r in responses] == [rejected, rejected, 201]
+    assert all("idempotent-replayed" not in r.headers for r in responses)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_fastapi_uvicorn_malformed_json_not_stored(engine, store_url_factory):
+    store = open_async_store(store_url_factory(engine)())
+    app, executions, _ = make_fastapi(AsyncIdempotency(store))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        yield
+        await store.close()
+
+    app.router.lifespan_context = lifespan
+    with uvicorn_server(app) as base_url:
+        check_not_stored(await malformed_then_valid(base_url), 422)
+    assert executions["orders"] == 1
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_flask_werkzeug_malformed_json_not_stored(engine, store_url_factory):
+    store = open_store(store_url_factory(engine)())
+    try:
+        app, _, _ = make_flask(Idempotency(store))
+        with werkzeug_server(app) as base_url:
+            responses = await malformed_then_valid(base_url)
+        check_not_stored(responses, 400)
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -12,6 +12,7 @@ from stalwart.idempotency._errors import (
     InProgress,
     InvalidIdempotencyKey,
     LeaseLost,
+    ResultNotStored,
 )
 from stalwart.idempotency._function import Codec, IdempotentDecorator, JsonCodec, idempotent
 from stalwart.idempotency._http import HttpPolicy, idempotency_options, parse_idempotency_key
@@ -32,6 +33,7 @@ __all__ = [
     "Lease",
     "LeaseLost",
     "Replay",
+    "ResultNotStored",
     "Status",
     "idempotency_options",
     "idempotent",

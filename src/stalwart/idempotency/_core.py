@@ -9,7 +9,8 @@ operations, so claim, takeover, completion, release and heartbeat logic exists e
 Record layout (the record's ``data``)::
 
     {"status": "IN_PROGRESS" | "COMPLETED", "owner": <fencing token>,
-     "lease_expires_at": <epoch s>, "fingerprint": <sha256 hex> | null, "result": <JSON>}
+     "lease_expires_at": <epoch s>, "fingerprint": <sha256 hex> | null, "result": <JSON>,
+     "result_not_stored": <reason> (only when the work ran but its result could not be stored)}
 """
 
 from __future__ import annotations
@@ -18,15 +19,20 @@ import hashlib
 import json
 import logging
 import math
-import os
+import secrets
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
-from stalwart._json import acyclic_encoder
-from stalwart.idempotency._errors import FingerprintMismatch, InProgress, LeaseLost
+from stalwart.idempotency._errors import (
+    FingerprintMismatch,
+    InProgress,
+    InvalidIdempotencyKey,
+    LeaseLost,
+    ResultNotStored,
+)
 from stalwart.storage import (
     AlreadyExists,
     Create,
@@ -39,6 +45,24 @@ from stalwart.storage import (
 )
 
 logger = logging.getLogger("stalwart.idempotency")
+
+MAX_KEY_CHARS: Final = 255
+"""The longest idempotency key a client may choose (an HTTP header, a function's key)."""
+
+
+def check_key(key: object, what: str) -> str:
+    """``key`` if it is a str of 1 to :data:`MAX_KEY_CHARS` characters, else
+    :class:`InvalidIdempotencyKey` saying why (``what`` names the key in the message)."""
+    if not isinstance(key, str):
+        raise InvalidIdempotencyKey(f"{what} must be a str, got {type(key).__name__}")
+    if not key:
+        raise InvalidIdempotencyKey(f"{what} is empty")
+    if len(key) > MAX_KEY_CHARS:
+        raise InvalidIdempotencyKey(
+            f"{what} is {len(key)} characters; at most {MAX_KEY_CHARS} allowed"
+        )
+    return key
+
 
 type JSONValue = Any
 """Any value ``json.dumps`` accepts (dict, list, str, int, float, bool, None)."""
@@ -119,6 +143,12 @@ type Plan[T] = Generator[StoreCall, StoreReply, T]
 # ---------------------------------------------------------------------------------------------
 
 
+# One encoder for every call: json.dumps with non-default options builds a new one each time.
+_CANONICAL: Final = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical_json(value: JSONValue) -> str:
     """Deterministic JSON (sorted keys, no spaces) used for keys and fingerprints.
 
@@ -128,38 +158,18 @@ def canonical_json(value: JSONValue) -> str:
     return _CANONICAL.encode(value)
 
 
-# One encoder for every call: json.dumps with non-default options builds a new one each time.
-_CANONICAL: Final = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-)
-
-# The C encoder _CANONICAL.encode builds per call, built once (no cycle detection).
-_ACYCLIC: Final = acyclic_encoder(_CANONICAL)
-
-
-def canonical_json_acyclic(value: JSONValue) -> str:
-    """:func:`canonical_json` for values known to hold no reference cycles, without its
-    per-call set-up (about a microsecond): parsed JSON, JSON-mode dumps, lists of strings.
-
-    >>> canonical_json_acyclic(["http", "POST", {"b": 1, "a": 2}])
-    '["http","POST",{"a":2,"b":1}]'
-    """
-    return _ACYCLIC(value)
-
-
 def sha256_hex(text: str | bytes) -> str:
     """SHA-256 of ``text`` (UTF-8 encoded when a str) as lowercase hex."""
     return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
 
 
 def canonical_sha256(value: JSONValue) -> str:
-    """``sha256_hex(canonical_json_acyclic(value))``: the digest behind scope keys and
-    fingerprints (same acyclic precondition).
+    """``sha256_hex(canonical_json(value))``: the digest behind scope keys and fingerprints.
 
     >>> canonical_sha256({"b": 1, "a": 2}) == sha256_hex('{"a":2,"b":1}')
     True
     """
-    return hashlib.sha256(_ACYCLIC(value).encode()).hexdigest()
+    return sha256_hex(canonical_json(value))
 
 
 def record_key(policy: IdempotencyPolicy, *scope: str) -> Key:
@@ -176,8 +186,7 @@ def record_key(policy: IdempotencyPolicy, *scope: str) -> Key:
 
 def new_owner() -> str:
     """A fresh, unguessable owner token for one claim."""
-    # secrets.token_hex(12), minus its two wrapper calls: the same bytes from the same source.
-    return os.urandom(12).hex()
+    return secrets.token_hex(12)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,15 +198,14 @@ FIELD_OWNER: Final = "owner"
 FIELD_LEASE: Final = "lease_expires_at"
 FIELD_FINGERPRINT: Final = "fingerprint"
 FIELD_RESULT: Final = "result"
-# Plain strings: reading an enum member's ``.value`` goes through a descriptor on every call.
-_IN_PROGRESS: Final = Status.IN_PROGRESS.value
-_COMPLETED: Final = Status.COMPLETED.value
+FIELD_NOT_STORED: Final = "result_not_stored"
+"""Present (the reason) on a record completed without its result: see :func:`not_stored_plan`."""
 
 
 def in_progress_data(owner: str, lease_expires_at: float, fingerprint: str | None) -> JSONObject:
     """The data of a freshly claimed (or heartbeated) record."""
     return {
-        FIELD_STATUS: _IN_PROGRESS,
+        FIELD_STATUS: Status.IN_PROGRESS.value,
         FIELD_OWNER: owner,
         FIELD_LEASE: lease_expires_at,
         FIELD_FINGERPRINT: fingerprint,
@@ -207,7 +215,7 @@ def in_progress_data(owner: str, lease_expires_at: float, fingerprint: str | Non
 def completed_data(lease: Lease, result: JSONValue) -> JSONObject:
     """The data of a completed record; the fingerprint is kept so retries still validate."""
     return {
-        FIELD_STATUS: _COMPLETED,
+        FIELD_STATUS: Status.COMPLETED.value,
         FIELD_OWNER: lease.owner,
         FIELD_LEASE: lease.lease_expires_at,
         FIELD_FINGERPRINT: lease.fingerprint,
@@ -235,7 +243,12 @@ class _Mismatch:
     pass
 
 
-type Decision = _Absent | _Busy | _TakeOver | _Mismatch | Replay
+@dataclass(frozen=True, slots=True)
+class _NotStored:
+    reason: str
+
+
+type Decision = _Absent | _Busy | _TakeOver | _Mismatch | _NotStored | Replay
 
 
 def retry_after(lease_expires_at: float, now: float) -> float:
@@ -260,6 +273,8 @@ def decide(key: Key, current: Record | None, fingerprint: str | None, now: float
     ):
         return _Mismatch()
     if data.get(FIELD_STATUS) == Status.COMPLETED:
+        if FIELD_NOT_STORED in data:
+            return _NotStored(str(data[FIELD_NOT_STORED]))
         return Replay(key, data.get(FIELD_RESULT))
     lease_expires_at = float(data.get(FIELD_LEASE, 0.0))
     if lease_expires_at > now:
@@ -309,16 +324,14 @@ def claim_plan(
     """Claim ``key``: one create on the happy path, and on a duplicate the store's own answer.
 
     Returns a :class:`Lease` (run the work, then complete or release) or a :class:`Replay`;
-    raises :class:`InProgress` or :class:`FingerprintMismatch`.
+    raises :class:`InProgress`, :class:`FingerprintMismatch` or :class:`ResultNotStored`.
     """
     owner = new_owner()
     lease_expires_at = policy.clock() + policy.lease
     try:
-        # _create inlined: a nested generator per store call is measurable on the hot path.
-        record = yield Create(
+        record = yield from _create(
             key, in_progress_data(owner, lease_expires_at, fingerprint), policy.retention
         )
-        assert isinstance(record, Record)
     except AlreadyExists as exc:
         current = exc.current
         if current is None:  # an engine that could not return it: read it
@@ -339,6 +352,8 @@ def _resolve_plan(
             return decision
         if isinstance(decision, _Mismatch):
             raise FingerprintMismatch(key)
+        if isinstance(decision, _NotStored):
+            raise ResultNotStored(key, decision.reason)
         if isinstance(decision, _Busy):
             raise InProgress(key, decision.retry_after)
         if isinstance(decision, _TakeOver) and tried_takeover:
@@ -390,14 +405,27 @@ def _log_lease_lost(action: str, lease: Lease, current: Record | None) -> None:
 def complete_plan(policy: IdempotencyPolicy, lease: Lease, result: JSONValue) -> Plan[Record]:
     """Store ``result`` under the lease, fenced on its version; :class:`LeaseLost` if stale."""
     try:
-        record = yield Replace(
-            lease.key, completed_data(lease, result), lease.version, policy.retention
+        return (
+            yield from _replace(
+                lease.key, completed_data(lease, result), lease.version, policy.retention
+            )
         )
     except VersionConflict as exc:
         _log_lease_lost("completion", lease, exc.current)
         raise LeaseLost(lease.key, lease.owner, result) from exc
-    assert isinstance(record, Record)
-    return record
+
+
+def not_stored_plan(policy: IdempotencyPolicy, lease: Lease, reason: str) -> Plan[Record]:
+    """Complete the record without a result (work that ran but whose result cannot be stored),
+    so the work never runs again while the record lives: a duplicate gets
+    :class:`ResultNotStored`. Fenced like :func:`complete_plan`."""
+    data = completed_data(lease, None)
+    data[FIELD_NOT_STORED] = reason
+    try:
+        return (yield from _replace(lease.key, data, lease.version, policy.retention))
+    except VersionConflict as exc:
+        _log_lease_lost("completion", lease, exc.current)
+        raise LeaseLost(lease.key, lease.owner) from exc
 
 
 def release_plan(lease: Lease) -> Plan[None]:

@@ -7,7 +7,8 @@ Exception tree::
     ├── InProgress             another caller holds a live lease on the key (retry later)
     ├── FingerprintMismatch    the key was first used with a different payload
     ├── LeaseLost              our lease was taken over; our completion/release was refused
-    └── InvalidIdempotencyKey  the client's key is empty, too long or malformed
+    ├── ResultNotStored        the key's work ran, but its result could not be stored
+    └── InvalidIdempotencyKey  the key is empty, too long or malformed
 """
 
 from __future__ import annotations
@@ -53,5 +54,20 @@ class LeaseLost(IdempotencyError):
         self.result = result
 
 
+class ResultNotStored(IdempotencyError):
+    """The key's work ran once, but its result could not be stored (it could not be encoded,
+    or the store refused it), so there is nothing to replay. The work does not run again
+    while the record lives (the layer's retention)."""
+
+    def __init__(self, key: Key, reason: str) -> None:
+        super().__init__(
+            f"the work for {key} already ran, but its result was not stored ({reason}); "
+            "it will not run again while the record lives"
+        )
+        self.key = key
+        self.reason = reason
+
+
 class InvalidIdempotencyKey(IdempotencyError, ValueError):
-    """The client-supplied idempotency key is empty, longer than 255 characters or malformed."""
+    """An idempotency key (an HTTP header, or a function's key) is empty, longer than 255
+    characters or malformed."""

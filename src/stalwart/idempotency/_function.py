@@ -13,18 +13,23 @@ import typing
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Protocol, cast
 
-from pydantic import TypeAdapter
+from pydantic import PydanticSchemaGenerationError, TypeAdapter
 from pydantic_core import to_jsonable_python
 
 from stalwart.idempotency._core import (
+    IdempotencyPolicy,
     JSONValue,
     Lease,
+    Plan,
     Replay,
-    canonical_json_acyclic,
+    canonical_json,
     canonical_sha256,
+    check_key,
+    complete_plan,
+    not_stored_plan,
 )
-from stalwart.idempotency._errors import LeaseLost
-from stalwart.idempotency._layer import AsyncIdempotency, Idempotency
+from stalwart.idempotency._errors import InvalidIdempotencyKey, LeaseLost
+from stalwart.idempotency._layer import AsyncIdempotency, Idempotency, run_plan, run_plan_async
 from stalwart.storage import InvalidRecord, Key, StorageError, StoreUnavailable
 
 logger = logging.getLogger("stalwart.idempotency")
@@ -78,55 +83,67 @@ def jsonable(value: Any) -> JSONValue:
     return to_jsonable_python(value, fallback=_opaque)
 
 
-def _return_type(func: Callable[..., Any]) -> Any:
+def default_codec(func: Callable[..., Any]) -> JsonCodec:
+    """The :class:`JsonCodec` of ``func``'s return annotation, which a replay is rebuilt as.
+
+    The annotation is required: without it a replay would return the result's JSON form (a
+    ``datetime`` would come back as a ``str``), not what the first call returned.
+    """
+    name = getattr(func, "__qualname__", repr(func))
     try:
         hints = typing.get_type_hints(func)
-    except (NameError, TypeError):  # unresolvable forward references: replay untyped JSON
-        return Any
-    return hints.get("return", Any)
+    except (NameError, TypeError) as exc:
+        raise TypeError(
+            f"@idempotent cannot resolve the return annotation of {name} ({exc}); define the "
+            "type before decorating, or pass codec=..."
+        ) from None
+    if "return" not in hints:
+        raise TypeError(
+            f"@idempotent needs a return annotation on {name}: a replay is rebuilt as that "
+            "type (-> Any replays plain JSON), or pass codec=... with encode() and decode()"
+        )
+    try:
+        return JsonCodec(hints["return"])
+    except PydanticSchemaGenerationError:
+        raise TypeError(
+            f"@idempotent cannot store the {hints['return']!r} that {name} returns with the "
+            "default JsonCodec (pydantic has no JSON form for it): pass codec=... , an object "
+            "with encode(value) -> JSON value and decode(JSON value) -> value (see "
+            "stalwart.idempotency.Codec), or return a pydantic model or a dataclass"
+        ) from None
+
+
+def default_namespace(func: Callable[..., Any]) -> str:
+    """``module.qualname`` of ``func``. A script's functions are in ``__main__`` in the script's
+    process and in ``__mp_main__`` in the processes multiprocessing spawns from it: both are
+    named ``__main__`` so that they share their records."""
+    module = func.__module__
+    if module == "__mp_main__":
+        module = "__main__"
+    return f"{module}.{func.__qualname__}"
 
 
 type _KeyFn = Callable[..., str]
+type _Identity = Callable[[tuple[Any, ...], dict[str, Any]], tuple[Key, str]]
 
 
-def _binder(
-    signature: inspect.Signature,
-) -> Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]]:
-    """``signature.bind(...)`` plus defaults, as a name -> value dict.
-
-    For plain positional-or-keyword parameters a call that binds cleanly is mapped directly
-    (``Signature.bind`` costs several microseconds per call); anything else, including every
-    call ``bind`` would reject, goes through ``bind`` so the errors stay the same.
-    """
-
-    def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        return dict(bound.arguments)
-
-    parameters = signature.parameters.values()
-    if any(p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters):
-        return slow
-    names = tuple(signature.parameters)
-    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
-    count = len(names)
-    allowed = frozenset(names)
-
-    def fast(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        arguments = dict(zip(names, args, strict=False))
-        if len(args) > count or (
-            kwargs and (not kwargs.keys() <= allowed or not kwargs.keys().isdisjoint(arguments))
-        ):
-            return slow(args, kwargs)  # too many, unknown or repeated: bind's TypeError
-        arguments.update(kwargs)
-        if len(arguments) < count:
-            missing = [name for name in names if name not in arguments]
-            if not defaults.keys() >= set(missing):
-                return slow(args, kwargs)  # a required argument is missing
-            arguments.update((name, defaults[name]) for name in missing)
-        return arguments
-
-    return fast
+def _client_key(
+    key: _KeyFn | None,
+    key_args: Sequence[str] | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    arguments: dict[str, Any],
+) -> str:
+    if key is not None:
+        # The limits of an HTTP Idempotency-Key (the error tree's InvalidIdempotencyKey).
+        return check_key(key(*args, **kwargs), "the key function's result")
+    if key_args is not None:
+        chosen = [jsonable(arguments[name]) for name in key_args]
+        if chosen and all(value in ("", None) for value in chosen):
+            raise InvalidIdempotencyKey(f"the key arguments {list(key_args)} are all empty")
+        return check_key(canonical_json(chosen), "the JSON of the key arguments")
+    # The whole call is the key: its size is the arguments' own, and the key is hashed.
+    return canonical_json(jsonable(arguments))
 
 
 def _make_identity(
@@ -137,30 +154,24 @@ def _make_identity(
     key_args: Sequence[str] | None,
     fingerprint_args: Sequence[str] | None,
     layer: Idempotency | AsyncIdempotency,
-) -> Callable[[tuple[Any, ...], dict[str, Any]], tuple[Key, str]]:
+) -> _Identity:
     signature = inspect.signature(func)
     for names in (key_args or (), fingerprint_args or ()):
         unknown = set(names) - set(signature.parameters)
         if unknown:
             raise TypeError(f"{func.__qualname__} has no parameters {sorted(unknown)}")
-    bind = _binder(signature)
 
     def identity(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Key, str]:
-        arguments = bind(args, kwargs)
-        # jsonable() builds new containers and refuses cyclic input: its output is acyclic.
-        if key is not None:
-            client_key = key(*args, **kwargs)
-        elif key_args is not None:
-            client_key = canonical_json_acyclic([jsonable(arguments[name]) for name in key_args])
-        else:
-            client_key = canonical_json_acyclic(jsonable(arguments))
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        client_key = _client_key(key, key_args, args, kwargs, arguments)
         chosen = (
             arguments
             if fingerprint_args is None
             else {name: arguments[name] for name in fingerprint_args}
         )
-        fingerprint = canonical_sha256(jsonable(chosen))
-        return layer.key(namespace, client_key), fingerprint
+        return layer.key(namespace, client_key), canonical_sha256(jsonable(chosen))
 
     return identity
 
@@ -175,18 +186,19 @@ class _Beat:
         self.lost = False
 
 
-def _heartbeat(
-    layer: Idempotency, lease: Lease, every: float | None
-) -> contextlib.AbstractContextManager[_Beat]:
-    # Without a heartbeat a plain nullcontext: a generator context manager costs microseconds.
-    if every is None:
-        return contextlib.nullcontext(_Beat(lease))
-    return _heartbeating(layer, lease, every)
+def _heartbeat_failed(lease: Lease, exc: StorageError) -> None:
+    logger.warning(
+        "idempotency heartbeat failed for %s; will retry", lease.key.partition, exc_info=exc
+    )
 
 
 @contextlib.contextmanager
-def _heartbeating(layer: Idempotency, lease: Lease, every: float) -> Iterator[_Beat]:
+def _heartbeat(layer: Idempotency, lease: Lease, every: float | None) -> Iterator[_Beat]:
+    """Extend ``lease`` every ``every`` seconds on a thread while the body runs (if set)."""
     beat = _Beat(lease)
+    if every is None:
+        yield beat
+        return
     stop = threading.Event()
 
     def loop() -> None:
@@ -196,12 +208,8 @@ def _heartbeating(layer: Idempotency, lease: Lease, every: float) -> Iterator[_B
             except LeaseLost:
                 beat.lost = True
                 return
-            except StorageError:
-                logger.warning(
-                    "idempotency heartbeat failed for %s; will retry",
-                    lease.key.partition,
-                    exc_info=True,
-                )
+            except StorageError as exc:
+                _heartbeat_failed(lease, exc)
 
     thread = threading.Thread(target=loop, name="stalwart-idempotency-heartbeat", daemon=True)
     thread.start()
@@ -213,19 +221,15 @@ def _heartbeating(layer: Idempotency, lease: Lease, every: float) -> Iterator[_B
         thread.join()
 
 
-def _heartbeat_async(
-    layer: AsyncIdempotency, lease: Lease, every: float | None
-) -> contextlib.AbstractAsyncContextManager[_Beat]:
-    if every is None:
-        return contextlib.nullcontext(_Beat(lease))
-    return _heartbeating_async(layer, lease, every)
-
-
 @contextlib.asynccontextmanager
-async def _heartbeating_async(
-    layer: AsyncIdempotency, lease: Lease, every: float
+async def _heartbeat_async(
+    layer: AsyncIdempotency, lease: Lease, every: float | None
 ) -> typing.AsyncIterator[_Beat]:
+    """:func:`_heartbeat` for async functions, on a task."""
     beat = _Beat(lease)
+    if every is None:
+        yield beat
+        return
     stop = asyncio.Event()
 
     async def loop() -> None:
@@ -239,12 +243,8 @@ async def _heartbeating_async(
             except LeaseLost:
                 beat.lost = True
                 return
-            except StorageError:
-                logger.warning(
-                    "idempotency heartbeat failed for %s; will retry",
-                    lease.key.partition,
-                    exc_info=True,
-                )
+            except StorageError as exc:
+                _heartbeat_failed(lease, exc)
 
     task = asyncio.create_task(loop())
     try:
@@ -252,6 +252,32 @@ async def _heartbeating_async(
     finally:
         stop.set()
         await task
+
+
+def _record_plan(policy: IdempotencyPolicy, lease: Lease, result: Any, codec: Codec) -> Plan[None]:
+    """Store the function's result under its lease. The work has run, so a result that cannot
+    be stored (the codec fails, or the store refuses it) still completes the record -- without
+    the result -- rather than release the claim for a duplicate to run the work again."""
+    try:
+        encoded = codec.encode(result)
+    except Exception as exc:  # noqa: BLE001 - a codec may raise anything; the work is done
+        reason, error = "the codec could not encode it", exc
+    else:
+        try:
+            yield from complete_plan(policy, lease, encoded)
+        except InvalidRecord as exc:
+            reason, error = "the store refused it", exc
+        else:
+            return
+    logger.warning(
+        "idempotency result for %s not stored (%s: %s: %s); the result is returned, and "
+        "duplicates get ResultNotStored instead of running again",
+        lease.key.partition,
+        reason,
+        type(error).__name__,
+        error,
+    )
+    yield from not_stored_plan(policy, lease, reason)
 
 
 def _not_recorded(lease: Lease, exc: StoreUnavailable) -> None:
@@ -263,15 +289,6 @@ def _not_recorded(lease: Lease, exc: StoreUnavailable) -> None:
         lease.key.partition,
         exc,
     )
-
-
-def _store_failed(lease: Lease, exc: InvalidRecord) -> None:
-    logger.warning(
-        "idempotency result for %s not stored (%s); the claim is released", lease.key.partition, exc
-    )
-
-
-type _Identity = Callable[[tuple[Any, ...], dict[str, Any]], tuple[Key, str]]
 
 
 def _sync_wrapper[**P, R](
@@ -290,17 +307,12 @@ def _sync_wrapper[**P, R](
         with _heartbeat(layer, claimed, heartbeat_every) as beat:
             try:
                 result = func(*args, **kwargs)
-                encoded = codec.encode(result)
             except BaseException:
                 with contextlib.suppress(LeaseLost, StoreUnavailable):
                     layer.release(beat.lease)
                 raise
         try:
-            layer.complete(beat.lease, encoded)
-        except InvalidRecord as exc:
-            _store_failed(beat.lease, exc)
-            with contextlib.suppress(LeaseLost, StoreUnavailable):
-                layer.release(beat.lease)
+            run_plan(layer.store, _record_plan(layer.policy, beat.lease, result, codec))
         except LeaseLost as exc:
             exc.result = result
             raise
@@ -327,17 +339,12 @@ def _async_wrapper(
         async with _heartbeat_async(layer, claimed, heartbeat_every) as beat:
             try:
                 result = await func(*args, **kwargs)
-                encoded = codec.encode(result)
             except BaseException:
                 with contextlib.suppress(LeaseLost, StoreUnavailable):
                     await layer.release(beat.lease)
                 raise
         try:
-            await layer.complete(beat.lease, encoded)
-        except InvalidRecord as exc:
-            _store_failed(beat.lease, exc)
-            with contextlib.suppress(LeaseLost, StoreUnavailable):
-                await layer.release(beat.lease)
+            await run_plan_async(layer.store, _record_plan(layer.policy, beat.lease, result, codec))
         except LeaseLost as exc:
             exc.result = result
             raise
@@ -368,13 +375,19 @@ def idempotent(
 ) -> IdempotentDecorator:
     """Run the decorated function once per key; later calls get the stored result back.
 
-    The key is ``key(*args, **kwargs)``, else the JSON of the ``key_args`` arguments, else of
-    all arguments, scoped by ``namespace`` (default: the function's qualified name). The
-    payload fingerprint covers ``fingerprint_args`` (default: all arguments); the same key with
+    The key is ``key(*args, **kwargs)`` (a str of 1-255 characters), else the JSON of the
+    ``key_args`` arguments (at most 255 characters, not all empty), else of all arguments,
+    scoped by ``namespace`` (default: the function's module and qualified name); a key outside
+    those limits raises :class:`InvalidIdempotencyKey` before anything runs. The payload
+    fingerprint covers ``fingerprint_args`` (default: all arguments); the same key with
     another payload raises :class:`FingerprintMismatch`. A concurrent duplicate raises
     :class:`InProgress`. Exceptions are not stored: the claim is released and the error
-    re-raised, so a retry runs again. Sync functions need an :class:`Idempotency`, async ones
-    an :class:`AsyncIdempotency`. With ``heartbeat_every`` the lease is extended in the
+    re-raised, so a retry runs again. The result is stored with ``codec``, by default a
+    :class:`JsonCodec` of the return annotation, which is then required (a replay is rebuilt
+    as that type). A result that cannot be stored is returned (logged at WARNING) and the
+    record completed without it: duplicates get :class:`ResultNotStored`, the function never
+    runs twice. Sync functions need an :class:`Idempotency`, async ones an
+    :class:`AsyncIdempotency`. With ``heartbeat_every`` the lease is extended in the
     background while the function runs.
 
     >>> from stalwart.storage import open_store
@@ -389,10 +402,10 @@ def idempotent(
         raise TypeError("pass either key or key_args, not both")
 
     def decorate[**P, R](func: Callable[P, R], /) -> Callable[P, R]:
-        the_codec = codec or JsonCodec(_return_type(func))
+        the_codec = codec or default_codec(func)
         identity = _make_identity(
             func,
-            namespace=namespace or f"{func.__module__}.{func.__qualname__}",
+            namespace=namespace or default_namespace(func),
             key=key,
             key_args=key_args,
             fingerprint_args=fingerprint_args,

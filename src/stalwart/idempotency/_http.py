@@ -9,6 +9,7 @@ stores the response or releases the claim (5xx, exceptions, streaming, oversize)
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import logging
@@ -26,6 +27,7 @@ from stalwart.idempotency._core import (
     Plan,
     Replay,
     canonical_sha256,
+    check_key,
     claim_plan,
     complete_plan,
     record_key,
@@ -43,7 +45,6 @@ from stalwart.web import PROBLEM_JSON, problem, problem_bytes
 
 logger = logging.getLogger("stalwart.idempotency")
 
-MAX_KEY_CHARS: Final = 255
 # Visible ASCII except the quote, backslash, comma and semicolon.
 _BARE_TOKEN: Final = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
@@ -78,13 +79,7 @@ def parse_idempotency_key(value: str) -> str:
                 "the Idempotency-Key must be a quoted string or a token of visible ASCII"
             )
         key = text
-    if not key:
-        raise InvalidIdempotencyKey("the Idempotency-Key is empty")
-    if len(key) > MAX_KEY_CHARS:
-        raise InvalidIdempotencyKey(
-            f"the Idempotency-Key is {len(key)} characters; at most {MAX_KEY_CHARS} allowed"
-        )
-    return key
+    return check_key(key, "the Idempotency-Key")
 
 
 def _parse_sf_string(text: str) -> str:
@@ -190,15 +185,7 @@ def route_settings(
     return method.upper() in policy.methods, policy.key_required
 
 
-# _PER_REQUEST: HttpRequest, HttpReply and Proceed are built on every guarded request and only
-# read afterwards. A frozen dataclass sets each field through object.__setattr__, which made
-# building them about 5x slower (~0.8 us for HttpRequest): they are plain slotted ones.
-
-UNPARSED: Final = object()
-"""Default of :attr:`HttpRequest.json_body`: the layer parses the body itself if needed."""
-
-
-@dataclass(slots=True)  # not frozen: see _PER_REQUEST above
+@dataclass(frozen=True, slots=True)
 class HttpRequest:
     """What the layer needs to know about a request (adapters fill it in)."""
 
@@ -211,12 +198,9 @@ class HttpRequest:
     headers: Mapping[str, str]
     """Lower-cased names of (at least) :meth:`HttpPolicy.header_names`."""
     principal: str | None = None
-    json_body: JSONValue = UNPARSED
-    """``body`` as parsed JSON when the framework parses it anyway (see :func:`wants_json`),
-    so the fingerprint does not parse it a second time; :data:`UNPARSED` otherwise."""
 
 
-@dataclass(slots=True)  # not frozen: see _PER_REQUEST above
+@dataclass(frozen=True, slots=True)
 class HttpReply:
     """A response to send (a replay or a problem) or to store."""
 
@@ -226,7 +210,12 @@ class HttpReply:
 
     def to_json(self) -> JSONValue:
         """The stored form: the body as text when it is UTF-8, else base64."""
-        return _stored_form(self.status, [list(pair) for pair in self.headers], self.body)
+        try:
+            body, encoding = self.body.decode(), "utf-8"
+        except UnicodeDecodeError:
+            body, encoding = base64.b64encode(self.body).decode(), "base64"
+        headers = [list(pair) for pair in self.headers]
+        return {"status": self.status, "headers": headers, "body": body, "encoding": encoding}
 
     @classmethod
     def from_json(cls, stored: Any) -> HttpReply:
@@ -237,15 +226,7 @@ class HttpReply:
         return cls(int(stored["status"]), headers, raw)
 
 
-def _stored_form(status: int, headers: list[list[str]], body: bytes) -> JSONValue:
-    try:
-        text, encoding = body.decode(), "utf-8"
-    except UnicodeDecodeError:
-        text, encoding = base64.b64encode(body).decode(), "base64"
-    return {"status": status, "headers": headers, "body": text, "encoding": encoding}
-
-
-@dataclass(slots=True)  # not frozen: see _PER_REQUEST above
+@dataclass(frozen=True, slots=True)
 class Proceed:
     """The request owns the key: run the handler, then call :func:`finish_plan`."""
 
@@ -256,10 +237,13 @@ type Begin = Proceed | HttpReply | None
 """``None``: no ``Idempotency-Key`` and none required, so run the handler unguarded."""
 
 
-def wants_json(headers: Mapping[str, str], body: bytes) -> bool:
-    """Whether :func:`request_fingerprint` compares the body as parsed JSON (adapters whose
-    framework parses it anyway pass the result in :attr:`HttpRequest.json_body`)."""
-    return bool(body) and "json" in headers.get("content-type", "")
+def _body_digest(body: bytes, content_type: str) -> str:
+    if body and "json" in content_type:
+        # Not JSON after all, NaN, a lone surrogate ("\ud800") or nested too deeply to parse
+        # or encode: the raw bytes' digest.
+        with contextlib.suppress(ValueError, RecursionError):
+            return canonical_sha256(json.loads(body))
+    return sha256_hex(body)
 
 
 def request_fingerprint(policy: HttpPolicy, request: HttpRequest) -> str:
@@ -267,18 +251,7 @@ def request_fingerprint(policy: HttpPolicy, request: HttpRequest) -> str:
 
     JSON bodies are compared after parsing, so key order and whitespace do not matter.
     """
-    body = request.body
-    body_digest = None
-    if body and "json" in request.headers.get("content-type", ""):  # wants_json, inlined
-        try:
-            value = json.loads(body) if request.json_body is UNPARSED else request.json_body
-            # Parsed JSON holds no cycles. Encoding is inside the try: a lone surrogate
-            # ("\ud800") fails it with a ValueError too.
-            body_digest = canonical_sha256(value)
-        except ValueError:
-            pass  # not JSON after all (or NaN): the raw bytes' digest is used
-    if body_digest is None:
-        body_digest = sha256_hex(body)
+    body_digest = _body_digest(request.body, request.headers.get("content-type", ""))
     query = sorted(parse_qsl(request.query, keep_blank_values=True)) if request.query else []
     headers = [
         [name.lower(), request.headers.get(name.lower(), "")] for name in policy.fingerprint_headers
@@ -396,13 +369,6 @@ def storable(policy: HttpPolicy, reply: HttpReply) -> HttpReply:
     )
 
 
-def stored_reply(policy: HttpPolicy, reply: HttpReply) -> JSONValue:
-    """``storable(policy, reply).to_json()`` in one pass: what a completed record holds."""
-    allowed = _allowed_headers(policy.replay_headers)
-    headers = [[n, v] for n, v in reply.headers if n.lower() in allowed]
-    return _stored_form(reply.status, headers, reply.body)
-
-
 def finish_plan(
     policy: HttpPolicy,
     core: IdempotencyPolicy,
@@ -418,7 +384,7 @@ def finish_plan(
         if outcome is Settlement.STORE:
             assert reply is not None
             try:
-                yield from complete_plan(core, lease, stored_reply(policy, reply))
+                yield from complete_plan(core, lease, storable(policy, reply).to_json())
             except InvalidRecord as exc:  # e.g. above the engine's item limit
                 logger.warning(
                     "idempotent response for %s not stored: %s", lease.key.partition, exc

@@ -99,7 +99,7 @@ class Idempotency:
     def claim(self, key: Key, fingerprint: str | None = None) -> Lease | Replay:
         """One round trip: a :class:`Lease` to run the work, or a :class:`Replay`.
 
-        Raises :class:`InProgress` or :class:`FingerprintMismatch`.
+        Raises :class:`InProgress`, :class:`FingerprintMismatch` or :class:`ResultNotStored`.
         """
         return run_plan(self.store, claim_plan(self.policy, key, fingerprint))
 

@@ -8,15 +8,14 @@ exactly the route's handler, after routing and around validation. Use it per rou
 
     router = APIRouter(route_class=idempotent_route_class(layer))
 
-or for the whole app: ``app.router.route_class = idempotent_route_class(layer)`` before
-adding routes.
+or for the whole app, before adding routes: ``install_idempotency(app, layer)`` (it refuses
+an app that already has routes, which a route class set afterwards would silently skip).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-import re
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from typing import Any, Final
@@ -25,22 +24,19 @@ from stalwart._extras import require_extra
 
 require_extra("fastapi", "fastapi", feature="stalwart.idempotency.fastapi")
 
-from fastapi import Request, Response  # noqa: E402 - after the extra check on purpose
+from fastapi import APIRouter, FastAPI, Request, Response  # noqa: E402 - after the extra check
 from fastapi.routing import APIRoute  # noqa: E402
-from starlette.datastructures import URL  # noqa: E402
 from starlette.exceptions import HTTPException  # noqa: E402
 
+from stalwart.idempotency._core import MAX_KEY_CHARS  # noqa: E402
 from stalwart.idempotency._http import (  # noqa: E402
-    MAX_KEY_CHARS,
     REPLAYED_HEADER,
-    UNPARSED,
     HttpPolicy,
     HttpReply,
     HttpRequest,
     begin_plan,
     finish_plan,
     route_settings,
-    wants_json,
 )
 from stalwart.idempotency._layer import AsyncIdempotency, run_plan_async  # noqa: E402
 from stalwart.web import PROBLEM_JSON  # noqa: E402
@@ -57,11 +53,7 @@ def _to_response(reply: HttpReply) -> Response:
 
 
 def _to_reply(response: Response) -> tuple[HttpReply, bool]:
-    # response.headers.items(), read from the raw list it wraps (the same list, so later
-    # edits through response.headers are seen) without building the MutableHeaders view.
-    headers = tuple(
-        [(name.decode("latin-1"), value.decode("latin-1")) for name, value in response.raw_headers]
-    )
+    headers = tuple(response.headers.items())
     body = getattr(response, "body", None)  # streaming and file responses have no body
     if isinstance(body, bytes):
         return HttpReply(response.status_code, headers, body), False
@@ -164,15 +156,19 @@ _ENDPOINT_STARTED: ContextVar[list[bool] | None] = ContextVar(
 (authentication, validation) is told apart from the handler's own result."""
 
 
+def _mark_started() -> None:
+    flag = _ENDPOINT_STARTED.get()
+    if flag is not None:
+        flag[0] = True
+
+
 def _observed(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap an endpoint to record that it started (signature kept via ``__wrapped__``)."""
     if inspect.iscoroutinefunction(endpoint):
 
         @functools.wraps(endpoint)
         async def observed_async(*args: Any, **kwargs: Any) -> Any:
-            flag = _ENDPOINT_STARTED.get()  # _mark_started(), inlined on the hot path
-            if flag is not None:
-                flag[0] = True
+            _mark_started()
             return await endpoint(*args, **kwargs)
 
         return observed_async
@@ -189,16 +185,51 @@ def _observed(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     return endpoint  # generators and callables: treated as started once handling begins
 
 
-def _mark_started() -> None:
-    flag = _ENDPOINT_STARTED.get()
-    if flag is not None:
-        flag[0] = True
+async def _describe(
+    request: Request, route: str, header_names: tuple[str, ...], principal: Principal | None
+) -> HttpRequest:
+    """What the layer needs to know about ``request`` (``header_names``: the policy's)."""
+    who: str | None = None
+    if principal is not None:
+        named = principal(request)
+        who = await named if inspect.isawaitable(named) else named
+    headers = {
+        name: value for name in header_names if (value := request.headers.get(name)) is not None
+    }
+    # The path and query as the server received them (ASGI scope), as Flask's request.path
+    # and query_string: request.url rebuilds and re-parses a URL from them.
+    return HttpRequest(
+        request.method,
+        route,
+        request.scope["path"],
+        request.scope["query_string"].decode("latin-1"),
+        await request.body(),
+        headers,
+        who,
+    )
+
+
+async def _handler_response(handler: _Handler, request: Request, *, observable: bool) -> Response:
+    """The route handler's response. An ``HTTPException`` the endpoint raised is its result,
+    rendered by the app's handler (and stored like a returned 4xx); one raised by a dependency
+    before the endpoint started (authentication, permissions) is a rejection and propagates."""
+    started = [not observable]
+    token = _ENDPOINT_STARTED.set(started)
+    try:
+        return await handler(request)
+    except HTTPException as exc:
+        handled = await _handled(request, exc) if started[0] else None
+        if handled is None:
+            raise
+        return handled
+    finally:
+        _ENDPOINT_STARTED.reset(token)
 
 
 _OFF: Final = (False, False)
 
 
-def _guard(  # noqa: C901 - the whole guarded request in one coroutine, on purpose
+def _guard(
     handler: _Handler,
     *,
     layer: AsyncIdempotency,
@@ -206,36 +237,15 @@ def _guard(  # noqa: C901 - the whole guarded request in one coroutine, on purpo
     settings: dict[str, tuple[bool, bool]],
     route: str,
     principal: Principal | None,
-    read_headers: Callable[[Request], dict[str, str]],
     observable: bool,
 ) -> _Handler:
-    key_header = policy.header.lower()
+    header_names = policy.header_names()
 
-    # One coroutine per request: describing, claiming, running and settling are inlined here
-    # because every extra coroutine costs a fraction of a microsecond on the hot path.
     async def idempotent_handler(request: Request) -> Response:
-        method: str = request.scope["method"]  # request.method, minus a property and a cast()
-        enabled, required = settings.get(method, _OFF)
+        enabled, required = settings.get(request.method, _OFF)
         if not enabled:
             return await handler(request)
-        # Describe the request (what the layer needs to know about it).
-        body = await request.body()
-        who: str | None = None
-        if principal is not None:
-            named = principal(request)
-            who = await named if inspect.isawaitable(named) else named
-        headers = read_headers(request)
-        path, query = _path_and_query(request)
-        json_body = UNPARSED
-        if key_header in headers and wants_json(headers, body):
-            # FastAPI parses a JSON body with this very call and reuses its cached result, so
-            # one parse serves both. A failure is left to the fingerprint, which parses again
-            # and raises or falls back exactly as without this shortcut.
-            try:  # noqa: SIM105 - contextlib.suppress costs ~0.3 us per request
-                json_body = await request.json()
-            except (ValueError, RecursionError):
-                pass
-        incoming = HttpRequest(method, route, path, query, body, headers, who, json_body)
+        incoming = await _describe(request, route, header_names, principal)
         begin = await run_plan_async(
             layer.store, begin_plan(policy, layer.policy, incoming, required=required)
         )
@@ -243,101 +253,18 @@ def _guard(  # noqa: C901 - the whole guarded request in one coroutine, on purpo
             return await handler(request)
         if isinstance(begin, HttpReply):
             return _to_response(begin)
-        lease = begin.lease
-        started = [not observable]
-        token = _ENDPOINT_STARTED.set(started)
         try:
-            try:
-                response = await handler(request)
-            except HTTPException as exc:
-                # Raised by the endpoint: its result, stored like a returned 4xx. Raised by a
-                # dependency before it (auth, permissions): a rejection, not stored.
-                handled = await _handled(request, exc) if started[0] else None
-                if handled is None:
-                    raise
-                response = handled
+            response = await _handler_response(handler, request, observable=observable)
         except BaseException:
-            await run_plan_async(layer.store, finish_plan(policy, layer.policy, lease, None))
+            await run_plan_async(layer.store, finish_plan(policy, layer.policy, begin.lease, None))
             raise
-        finally:
-            _ENDPOINT_STARTED.reset(token)
         reply, streamed = _to_reply(response)
         await run_plan_async(
-            layer.store, finish_plan(policy, layer.policy, lease, reply, streamed=streamed)
+            layer.store, finish_plan(policy, layer.policy, begin.lease, reply, streamed=streamed)
         )
         return response
 
     return idempotent_handler
-
-
-def _url_is_scope_path() -> bool:
-    """Whether this Starlette's ``request.url`` path and query are the scope's, unchanged,
-    for the plain paths :func:`_path_and_query` accepts (older releases prefixed the
-    ``root_path``)."""
-    url = URL(
-        scope={
-            "type": "http",
-            "scheme": "http",
-            "server": ("127.0.0.1", 8000),
-            "root_path": "/mount",
-            "path": "/mount/a/b.c;d=e",
-            "query_string": b"x=1&y=%20",
-            "headers": [(b"host", b"example.org:8080")],
-        }
-    )
-    return url.path == "/mount/a/b.c;d=e" and url.query == "x=1&y=%20"
-
-
-_FAST_URL: Final = _url_is_scope_path()
-# Characters Starlette escapes in the path, or that urlsplit drops or splits on, and the
-# bytes of a query it would cut or strip: with any of them, request.url decides.
-_SPECIAL_PATH: Final = re.compile(r"[?#\\\t\r\n]")
-_SPECIAL_QUERY: Final = re.compile(rb"[#\t\r\n]")
-
-
-def _path_and_query(request: Request) -> tuple[str, str]:
-    """``(request.url.path, request.url.query)`` without building the URL (a few
-    microseconds: host parsing, urlunsplit, urlsplit) when the scope's values are plain."""
-    scope = request.scope
-    path: str = scope["path"]
-    query: bytes = scope.get("query_string", b"")
-    if (
-        _FAST_URL
-        and path[:1] == "/"
-        and path[1:2] != "/"
-        and _SPECIAL_PATH.search(path) is None
-        and (not query or (query.isascii() and _SPECIAL_QUERY.search(query) is None))
-    ):
-        return path, query.decode("ascii")
-    url = request.url
-    return url.path, url.query
-
-
-def _header_reader(names: tuple[str, ...]) -> Callable[[Request], dict[str, str]]:
-    """``{name: request.headers.get(name)}`` for the present ``names``, in one pass over the
-    scope's raw headers instead of one per name (first occurrence wins, as in Starlette)."""
-    try:
-        wanted = {name.encode("latin-1"): name for name in names}
-    except UnicodeEncodeError:
-        wanted = None  # Starlette raises for such a name on every request: keep that
-
-    def slow(request: Request) -> dict[str, str]:
-        headers = request.headers
-        return {name: value for name in names if (value := headers.get(name)) is not None}
-
-    def fast(request: Request) -> dict[str, str]:
-        assert wanted is not None
-        found: dict[str, str] = {}
-        try:
-            for raw_name, raw_value in request.scope["headers"]:
-                name = wanted.get(raw_name)
-                if name is not None and name not in found:
-                    found[name] = raw_value.decode("latin-1")
-        except (TypeError, AttributeError):  # not the bytes pairs ASGI servers send
-            return slow(request)
-        return found
-
-    return slow if wanted is None else fast
 
 
 def idempotent_route_class(
@@ -358,7 +285,6 @@ def idempotent_route_class(
     >>> router = APIRouter(route_class=idempotent_route_class(layer))
     """
     http = policy or HttpPolicy()
-    read_headers = _header_reader(http.header_names())
 
     class IdempotentRoute(APIRoute):
         def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
@@ -390,11 +316,48 @@ def idempotent_route_class(
                 settings=settings,
                 route=self.path_format,
                 principal=principal,
-                read_headers=read_headers,
                 observable=getattr(self, "_stalwart_observable", False),
             )
 
     return IdempotentRoute
 
 
-__all__ = ["Principal", "idempotent_route_class", "openapi_extra"]
+def install_idempotency(
+    app: FastAPI | APIRouter,
+    layer: AsyncIdempotency,
+    policy: HttpPolicy | None = None,
+    *,
+    principal: Principal | None = None,
+) -> type[APIRoute]:
+    """Make every route added to ``app`` (or a router) from now on idempotent; returns the
+    route class it installed.
+
+    A route class only applies to routes created after it is set, so this raises
+    ``RuntimeError`` when routes were already added (they would silently stay unguarded):
+    call it right after creating the app, or give those routers their own route class.
+
+    >>> from fastapi import FastAPI
+    >>> from stalwart.storage import open_async_store
+    >>> app = FastAPI()
+    >>> _ = install_idempotency(app, AsyncIdempotency(open_async_store("sqlite:///:memory:")))
+    >>> @app.post("/late")
+    ... async def late() -> None: ...
+    >>> install_idempotency(app, AsyncIdempotency(open_async_store("sqlite:///:memory:")))
+    Traceback (most recent call last):
+    RuntimeError: routes were added before install_idempotency() and stay unguarded: POST /late
+    """
+    router = app.router if isinstance(app, FastAPI) else app
+    existing = [route for route in router.routes if isinstance(route, APIRoute)]
+    if existing:
+        names = ", ".join(
+            f"{','.join(sorted(route.methods or ()))} {route.path}" for route in existing
+        )
+        raise RuntimeError(
+            f"routes were added before install_idempotency() and stay unguarded: {names}"
+        )
+    route_class = idempotent_route_class(layer, policy, principal=principal)
+    router.route_class = route_class
+    return route_class
+
+
+__all__ = ["Principal", "idempotent_route_class", "install_idempotency", "openapi_extra"]

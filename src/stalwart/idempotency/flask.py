@@ -5,12 +5,16 @@ The claim is taken in ``before_request`` (after routing, so the route template i
 response is stored or the claim released in ``after_request``, and ``teardown_request``
 releases a claim whose request ended in an exception that skipped ``after_request``.
 Register it after any ``before_request`` hook your ``principal`` function relies on.
+
+A request whose JSON body cannot be loaded (``request.get_json()`` fails: malformed JSON, or
+not JSON) is rejected as invalid and its 4xx is not stored, as FastAPI's request validation
+failures are not.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from stalwart._extras import require_extra
 
@@ -33,6 +37,7 @@ from stalwart.idempotency._layer import Idempotency, run_plan  # noqa: E402
 type Principal = Callable[[Request], str | None]
 
 _LEASE: Final = "_stalwart_idempotency_lease"
+_JSON_FAILED: Final = "_stalwart_idempotency_json_failed"
 EXTENSION_NAME: Final = "stalwart.idempotency"
 
 
@@ -99,6 +104,7 @@ class FlaskIdempotency:
         )
         if isinstance(begin, Proceed):
             setattr(g, _LEASE, begin.lease)
+            _watch_json_loading(request)
             return None
         if begin is None:
             return None
@@ -107,6 +113,10 @@ class FlaskIdempotency:
     def _after(self, response: Response) -> Response:
         lease = g.pop(_LEASE, None)
         if lease is None:
+            return response
+        if g.pop(_JSON_FAILED, False) and 400 <= response.status_code < 500:
+            # An invalid request, not the handler's result: released, never replayed.
+            run_plan(self.layer.store, finish_plan(self.policy, self.layer.policy, lease, None))
             return response
         # abort()/HTTPException responses arrive wrapped in a ClosingIterator by force_type;
         # they are small error pages, not streams, so they are buffered and stored.
@@ -128,6 +138,20 @@ class FlaskIdempotency:
         lease = g.pop(_LEASE, None)
         if lease is not None:
             run_plan(self.layer.store, finish_plan(self.policy, self.layer.policy, lease, None))
+
+
+def _watch_json_loading(incoming: Request) -> None:
+    """Note in ``g`` when this request's ``get_json()`` fails (Flask's documented hook for
+    that failure, ``on_json_loading_failed``, wrapped on this request only)."""
+    original = incoming.on_json_loading_failed
+
+    def failed(exc: ValueError | None) -> Any:
+        setattr(g, _JSON_FAILED, True)
+        return original(exc)
+
+    # An instance attribute shadows the method for this request only (mypy refuses a plain
+    # assignment to a method).
+    setattr(incoming, "on_json_loading_failed", failed)  # noqa: B010
 
 
 __all__ = ["FlaskIdempotency", "Principal"]

@@ -23,8 +23,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, runtime_checkable
 
-from stalwart._json import acyclic_encoder
-
 type JSONObject = dict[str, Any]
 type Clock = Callable[[], float]
 """Returns epoch seconds; stores take one so tests can move time."""
@@ -214,9 +212,6 @@ def _is_utf8_encodable(text: str) -> bool:
 
 # One encoder for every call: json.dumps with non-default options builds a new one each time.
 _COMPACT_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-# Built once too: a reference cycle in the data recurses until RecursionError, which
-# encode_data reports as InvalidRecord like any other unencodable data.
-_compact_json: Final = acyclic_encoder(_COMPACT_JSON)
 
 
 def encode_data(data: Mapping[str, Any], *, max_bytes: int) -> str:
@@ -227,7 +222,7 @@ def encode_data(data: Mapping[str, Any], *, max_bytes: int) -> str:
     if not isinstance(data, Mapping):
         raise InvalidRecord(f"data must be a JSON object (a dict), got {type(data).__name__}")
     try:
-        encoded = _compact_json(data)
+        encoded = _COMPACT_JSON.encode(data)
     except (TypeError, ValueError) as exc:
         raise InvalidRecord(f"data is not JSON-serializable: {exc}") from exc
     except RecursionError as exc:

@@ -25,6 +25,7 @@ def test_idempotency_exports() -> None:
         "Lease",
         "LeaseLost",
         "Replay",
+        "ResultNotStored",
         "Status",
         "idempotency_options",
         "idempotent",

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -19,7 +24,9 @@ from stalwart.idempotency import (
     Idempotency,
     IdempotencyPolicy,
     InProgress,
+    InvalidIdempotencyKey,
     JsonCodec,
+    ResultNotStored,
     idempotent,
 )
 from stalwart.storage import StoreUnavailable
@@ -95,8 +102,10 @@ def test_exceptions_are_not_stored() -> None:
     assert attempts == [3, 3]
 
 
-def test_unstorable_result_is_returned_and_released(caplog: pytest.LogCaptureFixture) -> None:
-    layer = Idempotency(MemoryStore(max_item_bytes=200))
+def test_result_the_store_refuses_is_returned_and_never_runs_twice(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    layer = Idempotency(MemoryStore(max_item_bytes=300))
     runs: list[int] = []
 
     @idempotent(layer)
@@ -106,9 +115,171 @@ def test_unstorable_result_is_returned_and_released(caplog: pytest.LogCaptureFix
 
     with caplog.at_level(logging.WARNING, logger="stalwart.idempotency"):
         assert big(1) == "x" * 500
-    assert "not stored" in caplog.text
-    assert big(1) == "x" * 500
-    assert runs == [1, 1]
+    assert "not stored (the store refused it" in caplog.text
+    with pytest.raises(ResultNotStored, match="the store refused it"):
+        big(1)
+    assert runs == [1]
+
+
+class Opaque:
+    """A value pydantic cannot serialise."""
+
+
+def test_result_the_codec_cannot_encode_is_returned_and_never_runs_twice(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    layer = Idempotency(MemoryStore())
+    runs: list[int] = []
+    opaque = Opaque()
+
+    @idempotent(layer)
+    def charge(n: int) -> Any:
+        runs.append(n)  # the side effect
+        return {"receipt": opaque}
+
+    with caplog.at_level(logging.WARNING, logger="stalwart.idempotency"):
+        assert charge(1) == {"receipt": opaque}
+    assert "not stored (the codec could not encode it" in caplog.text
+    assert "PydanticSerializationError" in caplog.text
+    for _ in range(2):  # a retry must not run the side effect again
+        with pytest.raises(ResultNotStored):
+            charge(1)
+    assert runs == [1]
+
+
+async def test_async_result_the_codec_cannot_encode_never_runs_twice() -> None:
+    layer = AsyncIdempotency(AsyncMemoryStore())
+    runs: list[int] = []
+
+    @idempotent(layer)
+    async def charge(n: int) -> Any:
+        runs.append(n)
+        return Opaque()
+
+    assert isinstance(await charge(1), Opaque)
+    with pytest.raises(ResultNotStored):
+        await charge(1)
+    assert runs == [1]
+
+
+def test_return_annotation_is_required() -> None:
+    """Without one a replay would come back as JSON (a datetime as a str)."""
+    layer = Idempotency(MemoryStore())
+    with pytest.raises(TypeError, match=r"needs a return annotation on .*codec="):
+
+        @idempotent(layer)
+        def stamp(n):  # type: ignore[no-untyped-def]
+            return datetime(2026, 1, 1, tzinfo=UTC)
+
+    @idempotent(layer)
+    def typed(n: int) -> datetime:
+        return datetime(2026, 1, 1, tzinfo=UTC)
+
+    first, again = typed(1), typed(1)
+    assert type(again) is datetime
+    assert again == first
+
+
+def test_unresolvable_return_annotation_is_a_type_error() -> None:
+    def later() -> Undefined:  # type: ignore[name-defined]  # noqa: F821
+        raise AssertionError
+
+    with pytest.raises(TypeError, match=r"cannot resolve the return annotation.*codec="):
+        idempotent(Idempotency(MemoryStore()))(later)
+
+
+def test_return_type_without_a_json_form_says_how_to_pass_a_codec() -> None:
+    with pytest.raises(TypeError) as raised:
+
+        @idempotent(Idempotency(MemoryStore()))
+        def make_opaque() -> Opaque:
+            return Opaque()
+
+    message = str(raised.value)
+    assert "codec=" in message
+    assert "Opaque" in message
+    assert "arbitrary_types_allowed" not in message
+    assert raised.value.__cause__ is None
+    assert raised.value.__suppress_context__
+
+
+def test_default_namespace_is_the_same_in_a_spawned_process(tmp_path: Path) -> None:
+    """A script's function is ``__main__.f`` in the script and ``__mp_main__.f`` in the
+    processes multiprocessing spawns from it: both must find the same record."""
+    script = tmp_path / "job.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import multiprocessing
+            from pathlib import Path
+
+            from stalwart.idempotency import Idempotency, idempotent
+            from stalwart.storage import open_store
+
+            HERE = Path(__file__).parent
+            layer = Idempotency(open_store(f"sqlite:///{HERE / 'idem.db'}?table=idem"))
+
+
+            @idempotent(layer, key_args=["order_id"])
+            def charge(order_id: str) -> str:
+                with open(HERE / "runs.txt", "a") as runs:
+                    runs.write(order_id + "\\n")
+                return order_id
+
+
+            def child() -> None:
+                assert charge("o-1") == "o-1"
+
+
+            if __name__ == "__main__":
+                charge("o-1")
+                process = multiprocessing.get_context("spawn").Process(target=child)
+                process.start()
+                process.join(30)
+                assert process.exitcode == 0, process.exitcode
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "runs.txt").read_text() == "o-1\n"
+
+
+@pytest.mark.parametrize(
+    ("options", "args"),
+    [
+        ({"key": lambda order_id: order_id}, ("",)),
+        ({"key": lambda order_id: order_id}, ("k" * 100_000,)),
+        ({"key": lambda order_id: order_id}, ("k" * 256,)),
+        ({"key": lambda order_id: 42}, ("o-1",)),
+        ({"key_args": ["order_id"]}, ("",)),
+        ({"key_args": ["order_id"]}, ("k" * 100_000,)),
+    ],
+)
+def test_function_keys_outside_the_limits_are_refused(
+    options: dict[str, Any], args: tuple[Any, ...]
+) -> None:
+    runs: list[str] = []
+
+    @idempotent(Idempotency(MemoryStore()), **options)
+    def charge(order_id: str) -> str:
+        runs.append(order_id)
+        return order_id
+
+    with pytest.raises(InvalidIdempotencyKey):
+        charge(*args)
+    assert runs == []
+
+
+def test_function_keys_at_the_limits_are_accepted() -> None:
+    @idempotent(Idempotency(MemoryStore()), key=lambda order_id: order_id)
+    def charge(order_id: str) -> str:
+        return order_id
+
+    assert charge("k" * 255) == "k" * 255
+    assert charge("k") == "k"
 
 
 def test_wrong_layer_kind_is_a_type_error() -> None:

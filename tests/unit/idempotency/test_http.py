@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from fastapi import APIRouter, FastAPI
+from starlette.requests import Request
 
 from stalwart.idempotency import (
     AsyncIdempotency,
@@ -24,6 +26,7 @@ from stalwart.idempotency import (
     parse_idempotency_key,
 )
 from stalwart.idempotency._http import HttpReply, HttpRequest, request_fingerprint
+from stalwart.idempotency.fastapi import idempotent_route_class, install_idempotency
 from stalwart.storage import StoreUnavailable
 from stalwart.web import PROBLEM_JSON
 from unit.idempotency.idem_apps import make_fastapi, make_flask
@@ -289,6 +292,23 @@ async def test_opt_out_and_safe_methods(web: Harness) -> None:
     assert web.executions["plain"] == 2
 
 
+@pytest.mark.parametrize("kind", ["fastapi", "flask"])
+async def test_malformed_json_body_not_stored(kind: str) -> None:
+    """FastAPI rejects it in validation (422), Flask in ``request.get_json()`` (400): neither
+    is the handler's result, so neither is stored -- the same key runs a valid body next."""
+    harness = Harness(kind)
+    headers = {"Idempotency-Key": "m", "content-type": "application/json"}
+    for _ in range(2):
+        bad = await harness.client.post("/orders", content=b'{"item": ', headers=headers)
+        assert bad.status_code in (400, 422)
+        assert "idempotent-replayed" not in bad.headers
+    good = await harness.client.post("/orders", content=b'{"item": "tea"}', headers=headers)
+    assert good.status_code == 201
+    assert "idempotent-replayed" not in good.headers
+    assert harness.executions["orders"] == (1 if kind == "fastapi" else 3)
+    await harness.client.aclose()
+
+
 async def test_fastapi_validation_failures_not_stored() -> None:
     harness = Harness("fastapi")
     bad = await harness.post("/orders", {"qty": "many"}, key="v")
@@ -413,3 +433,107 @@ async def test_fastapi_dependency_rejections_not_stored_endpoint_errors_stored()
     assert missing.headers["idempotent-replayed"] == "true"
     assert harness.executions["sync-not-found"] == 1
     await harness.client.aclose()
+
+
+def _app() -> tuple[Any, Any]:
+    store = AsyncMemoryStore()
+    app, executions, _ = make_fastapi(AsyncIdempotency(store, IdempotencyPolicy(lease=5)))
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ), executions
+
+
+async def test_fastapi_invalid_json_not_stored_and_json_compared_parsed() -> None:
+    client, executions = _app()
+    async with client:
+        headers = {"Idempotency-Key": "k1", "content-type": "application/json"}
+        bad = await client.post("/orders", content=b'{"item": ', headers=headers)
+        assert bad.status_code == 422
+        assert bad.json()["detail"][0]["type"] == "json_invalid"
+        good = await client.post("/orders", content=b'{"qty": 2, "item": "tea"}', headers=headers)
+        assert good.status_code == 201
+        assert good.json()["qty"] == 2
+        same = await client.post("/orders", content=b'{"item":"tea","qty":2}', headers=headers)
+        assert same.headers["idempotent-replayed"] == "true"
+        assert same.json() == good.json()
+    assert executions["orders"] == 1
+
+
+async def test_deeply_nested_json_still_answers_a_bad_key_first() -> None:
+    client, executions = _app()
+    deep = b"[" * 100_000 + b"]" * 100_000
+    async with client:
+        bad_key = await client.post(
+            "/orders",
+            content=deep,
+            headers={"Idempotency-Key": '"unterminated', "content-type": "application/json"},
+        )
+    assert bad_key.status_code == 400
+    assert bad_key.json()["code"] == "idempotency-key-invalid"
+    assert executions["orders"] == 0
+
+
+async def test_async_principal_scopes_the_key() -> None:
+    calls: list[str | None] = []
+
+    async def principal(request: Request) -> str | None:
+        await asyncio.sleep(0)
+        return request.headers.get("x-tenant")
+
+    router = APIRouter(
+        route_class=idempotent_route_class(
+            AsyncIdempotency(AsyncMemoryStore()), principal=principal
+        )
+    )
+
+    @router.post("/pay")
+    async def pay(request: Request) -> dict[str, int]:
+        calls.append(request.headers.get("x-tenant"))
+        return {"n": len(calls)}
+
+    app = FastAPI()
+    app.include_router(router)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        headers = {"Idempotency-Key": "same"}
+        first = await client.post("/pay", json={}, headers={**headers, "x-tenant": "a"})
+        other = await client.post("/pay", json={}, headers={**headers, "x-tenant": "b"})
+        replay = await client.post("/pay", json={}, headers={**headers, "x-tenant": "a"})
+        anonymous = await client.post("/pay", json={}, headers=headers)
+    assert [first.json(), other.json(), replay.json(), anonymous.json()] == [
+        {"n": 1},
+        {"n": 2},
+        {"n": 1},
+        {"n": 3},
+    ]
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert calls == ["a", "b", None]
+
+
+async def test_install_idempotency_guards_the_apps_routes_and_refuses_late_calls() -> None:
+    layer = AsyncIdempotency(AsyncMemoryStore())
+    app = FastAPI()
+    install_idempotency(app, layer)
+    runs: list[int] = []
+
+    @app.post("/pay")
+    async def pay() -> dict[str, int]:
+        runs.append(1)
+        return {"n": len(runs)}
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        for _ in range(2):
+            response = await client.post("/pay", headers={"Idempotency-Key": "k"})
+    assert response.headers["idempotent-replayed"] == "true"
+    assert runs == [1]
+
+    # Routes that exist already would silently stay unguarded: refused, naming them.
+    with pytest.raises(RuntimeError, match="POST /pay"):
+        install_idempotency(app, layer)
+    router = APIRouter()
+    router.add_api_route("/late", pay, methods=["PATCH"])
+    with pytest.raises(RuntimeError, match="PATCH /late"):
+        install_idempotency(router, layer)
+    assert router.route_class is not app.router.route_class
