@@ -34,6 +34,7 @@ from stalwart.idempotency._errors import (
     ResultNotStored,
 )
 from stalwart.storage import (
+    MAX_TTL_S,
     AlreadyExists,
     Create,
     Delete,
@@ -98,6 +99,11 @@ class IdempotencyPolicy:
     def __post_init__(self) -> None:
         if not self.retention > 0 or not self.lease > 0:
             raise ValueError("retention and lease must be positive numbers of seconds")
+        if self.retention > MAX_TTL_S:
+            raise ValueError(
+                f"retention is at most {MAX_TTL_S:.0f} seconds (100 years, the stores' longest "
+                f"ttl), got {self.retention!r}"
+            )
         if self.lease > self.retention:
             raise ValueError("the lease cannot outlive the record's retention")
 

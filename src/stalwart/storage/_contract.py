@@ -226,7 +226,7 @@ def encode_data(data: Mapping[str, Any], *, max_bytes: int) -> str:
     except (TypeError, ValueError) as exc:
         raise InvalidRecord(f"data is not JSON-serializable: {exc}") from exc
     except RecursionError as exc:
-        raise InvalidRecord("data is nested too deeply, or refers to itself") from exc
+        raise InvalidRecord("data is nested too deeply to encode") from exc
     _check_keys_and_integers(data)
     try:
         # ASCII (the common case) is one byte a character and cannot hold a lone surrogate.

@@ -26,7 +26,7 @@ from stalwart.idempotency import (
     Status,
 )
 from stalwart.idempotency._core import decide, record_key
-from stalwart.storage import AlreadyExists
+from stalwart.storage import MAX_TTL_S, AlreadyExists
 from unit.idempotency.idem_memory_store import AsyncMemoryStore, MemoryStore
 
 
@@ -166,6 +166,10 @@ def test_policy_validation() -> None:
         IdempotencyPolicy(lease=0)
     with pytest.raises(ValueError, match="outlive"):
         IdempotencyPolicy(retention=10, lease=20)
+    # A retention the stores would refuse as a ttl fails here, not at the first claim.
+    with pytest.raises(ValueError, match="100 years"):
+        IdempotencyPolicy(retention=MAX_TTL_S * 2)
+    assert IdempotencyPolicy(retention=MAX_TTL_S).retention == MAX_TTL_S
 
 
 def test_thread_storm_runs_once_on_memory_store() -> None:
