@@ -23,48 +23,29 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Self
+from typing import Final
 from urllib.parse import unquote, urlsplit
 
 from stalwart.storage._contract import (
-    AlreadyExists,
     Clock,
-    Create,
-    Delete,
-    Increment,
     InvalidRecord,
-    JSONObject,
-    Key,
-    Operation,
-    Page,
-    Record,
-    Replace,
     StorageError,
     StoreConfigurationError,
     StoreUnavailable,
-    TransactionConflict,
-    VersionConflict,
-    validate_key,
-    validate_operations,
     wall_clock,
 )
+from stalwart.storage._engine import AsyncEngineStore, EngineStore, Plan, drive
 from stalwart.storage._sqlite_sql import (
-    Statements,
-    Step,
-    StepKind,
-    conflict_reason,
-    page_records,
-    plan_query,
-    prepare,
-    record_from_row,
-    statements,
-    succeeded,
+    Command,
+    Read,
+    Row,
+    SQLiteEngine,
+    Write,
     validate_table,
-    write_result,
 )
 from stalwart.storage._url import flag, one_of, positive_number, url_options, whole_number
 
@@ -142,7 +123,7 @@ def _unopenable_reason(path: str) -> str | None:
     return None
 
 
-def _translate(exc: sqlite3.Error, path: str) -> StorageError:
+def _translate(exc: BaseException, path: str) -> StorageError:
     """Map a sqlite3 error: bad data is InvalidRecord, an unusable file a configuration error,
     a lock or a full disk StoreUnavailable (transient), anything else (a corrupt file, a table
     of another shape) a plain StorageError: permanent, so never retried."""
@@ -237,29 +218,17 @@ class _Connections:
             self._local.held = held
         return held.connection
 
-    @contextlib.contextmanager
-    def _engine_errors(self) -> Iterator[None]:
+    def session(self) -> _Session:
+        """A plan's use of this thread's connection (or the shared one)."""
         try:
-            yield
+            connection = self._connection()
         except sqlite3.Error as exc:
-            raise _translate(exc, self._path) from exc
+            raise self.translate(exc) from exc
+        return _Session(connection, self._write_lock, lock_at_once=not self._per_thread)
 
-    @contextlib.contextmanager
-    def reading(self) -> Iterator[sqlite3.Connection]:
-        with self._engine_errors():
-            connection = self._connection()
-            if self._per_thread:
-                yield connection  # WAL: readers need no lock
-            else:
-                with self._write_lock:
-                    yield connection
-
-    @contextlib.contextmanager
-    def writing(self) -> Iterator[sqlite3.Connection]:
-        with self._engine_errors():
-            connection = self._connection()
-            with self._write_lock:
-                yield connection
+    def translate(self, exc: BaseException) -> StorageError:
+        """The contract's error for a sqlite3 error on this database."""
+        return _translate(exc, self._path)
 
     def close(self) -> None:
         with self._guard:
@@ -274,29 +243,104 @@ class _Connections:
             _close_quietly(shared)
 
 
-@contextlib.contextmanager
-def _immediate(connection: sqlite3.Connection) -> Iterator[None]:
-    """``BEGIN IMMEDIATE``: take the write lock first, so reads inside cannot go stale."""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-        raise
-    if connection.in_transaction:
-        connection.execute("COMMIT")
+class _Session:
+    """One plan's use of a connection. The database's write lock is taken at the plan's first
+    write (at once on a shared connection, which readers must not use concurrently either) and
+    released at its end, after rolling back any transaction the plan left open."""
+
+    __slots__ = ("_connection", "_lock", "_locked")
+
+    def __init__(
+        self, connection: sqlite3.Connection, lock: threading.Lock, *, lock_at_once: bool
+    ) -> None:
+        self._connection = connection
+        self._lock = lock
+        self._locked = lock_at_once
+        if lock_at_once:
+            lock.acquire()
+
+    def perform(self, command: Command) -> list[Row] | None:
+        if isinstance(command, Read):
+            return self._connection.execute(command.sql, command.params).fetchall()
+        if not self._locked:
+            self._lock.acquire()
+            self._locked = True
+        if isinstance(command, Write):
+            return self._connection.execute(command.sql, command.params).fetchall()
+        self._connection.execute(command)
+        return None
+
+    def end(self) -> None:
+        try:
+            if self._connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._connection.execute("ROLLBACK")
+        finally:
+            if self._locked:
+                self._lock.release()
 
 
-class SQLiteStore:
+class _Executor:
+    """Runs SQLite plans on the calling thread; the table is created before the first plan."""
+
+    def __init__(self, connections: _Connections, engine: SQLiteEngine) -> None:
+        self._connections = connections
+        self._engine = engine
+        self._schema_lock = threading.Lock()
+        self._schema_ready = threading.Event()
+
+    def run[T](self, plan: Plan[Command, T]) -> T:
+        # Lazily, so constructing a store does no I/O (the async store is built on the loop).
+        if not self._schema_ready.is_set():
+            with self._schema_lock:
+                if not self._schema_ready.is_set():
+                    self._perform(self._engine.create_schema())
+                    self._schema_ready.set()
+        return self._perform(plan)
+
+    def _perform[T](self, plan: Plan[Command, T]) -> T:
+        session = self._connections.session()
+        try:
+            return drive(plan, session.perform, (sqlite3.Error,), self._connections.translate)
+        finally:
+            session.end()
+
+    def close(self) -> None:
+        self._connections.close()
+
+
+class _ThreadedExecutor:
+    """Runs a sync executor's plans on worker threads, so the event loop never waits on
+    SQLite. A cancelled call still finishes its plan on the worker; the result is dropped."""
+
+    def __init__(self, sync: _Executor, workers: int) -> None:
+        self._sync = sync
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stalwart-sqlite")
+
+    async def run[T](self, plan: Plan[Command, T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._sync.run, plan)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, functools.partial(self._pool.shutdown, wait=True))
+        await loop.run_in_executor(None, self._sync.close)
+
+
+def _check_limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a positive int, got {limit!r}")
+    return limit
+
+
+class SQLiteStore(EngineStore[Command]):
     """The synchronous SQLite store: one table in one database file.
 
     ``path`` is a file (created if missing, with its table; its directory must exist) or
-    ``":memory:"``. Pass
-    ``connection`` instead to use a connection you made (autocommit, i.e.
+    ``":memory:"``. Pass ``connection`` instead to use a connection you made (autocommit, i.e.
     ``isolation_level=None``); it is shared behind a lock and never closed by the store.
     ``trace`` receives every SQL statement the store runs (for counting round trips).
 
+    >>> from stalwart.storage import Key
     >>> store = SQLiteStore(":memory:", table="demo")
     >>> store.create(Key("acct-1"), {"cents": 0}).version
     1
@@ -342,171 +386,24 @@ class SQLiteStore:
                     f"cannot open the SQLite database {os.fspath(path)!r}: "
                     f"the directory {str(directory)!r} does not exist"
                 )
-        self._sql: Statements = statements(table)
-        self._table = table
-        self._clock = clock
-        self._max_item_bytes = max_item_bytes
-        self._max_transaction_items = max_transaction_items
-        self._connections = _Connections(
+        engine = SQLiteEngine(
+            table, max_item_bytes=max_item_bytes, max_transaction_items=max_transaction_items
+        )
+        connections = _Connections(
             os.fspath(path),
             timeout=timeout,
             synchronous=synchronous,
             trace=trace,
             connection=connection,
         )
-        self._init_lock = threading.Lock()
-        self._schema_ready = threading.Event()
-
-    # -- properties --------------------------------------------------------------------------
+        super().__init__(engine, _Executor(connections, engine), clock)
+        self._sqlite = engine
+        self._table = table
 
     @property
     def table(self) -> str:
         """The table this store reads and writes."""
         return self._table
-
-    @property
-    def max_transaction_items(self) -> int:
-        """Largest number of operations :meth:`transact` accepts (100 by default)."""
-        return self._max_transaction_items
-
-    @property
-    def max_item_bytes(self) -> int:
-        """Largest ``data`` in bytes of compact UTF-8 JSON (400,000 by default)."""
-        return self._max_item_bytes
-
-    # -- plumbing ----------------------------------------------------------------------------
-
-    def _ensure_schema(self) -> None:
-        # Done lazily, on the first operation, so constructing a store does no I/O (the async
-        # store is built on the event loop).
-        if self._schema_ready.is_set():
-            return
-        with self._init_lock:
-            if self._schema_ready.is_set():
-                return
-            with self._connections.writing() as connection:
-                for statement in self._sql.schema:
-                    connection.execute(statement)
-            self._schema_ready.set()
-
-    @contextlib.contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
-        self._ensure_schema()
-        with self._connections.reading() as connection:
-            yield connection
-
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
-        self._ensure_schema()
-        with self._connections.writing() as connection:
-            yield connection
-
-    def _current(self, connection: sqlite3.Connection, step: Step) -> Record | None:
-        rows = connection.execute(self._sql.get, step.params).fetchall()
-        return record_from_row(step.key, rows[0]) if rows else None
-
-    def _write(self, operation: Operation) -> Record | bool | None:
-        """Run one write: ONE statement when its condition holds.
-
-        When it does not, the statement is evaluated again inside ``BEGIN IMMEDIATE`` together
-        with a read of the record that failed it, so the error carries exactly that record
-        (another process may have written in between; then the second evaluation decides).
-        """
-        step = prepare(operation, self._sql, self._clock(), self._max_item_bytes)
-        with self._writing() as connection:
-            rows = connection.execute(step.sql, step.params).fetchall()
-            if succeeded(step, rows):
-                return write_result(step, rows)
-            with _immediate(connection):
-                rows = connection.execute(step.sql, step.params).fetchall()
-                if succeeded(step, rows):
-                    return write_result(step, rows)
-                current = self._current(connection, step)
-        raise _single_conflict(step, current)
-
-    # -- the contract ------------------------------------------------------------------------
-
-    def get(self, key: Key) -> Record | None:
-        """Return the live record at ``key``, or ``None``."""
-        key = validate_key(key)
-        params = {"partition": key.partition, "sort": key.sort, "now": self._clock()}
-        with self._reading() as connection:
-            rows = connection.execute(self._sql.get, params).fetchall()
-        return record_from_row(key, rows[0]) if rows else None
-
-    def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
-        """Create at version 1 (over an expired record too); :class:`AlreadyExists` if live."""
-        result = self._write(Create(key, data, ttl))
-        assert isinstance(result, Record)
-        return result
-
-    def replace(
-        self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
-    ) -> Record:
-        """Overwrite at ``expected_version`` (new version = old + 1), else
-        :class:`VersionConflict`. ``ttl=None`` stores the record without expiry."""
-        result = self._write(Replace(key, data, expected_version, ttl))
-        assert isinstance(result, Record)
-        return result
-
-    def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
-        """Delete; ``True`` if a live record was removed. With ``expected_version`` a mismatch
-        or absence raises :class:`VersionConflict`."""
-        result = self._write(Delete(key, expected_version))
-        assert isinstance(result, bool)
-        return result
-
-    def increment(self, key: Key, field: str, by: float = 1, *, ttl: float | None = None) -> Record:
-        """Add ``by`` to ``field`` in one statement, creating the record if missing."""
-        result = self._write(Increment(key, field, by, ttl))
-        assert isinstance(result, Record)
-        return result
-
-    def query(
-        self,
-        partition: str,
-        *,
-        prefix: str = "",
-        limit: int = 100,
-        cursor: str | None = None,
-        descending: bool = False,
-    ) -> Page:
-        """Live records of ``partition`` whose sort key starts with ``prefix``, by sort key."""
-        plan = plan_query(
-            self._sql,
-            partition,
-            prefix=prefix,
-            limit=limit,
-            cursor=cursor,
-            descending=descending,
-            now=self._clock(),
-        )
-        with self._reading() as connection:
-            rows = connection.execute(plan.sql, plan.params).fetchall()
-        records, next_cursor = page_records(partition, rows, plan.limit)
-        return Page(records, next_cursor)
-
-    def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
-        """Apply all operations or none, inside ``BEGIN IMMEDIATE``; each item runs the same
-        statement as the single-record operation, and the first failed condition rolls back."""
-        validate_operations(operations, self._max_transaction_items)
-        now = self._clock()
-        steps = [prepare(op, self._sql, now, self._max_item_bytes) for op in operations]
-        results: list[Record | None] = []
-        with self._writing() as connection, _immediate(connection):
-            for index, step in enumerate(steps):
-                rows = connection.execute(step.sql, step.params).fetchall()
-                if not succeeded(step, rows):
-                    current = self._current(connection, step)
-                    connection.execute("ROLLBACK")
-                    if step.kind is StepKind.INCREMENT:
-                        raise InvalidRecord(conflict_reason(step, current))
-                    raise TransactionConflict(
-                        index, operations[index], conflict_reason(step, current), current
-                    )
-                result = write_result(step, rows)
-                results.append(result if isinstance(result, Record) else None)
-        return results
 
     def sweep(self, limit: int = 1000) -> int:
         """Physically delete up to ``limit`` expired rows; return how many went.
@@ -514,40 +411,18 @@ class SQLiteStore:
         Expired rows are already invisible; sweeping only reclaims space. Call it from a
         periodic job, repeating while it returns ``limit``.
         """
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"limit must be a positive int, got {limit!r}")
-        with self._writing() as connection:
-            cursor = connection.execute(self._sql.sweep, {"now": self._clock(), "limit": limit})
-            return cursor.rowcount
-
-    def close(self) -> None:
-        """Close the connections this store opened (never a caller's connection)."""
-        self._connections.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        return self._executor.run(self._sqlite.sweep(_check_limit(limit), self._clock()))
 
 
-def _single_conflict(step: Step, current: Record | None) -> StorageError:
-    match step.kind:
-        case StepKind.CREATE:
-            return AlreadyExists(step.key, current)
-        case StepKind.INCREMENT:
-            return InvalidRecord(conflict_reason(step, current))
-        case _:
-            return VersionConflict(step.key, step.params.get("expected"), current)
-
-
-class AsyncSQLiteStore:
-    """The asynchronous SQLite store: a :class:`SQLiteStore` run on its own worker threads.
+class AsyncSQLiteStore(AsyncEngineStore[Command]):
+    """The asynchronous SQLite store: a :class:`SQLiteStore`'s plans run on its own worker
+    threads.
 
     Takes the same arguments as :class:`SQLiteStore` plus ``workers`` (threads, default 4).
     A cancelled call still finishes its statement on the worker; its result is discarded.
 
     >>> import asyncio
+    >>> from stalwart.storage import Key
     >>> async def main() -> int:
     ...     store = AsyncSQLiteStore(":memory:", table="demo")
     ...     record = await store.create(Key("acct-1"), {"cents": 0})
@@ -584,98 +459,19 @@ class AsyncSQLiteStore:
             trace=trace,
             connection=connection,
         )
-        self._executor = ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="stalwart-sqlite"
-        )
+        sync_executor = self._store._executor  # noqa: SLF001 - the same connections and table
+        assert isinstance(sync_executor, _Executor)
+        super().__init__(self._store._sqlite, _ThreadedExecutor(sync_executor, workers), clock)  # noqa: SLF001
 
     @property
     def sync(self) -> SQLiteStore:
         """The synchronous store doing the work (same table, same connections)."""
         return self._store
 
-    @property
-    def max_transaction_items(self) -> int:
-        """See :attr:`SQLiteStore.max_transaction_items`."""
-        return self._store.max_transaction_items
-
-    @property
-    def max_item_bytes(self) -> int:
-        """See :attr:`SQLiteStore.max_item_bytes`."""
-        return self._store.max_item_bytes
-
-    async def _run[T](self, function: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function)
-
-    async def get(self, key: Key) -> Record | None:
-        """See :meth:`SQLiteStore.get`."""
-        return await self._run(functools.partial(self._store.get, key))
-
-    async def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
-        """See :meth:`SQLiteStore.create`."""
-        return await self._run(functools.partial(self._store.create, key, data, ttl=ttl))
-
-    async def replace(
-        self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
-    ) -> Record:
-        """See :meth:`SQLiteStore.replace`."""
-        return await self._run(
-            functools.partial(
-                self._store.replace, key, data, expected_version=expected_version, ttl=ttl
-            )
-        )
-
-    async def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
-        """See :meth:`SQLiteStore.delete`."""
-        return await self._run(
-            functools.partial(self._store.delete, key, expected_version=expected_version)
-        )
-
-    async def increment(
-        self, key: Key, field: str, by: float = 1, *, ttl: float | None = None
-    ) -> Record:
-        """See :meth:`SQLiteStore.increment`."""
-        return await self._run(functools.partial(self._store.increment, key, field, by, ttl=ttl))
-
-    async def query(
-        self,
-        partition: str,
-        *,
-        prefix: str = "",
-        limit: int = 100,
-        cursor: str | None = None,
-        descending: bool = False,
-    ) -> Page:
-        """See :meth:`SQLiteStore.query`."""
-        return await self._run(
-            functools.partial(
-                self._store.query,
-                partition,
-                prefix=prefix,
-                limit=limit,
-                cursor=cursor,
-                descending=descending,
-            )
-        )
-
-    async def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
-        """See :meth:`SQLiteStore.transact`."""
-        return await self._run(functools.partial(self._store.transact, list(operations)))
-
     async def sweep(self, limit: int = 1000) -> int:
         """See :meth:`SQLiteStore.sweep`."""
-        return await self._run(functools.partial(self._store.sweep, limit))
-
-    async def close(self) -> None:
-        """Wait for calls in flight, stop the workers and close the connections."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, functools.partial(self._executor.shutdown, wait=True))
-        await loop.run_in_executor(None, self._store.close)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+        plan = self._store._sqlite.sweep(_check_limit(limit), self._clock())  # noqa: SLF001
+        return await self._executor.run(plan)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -740,6 +536,7 @@ def parse_url(url: str) -> SQLiteURL:
 def store_from_url(url: str, *, clock: Clock = wall_clock) -> SQLiteStore:
     """Open a :class:`SQLiteStore` from a URL (see :func:`parse_url`).
 
+    >>> from stalwart.storage import Key
     >>> store = store_from_url("sqlite:///:memory:?table=demo")
     >>> store.get(Key("nobody")) is None
     True

@@ -1,10 +1,11 @@
 # Copyright 2026 stalwart contributors
-"""The SQLite engine's pure half: schema, statements, parameters and row decoding.
+"""The SQLite engine's pure half: schema, statements, row decoding and the plans.
 
 No connection is touched here. Every single-record write is ONE statement whose condition lives
 in SQL (``ON CONFLICT ... DO UPDATE ... WHERE expired``, ``UPDATE ... WHERE version = ? AND
 live``), returning the new state with ``RETURNING``; an empty result means the condition failed.
-:mod:`stalwart.storage._sqlite` runs these statements, alone or inside ``BEGIN IMMEDIATE``.
+:class:`SQLiteEngine` turns each operation into a plan of :data:`Command` objects (see
+:mod:`stalwart.storage._engine`); :mod:`stalwart.storage._sqlite` performs them.
 """
 
 # ruff: noqa: S608 - the only name spliced into SQL is the table, checked by validate_table()
@@ -13,11 +14,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final, assert_never
 
 from stalwart.storage._contract import (
+    AlreadyExists,
     Check,
     Create,
     Delete,
@@ -26,9 +29,13 @@ from stalwart.storage._contract import (
     JSONObject,
     Key,
     Operation,
+    Page,
     Record,
     Replace,
+    StorageError,
     StoreConfigurationError,
+    TransactionConflict,
+    VersionConflict,
     encode_data,
     expiry_from_ttl,
     integer_sum_overflows,
@@ -38,7 +45,8 @@ from stalwart.storage._contract import (
     validate_key,
     validate_version,
 )
-from stalwart.storage._query import check_query, decode_cursor, encode_cursor, prefix_upper_bound
+from stalwart.storage._engine import Plan
+from stalwart.storage._query import decode_cursor, encode_cursor, prefix_upper_bound
 
 _TABLE_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _LIVE: Final = "(expires_at IS NULL OR expires_at > :now)"
@@ -154,7 +162,7 @@ def statements(table: str) -> Statements:
         check_version=f"SELECT 1 FROM {t} WHERE {where_key} AND version = :expected AND {_LIVE}",
         sweep=(
             f"DELETE FROM {t} WHERE (partition, sort) IN (SELECT partition, sort FROM {t} "
-            "WHERE expires_at <= :now LIMIT :limit)"
+            "WHERE expires_at <= :now LIMIT :limit) RETURNING 1"
         ),
         query=query,
     )
@@ -306,8 +314,7 @@ def plan_query(
     descending: bool,
     now: float,
 ) -> QueryPlan:
-    """Validate a query's arguments and pick its statement (one extra row detects more)."""
-    check_query(partition, prefix, limit)
+    """Pick a checked query's statement (one extra row detects more)."""
     high = prefix_upper_bound(prefix)
     params: Params = {"partition": partition, "low": prefix, "now": now, "limit": limit + 1}
     if high is not None:
@@ -326,3 +333,174 @@ def page_records(partition: str, rows: list[Row], limit: int) -> tuple[list[Reco
     ]
     cursor = encode_cursor(partition, records[-1].key.sort) if len(rows) > limit else None
     return records, cursor
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine: one plan per operation
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """Run a statement that writes nothing; its rows are sent back."""
+
+    sql: str
+    params: Params
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """Run a statement under the database's write lock; its rows are sent back."""
+
+    sql: str
+    params: Params
+
+
+class Transaction(StrEnum):
+    """``BEGIN IMMEDIATE`` takes SQLite's write lock first, so reads inside cannot go stale;
+    ``COMMIT`` ends it. A plan that ends any other way is rolled back by the executor."""
+
+    BEGIN = "BEGIN IMMEDIATE"
+    COMMIT = "COMMIT"
+
+
+type Command = Read | Write | Transaction
+
+
+class SQLiteEngine:
+    """SQLite's plans: ONE statement per operation when its condition holds.
+
+    When it does not, the statement is evaluated again inside ``BEGIN IMMEDIATE`` together with
+    a read of the record that failed it, so the error carries exactly that record (another
+    process may have written in between; then the second evaluation decides).
+
+    >>> engine = SQLiteEngine("demo", max_item_bytes=400_000, max_transaction_items=100)
+    >>> plan = engine.get(Key("acct-1"), now=0.0)
+    >>> next(plan).sql == engine.sql.get
+    True
+    """
+
+    def __init__(self, table: str, *, max_item_bytes: int, max_transaction_items: int) -> None:
+        self.sql = statements(table)
+        self.max_item_bytes = max_item_bytes
+        self.max_transaction_items = max_transaction_items
+
+    def create_schema(self) -> Plan[Command, None]:
+        """Create the table and its expiry index if missing."""
+        for statement in self.sql.schema:
+            yield Write(statement, {})
+
+    def get(self, key: Key, now: float) -> Plan[Command, Record | None]:
+        """One ``SELECT`` of the live record."""
+        rows = yield Read(self.sql.get, _key_params(key, now))
+        return record_from_row(key, rows[0]) if rows else None
+
+    def create(
+        self, key: Key, data: JSONObject, ttl: float | None, now: float
+    ) -> Plan[Command, Record]:
+        """One upsert that writes only over an expired record."""
+        result = yield from self._write(Create(key, data, ttl), now)
+        assert isinstance(result, Record)
+        return result
+
+    def replace(
+        self, key: Key, data: JSONObject, expected_version: int, ttl: float | None, now: float
+    ) -> Plan[Command, Record]:
+        """One ``UPDATE ... WHERE version = :expected AND live``."""
+        result = yield from self._write(Replace(key, data, expected_version, ttl), now)
+        assert isinstance(result, Record)
+        return result
+
+    def delete(self, key: Key, expected_version: int | None, now: float) -> Plan[Command, bool]:
+        """One ``DELETE``, conditional on the version when one is expected."""
+        result = yield from self._write(Delete(key, expected_version), now)
+        assert isinstance(result, bool)
+        return result
+
+    def increment(
+        self, key: Key, field: str, by: float, ttl: float | None, now: float
+    ) -> Plan[Command, Record]:
+        """One upsert adding ``by`` to the field in SQL."""
+        result = yield from self._write(Increment(key, field, by, ttl), now)
+        assert isinstance(result, Record)
+        return result
+
+    def query(
+        self,
+        partition: str,
+        *,
+        prefix: str,
+        limit: int,
+        cursor: str | None,
+        descending: bool,
+        now: float,
+    ) -> Plan[Command, Page]:
+        """One ``SELECT`` of up to ``limit + 1`` live rows in sort order."""
+        plan = plan_query(
+            self.sql,
+            partition,
+            prefix=prefix,
+            limit=limit,
+            cursor=cursor,
+            descending=descending,
+            now=now,
+        )
+        rows = yield Read(plan.sql, plan.params)
+        records, next_cursor = page_records(partition, rows, plan.limit)
+        return Page(records, next_cursor)
+
+    def transact(
+        self, operations: Sequence[Operation], now: float
+    ) -> Plan[Command, list[Record | None]]:
+        """Every item's statement inside ``BEGIN IMMEDIATE``; the first failed condition ends
+        the plan with an error (and the executor rolls back)."""
+        steps = [prepare(op, self.sql, now, self.max_item_bytes) for op in operations]
+        results: list[Record | None] = []
+        yield Transaction.BEGIN
+        for index, step in enumerate(steps):
+            rows = yield Write(step.sql, step.params)
+            if not succeeded(step, rows):
+                current = yield from self._current(step)
+                if step.kind is StepKind.INCREMENT:
+                    raise InvalidRecord(conflict_reason(step, current))
+                raise TransactionConflict(
+                    index, operations[index], conflict_reason(step, current), current
+                )
+            result = write_result(step, rows)
+            results.append(result if isinstance(result, Record) else None)
+        yield Transaction.COMMIT
+        return results
+
+    def sweep(self, limit: int, now: float) -> Plan[Command, int]:
+        """Physically delete up to ``limit`` expired rows; return how many went."""
+        rows = yield Write(self.sql.sweep, {"now": now, "limit": limit})
+        return len(rows)
+
+    def _current(self, step: Step) -> Plan[Command, Record | None]:
+        rows = yield Read(self.sql.get, step.params)
+        return record_from_row(step.key, rows[0]) if rows else None
+
+    def _write(self, operation: Operation, now: float) -> Plan[Command, Record | bool | None]:
+        step = prepare(operation, self.sql, now, self.max_item_bytes)
+        rows = yield Write(step.sql, step.params)
+        if succeeded(step, rows):
+            return write_result(step, rows)
+        yield Transaction.BEGIN
+        rows = yield Write(step.sql, step.params)
+        if succeeded(step, rows):
+            yield Transaction.COMMIT
+            return write_result(step, rows)
+        current = yield from self._current(step)
+        yield Transaction.COMMIT
+        raise single_conflict(step, current)
+
+
+def single_conflict(step: Step, current: Record | None) -> StorageError:
+    """The error of a single-record write whose condition failed."""
+    match step.kind:
+        case StepKind.CREATE:
+            return AlreadyExists(step.key, current)
+        case StepKind.INCREMENT:
+            return InvalidRecord(conflict_reason(step, current))
+        case _:
+            return VersionConflict(step.key, step.params.get("expected"), current)
