@@ -2,7 +2,10 @@
 """Pure (sans-I/O) half of the Redis engine: key layout, script calls, replies and errors.
 
 Each operation is turned into a :class:`Call` (which script, which keys and arguments, and how to
-decode the reply); the sync and async stores only send calls and translate exceptions.
+decode the reply). :class:`RedisEngine` plans every operation as one round trip
+(:func:`single`: yield the call, decode its reply); the executors in ``redis`` only send calls.
+The shared store classes (``_engine``) have checked keys, queries and transaction shapes before
+a call is built.
 """
 
 from __future__ import annotations
@@ -41,16 +44,16 @@ from stalwart.storage._contract import (
     stored_copy,
     validate_amount,
     validate_field,
-    validate_key,
-    validate_operations,
     validate_version,
 )
-from stalwart.storage._query import check_query, decode_cursor, encode_cursor
+from stalwart.storage._query import decode_cursor, encode_cursor
 from stalwart.storage._redis_scripts import INVALID_CODE
 from stalwart.storage._url import flag, one_of, positive_number, url_options, whole_number
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+
+    from stalwart.storage._engine import Plan
 
 MAX_ITEM_BYTES: Final = 512 * 1024
 """Largest JSON encoding of one record's data (bytes); larger data raises InvalidRecord."""
@@ -99,6 +102,11 @@ def decode_reply[T](call: Call[T], reply: Reply) -> T:
             f"unexpected reply from Redis ({exc}); is a key of this store "
             "written by something else?"
         ) from exc
+
+
+def single[T](call: Call[T]) -> Plan[Call[Any], T]:
+    """The plan of every Redis operation: one round trip, ``call``, and its decoded reply."""
+    return decode_reply(call, (yield call))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,7 +252,6 @@ def _current(key: Key, reply: Sequence[Any], start: int = 1) -> Record | None:
 
 def get_call(layout: Layout, key: Key, now: float) -> Call[Record | None]:
     """``HMGET`` of the record's fields; expiry is judged against ``now`` here."""
-    validate_key(key)
 
     def decode(reply: Reply) -> Record | None:
         data, version, expires = reply
@@ -269,7 +276,6 @@ def create_call(
 ) -> Call[Record]:
     """``remember``: the client may resend the call, so its outcome is remembered (on every
     write call; see ``_redis_scripts``)."""
-    validate_key(key)
     text = _data_text(data)
     expires_at, expires, millis = _expiry_args(ttl, now)
     record = Record(key, stored_copy(data, text), 1, expires_at)
@@ -297,7 +303,6 @@ def replace_call(
     now: float,
     remember: bool = True,
 ) -> Call[Record]:
-    validate_key(key)
     validate_version(expected_version)
     text = _data_text(data)
     expires_at, expires, millis = _expiry_args(ttl, now)
@@ -327,7 +332,6 @@ def replace_call(
 def delete_call(
     layout: Layout, key: Key, *, expected_version: int | None, now: float, remember: bool = True
 ) -> Call[bool]:
-    validate_key(key)
     if expected_version is not None:
         validate_version(expected_version)
 
@@ -359,7 +363,6 @@ def increment_call(
     now: float,
     remember: bool = True,
 ) -> Call[Record]:
-    validate_key(key)
     field_token = _field_token(field)
     amount = _json_number(by)
     created = _data_text({field: validate_amount(by)})
@@ -424,7 +427,6 @@ def query_call(
     descending: bool,
     now: float,
 ) -> Call[Page]:
-    check_query(partition, prefix, limit)
     after = None if cursor is None else utf8(decode_cursor(cursor, partition))
     first, second = query_bounds(utf8(prefix), after, descending=bool(descending))
 
@@ -506,15 +508,12 @@ def _item_result(
 
 def transact_call(
     layout: Layout,
-    operations: Sequence[Operation],
+    ops: Sequence[Operation],
     *,
-    max_items: int,
     now: float,
     single_slot: bool,
     remember: bool = True,
 ) -> Call[list[Record | None]]:
-    validate_operations(operations, max_items)
-    ops = list(operations)
     if single_slot and len({op.key.partition for op in ops}) > 1:
         raise InvalidRecord(
             "in cluster mode every key of a transaction must be in one "
@@ -554,6 +553,96 @@ def transact_call(
 
 
 # ---------------------------------------------------------------------------------------------
+# The engine
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RedisEngine:
+    """The Redis engine's plans (see ``_engine.Engine``): each operation is one :class:`Call`.
+
+    ``remember``: the client may resend a call after losing its reply, so every write call
+    carries a replay marker (see ``_redis_scripts``). ``cluster``: a transaction must stay in
+    one partition (one hash slot).
+    """
+
+    layout: Layout
+    remember: bool
+    cluster: bool
+
+    @property
+    def max_item_bytes(self) -> int:
+        return MAX_ITEM_BYTES
+
+    @property
+    def max_transaction_items(self) -> int:
+        return MAX_TRANSACTION_ITEMS
+
+    def get(self, key: Key, now: float) -> Plan[Call[Any], Record | None]:
+        return single(get_call(self.layout, key, now))
+
+    def create(
+        self, key: Key, data: JSONObject, ttl: float | None, now: float
+    ) -> Plan[Call[Any], Record]:
+        return single(create_call(self.layout, key, data, ttl=ttl, now=now, remember=self.remember))
+
+    def replace(
+        self, key: Key, data: JSONObject, expected_version: int, ttl: float | None, now: float
+    ) -> Plan[Call[Any], Record]:
+        call = replace_call(
+            self.layout,
+            key,
+            data,
+            expected_version=expected_version,
+            ttl=ttl,
+            now=now,
+            remember=self.remember,
+        )
+        return single(call)
+
+    def delete(self, key: Key, expected_version: int | None, now: float) -> Plan[Call[Any], bool]:
+        call = delete_call(
+            self.layout, key, expected_version=expected_version, now=now, remember=self.remember
+        )
+        return single(call)
+
+    def increment(
+        self, key: Key, field: str, by: float, ttl: float | None, now: float
+    ) -> Plan[Call[Any], Record]:
+        call = increment_call(self.layout, key, field, by, ttl=ttl, now=now, remember=self.remember)
+        return single(call)
+
+    def query(
+        self,
+        partition: str,
+        *,
+        prefix: str,
+        limit: int,
+        cursor: str | None,
+        descending: bool,
+        now: float,
+    ) -> Plan[Call[Any], Page]:
+        call = query_call(
+            self.layout,
+            partition,
+            prefix=prefix,
+            limit=limit,
+            cursor=cursor,
+            descending=descending,
+            now=now,
+        )
+        return single(call)
+
+    def transact(
+        self, operations: Sequence[Operation], now: float
+    ) -> Plan[Call[Any], list[Record | None]]:
+        call = transact_call(
+            self.layout, operations, now=now, single_slot=self.cluster, remember=self.remember
+        )
+        return single(call)
+
+
+# ---------------------------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------------------------
 
@@ -571,7 +660,7 @@ _TRANSIENT_CODES: Final = (
 )
 
 
-def _credentials_problem(exc: redis_errors.RedisError, message: str) -> str | None:
+def _credentials_problem(exc: BaseException, message: str) -> str | None:
     """What is wrong when Redis refused the client (or the client refused Redis' certificate):
     configuration, not an outage -- retrying cannot help."""
     # redis-py strips the error code from its exception messages; the store's own transport
@@ -595,7 +684,7 @@ def _credentials_problem(exc: redis_errors.RedisError, message: str) -> str | No
     return None
 
 
-def translate_error(exc: redis_errors.RedisError) -> StorageError:
+def translate_error(exc: BaseException) -> StorageError:
     """Map a redis-py exception to the storage error tree (raise the result ``from exc``).
 
     >>> type(translate_error(redis_errors.TimeoutError("read timed out"))).__name__

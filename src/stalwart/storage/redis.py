@@ -10,7 +10,10 @@ short: every key of one partition shares the Redis Cluster hash tag
 :func:`partition_key` ``(prefix, partition)``; records are hashes ``{tag}r:<sort key>`` and
 the partition's sorted-set index is ``{tag}i``.
 
-Both stores accept a caller-made client and never close it (unless ``close_client=True``).
+Both stores are the shared :class:`~stalwart.storage._engine.EngineStore` pair over
+:class:`~stalwart.storage._redis_codec.RedisEngine` (one ``Call`` per operation) and an
+executor per mode that sends each call on the store's own connections or through redis-py.
+Both accept a caller-made client and never close it (unless ``close_client=True``).
 Scripts are sent with ``EVALSHA`` through redis-py's ``register_script``; a ``NOSCRIPT`` reply
 means the script did not run, so redis-py's load-and-retry cannot apply a write twice. When the
 client retries, a resend after a lost reply is recognised by the call's replay marker and gets
@@ -34,14 +37,16 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff  # noqa: E402
 from stalwart.storage._contract import (  # noqa: E402
     AsyncStore,
     Clock,
-    JSONObject,
-    Key,
-    Operation,
-    Page,
-    Record,
     Store,
     StoreConfigurationError,
     wall_clock,
+)
+from stalwart.storage._engine import (  # noqa: E402
+    AsyncEngineStore,
+    EngineStore,
+    Plan,
+    drive,
+    drive_async,
 )
 from stalwart.storage._redis_codec import (  # noqa: E402
     MAX_ITEM_BYTES,
@@ -49,19 +54,12 @@ from stalwart.storage._redis_codec import (  # noqa: E402
     Arg,
     Call,
     Layout,
+    RedisEngine,
     ScriptName,
     Transport,
     UrlOptions,
-    create_call,
-    decode_reply,
-    delete_call,
-    get_call,
-    increment_call,
     parse_store_url,
     partition_key,
-    query_call,
-    replace_call,
-    transact_call,
     translate_error,
 )
 from stalwart.storage._redis_scripts import SCRIPTS  # noqa: E402
@@ -80,7 +78,7 @@ from stalwart.storage._redis_wire import (  # noqa: E402
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Coroutine, Iterable, Sequence
 
     from redis.commands.core import AsyncScript, Script
 
@@ -97,9 +95,103 @@ __all__ = [
 
 _RETRY_BACKOFF_BASE_S: Final = 0.05
 _RETRY_BACKOFF_CAP_S: Final = 0.5
+_REDIS_ERRORS: Final = (redis_errors.RedisError,)
 
 
-class RedisStore:
+class _Route[Client: (redis.Redis, redis.asyncio.Redis), Wire: (SyncWire, AsyncWire)]:
+    """What carries one store's calls: its own connections (``wire``), or redis-py -- always
+    when OpenTelemetry instruments the client, so the commands are traced like others."""
+
+    __slots__ = ("client", "close_client", "scripts", "wire", "wire_scripts")
+
+    def __init__(
+        self, client: Client, wire: type[Wire], transport: Transport, *, close_client: bool
+    ) -> None:
+        self.client: Client = client
+        self.close_client = close_client
+        self.scripts: dict[ScriptName, Any] = {
+            name: client.register_script(SCRIPTS[name]) for name in ScriptName
+        }
+        self.wire_scripts = {
+            name: WireScript.of(script.sha, SCRIPTS[name]) for name, script in self.scripts.items()
+        }
+        self.wire: Wire | None = transport_for(client, wire, transport)
+
+    def own_wire(self) -> Wire | None:
+        """The own connections for the next call, or None when redis-py carries it (checked per
+        call: instrumentation is often switched on after the store is built)."""
+        return None if traced(self.client) else self.wire
+
+    def packed(self, call: Call[Any]) -> tuple[WireScript | None, bytes]:
+        """The script (None for the plain ``HMGET`` of ``get``) and the packed command."""
+        script = None if call.script is None else self.wire_scripts[call.script]
+        return script, wire_command(script, call.keys, call.args)
+
+    def via_redis_py(self, call: Call[Any]) -> Any:
+        """Send ``call`` through the client (an awaitable on an asyncio client)."""
+        if call.script is None:
+            return self.client.hmget(call.keys[0], call.args)
+        return self.scripts[call.script](keys=call.keys, args=call.args)
+
+
+class _Executor:
+    """Runs the engine's one-call plans synchronously."""
+
+    __slots__ = ("_route",)
+
+    def __init__(self, route: _Route[redis.Redis, SyncWire]) -> None:
+        self._route = route
+
+    def run[T](self, plan: Plan[Call[Any], T]) -> T:
+        return drive(plan, self._perform, _REDIS_ERRORS, translate_error)
+
+    def _perform(self, call: Call[Any]) -> Any:
+        route = self._route
+        wire = route.own_wire()
+        if wire is None:
+            return route.via_redis_py(call)
+        return run_sync(wire, *route.packed(call))
+
+    def close(self) -> None:
+        route = self._route
+        if route.wire is not None:
+            route.wire.close()
+        if route.close_client:
+            route.client.close()
+
+
+class _AsyncExecutor:
+    """Runs the engine's one-call plans on the event loop."""
+
+    __slots__ = ("_route",)
+
+    def __init__(self, route: _Route[redis.asyncio.Redis, AsyncWire]) -> None:
+        self._route = route
+
+    def run[T](self, plan: Plan[Call[Any], T]) -> Coroutine[Any, Any, T]:
+        # A plain function returning drive_async's coroutine: no coroutine of its own.
+        return drive_async(plan, self._perform, _REDIS_ERRORS, translate_error)
+
+    async def _perform(self, call: Call[Any]) -> Any:
+        route = self._route
+        wire = route.own_wire()
+        if wire is None:
+            return await route.via_redis_py(call)
+        script, command = route.packed(call)
+        reply = await wire.call(command)
+        if script is not None and is_noscript(reply):
+            reply = await load_and_resend(wire, script, command)
+        return check(reply)
+
+    async def close(self) -> None:
+        route = self._route
+        if route.wire is not None:
+            await route.wire.close()
+        if route.close_client:
+            await route.client.aclose()
+
+
+class RedisStore(EngineStore[Call[Any]]):
     """Synchronous :class:`~stalwart.storage.Store` on a ``redis.Redis`` client.
 
     ``prefix`` namespaces the store's keys; ``cluster=True`` rejects transactions spanning
@@ -126,44 +218,26 @@ class RedisStore:
         close_client: bool = False,
         transport: Transport = "auto",
     ) -> None:
-        self._client = client
-        self._layout = Layout(prefix)
-        self._clock = clock
-        self._cluster = cluster
-        self._close_client = close_client
-        self._scripts: dict[ScriptName, Script] = {
-            name: client.register_script(SCRIPTS[name]) for name in ScriptName
-        }
-        self._wire_scripts = _wire_scripts(self._scripts)
-        self._wire = transport_for(client, SyncWire, transport)
-        self._remember = client_may_resend(client)
+        self._route = _Route(client, SyncWire, transport, close_client=close_client)
+        self._redis = RedisEngine(Layout(prefix), client_may_resend(client), cluster)
+        super().__init__(self._redis, _Executor(self._route), clock)
 
     @property
     def client(self) -> redis.Redis:
         """The underlying redis-py client (its settings; :meth:`run_script`)."""
-        return self._client
+        return self._route.client
 
     @property
     def transport(self) -> SyncWire | None:
         """The store's own connections that carry its commands (built from the client's
         settings), or None when redis-py carries them (``transport="redis-py"``, or a setting
         such as RESP3 or a Cluster pool that only redis-py honours)."""
-        return self._wire
+        return self._route.wire
 
     @property
     def prefix(self) -> str:
         """The key namespace; see :func:`partition_key` for the layout."""
-        return self._layout.prefix
-
-    @property
-    def max_transaction_items(self) -> int:
-        """See :meth:`~stalwart.storage.Store.max_transaction_items`."""
-        return MAX_TRANSACTION_ITEMS
-
-    @property
-    def max_item_bytes(self) -> int:
-        """See :meth:`~stalwart.storage.Store.max_item_bytes`."""
-        return MAX_ITEM_BYTES
+        return self._redis.layout.prefix
 
     def run_script(
         self, script: Script, keys: Sequence[Arg] = (), args: Iterable[Arg | int | float] = ()
@@ -180,110 +254,8 @@ class RedisStore:
         except redis_errors.RedisError as exc:
             raise translate_error(exc) from exc
 
-    def _run[T](self, call: Call[T]) -> T:
-        try:
-            if self._wire is not None and not traced(self._client):
-                reply = run_sync(self._wire, *_wire_request(self._wire_scripts, call))
-            elif call.script is None:
-                reply = self._client.hmget(call.keys[0], call.args)
-            else:
-                reply = self._scripts[call.script](keys=call.keys, args=call.args)
-        except redis_errors.RedisError as exc:
-            raise translate_error(exc) from exc
-        return decode_reply(call, reply)
 
-    def get(self, key: Key) -> Record | None:
-        """See :meth:`~stalwart.storage.Store.get`."""
-        return self._run(get_call(self._layout, key, self._clock()))
-
-    def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
-        """See :meth:`~stalwart.storage.Store.create`."""
-        return self._run(
-            create_call(
-                self._layout, key, data, ttl=ttl, now=self._clock(), remember=self._remember
-            )
-        )
-
-    def replace(
-        self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
-    ) -> Record:
-        """See :meth:`~stalwart.storage.Store.replace`."""
-        return self._run(
-            replace_call(
-                self._layout,
-                key,
-                data,
-                expected_version=expected_version,
-                ttl=ttl,
-                now=self._clock(),
-                remember=self._remember,
-            )
-        )
-
-    def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
-        """See :meth:`~stalwart.storage.Store.delete`."""
-        return self._run(
-            delete_call(
-                self._layout,
-                key,
-                expected_version=expected_version,
-                now=self._clock(),
-                remember=self._remember,
-            )
-        )
-
-    def increment(self, key: Key, field: str, by: float = 1, *, ttl: float | None = None) -> Record:
-        """See :meth:`~stalwart.storage.Store.increment`."""
-        return self._run(
-            increment_call(
-                self._layout, key, field, by, ttl=ttl, now=self._clock(), remember=self._remember
-            )
-        )
-
-    def query(
-        self,
-        partition: str,
-        *,
-        prefix: str = "",
-        limit: int = 100,
-        cursor: str | None = None,
-        descending: bool = False,
-    ) -> Page:
-        """See :meth:`~stalwart.storage.Store.query`."""
-        return self._run(
-            query_call(
-                self._layout,
-                partition,
-                prefix=prefix,
-                limit=limit,
-                cursor=cursor,
-                descending=descending,
-                now=self._clock(),
-            )
-        )
-
-    def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
-        """See :meth:`~stalwart.storage.Store.transact`."""
-        return self._run(
-            transact_call(
-                self._layout,
-                operations,
-                max_items=MAX_TRANSACTION_ITEMS,
-                now=self._clock(),
-                single_slot=self._cluster,
-                remember=self._remember,
-            )
-        )
-
-    def close(self) -> None:
-        """See :meth:`~stalwart.storage.Store.close`."""
-        if self._wire is not None:
-            self._wire.close()
-        if self._close_client:
-            self._client.close()
-
-
-class AsyncRedisStore:
+class AsyncRedisStore(AsyncEngineStore[Call[Any]]):
     """Asynchronous :class:`~stalwart.storage.AsyncStore` on a ``redis.asyncio.Redis`` client.
 
     Same semantics, layout and scripts as :class:`RedisStore`.
@@ -303,42 +275,24 @@ class AsyncRedisStore:
         close_client: bool = False,
         transport: Transport = "auto",
     ) -> None:
-        self._client = client
-        self._layout = Layout(prefix)
-        self._clock = clock
-        self._cluster = cluster
-        self._close_client = close_client
-        self._scripts: dict[ScriptName, AsyncScript] = {
-            name: client.register_script(SCRIPTS[name]) for name in ScriptName
-        }
-        self._wire_scripts = _wire_scripts(self._scripts)
-        self._wire = transport_for(client, AsyncWire, transport)
-        self._remember = client_may_resend(client)
+        self._route = _Route(client, AsyncWire, transport, close_client=close_client)
+        self._redis = RedisEngine(Layout(prefix), client_may_resend(client), cluster)
+        super().__init__(self._redis, _AsyncExecutor(self._route), clock)
 
     @property
     def client(self) -> redis.asyncio.Redis:
         """The underlying redis-py asyncio client (its settings; :meth:`run_script`)."""
-        return self._client
+        return self._route.client
 
     @property
     def transport(self) -> AsyncWire | None:
         """See :attr:`RedisStore.transport` (here: one pipelined connection per event loop)."""
-        return self._wire
+        return self._route.wire
 
     @property
     def prefix(self) -> str:
         """The key namespace; see :func:`partition_key` for the layout."""
-        return self._layout.prefix
-
-    @property
-    def max_transaction_items(self) -> int:
-        """See :meth:`~stalwart.storage.AsyncStore.max_transaction_items`."""
-        return MAX_TRANSACTION_ITEMS
-
-    @property
-    def max_item_bytes(self) -> int:
-        """See :meth:`~stalwart.storage.AsyncStore.max_item_bytes`."""
-        return MAX_ITEM_BYTES
+        return self._redis.layout.prefix
 
     async def run_script(
         self, script: AsyncScript, keys: Sequence[Arg] = (), args: Iterable[Arg | int | float] = ()
@@ -348,115 +302,6 @@ class AsyncRedisStore:
             return await script(keys=keys, args=args)
         except redis_errors.RedisError as exc:
             raise translate_error(exc) from exc
-
-    async def _run[T](self, call: Call[T]) -> T:
-        try:
-            wire = self._wire
-            if wire is not None and not traced(self._client):
-                script, command = _wire_request(self._wire_scripts, call)
-                reply = await wire.call(command)
-                if script is not None and is_noscript(reply):
-                    reply = await load_and_resend(wire, script, command)
-                reply = check(reply)
-            elif call.script is None:
-                reply = await self._client.hmget(call.keys[0], call.args)
-            else:
-                reply = await self._scripts[call.script](keys=call.keys, args=call.args)
-        except redis_errors.RedisError as exc:
-            raise translate_error(exc) from exc
-        return decode_reply(call, reply)
-
-    async def get(self, key: Key) -> Record | None:
-        """See :meth:`~stalwart.storage.AsyncStore.get`."""
-        return await self._run(get_call(self._layout, key, self._clock()))
-
-    async def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
-        """See :meth:`~stalwart.storage.AsyncStore.create`."""
-        return await self._run(
-            create_call(
-                self._layout, key, data, ttl=ttl, now=self._clock(), remember=self._remember
-            )
-        )
-
-    async def replace(
-        self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
-    ) -> Record:
-        """See :meth:`~stalwart.storage.AsyncStore.replace`."""
-        return await self._run(
-            replace_call(
-                self._layout,
-                key,
-                data,
-                expected_version=expected_version,
-                ttl=ttl,
-                now=self._clock(),
-                remember=self._remember,
-            )
-        )
-
-    async def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
-        """See :meth:`~stalwart.storage.AsyncStore.delete`."""
-        return await self._run(
-            delete_call(
-                self._layout,
-                key,
-                expected_version=expected_version,
-                now=self._clock(),
-                remember=self._remember,
-            )
-        )
-
-    async def increment(
-        self, key: Key, field: str, by: float = 1, *, ttl: float | None = None
-    ) -> Record:
-        """See :meth:`~stalwart.storage.AsyncStore.increment`."""
-        return await self._run(
-            increment_call(
-                self._layout, key, field, by, ttl=ttl, now=self._clock(), remember=self._remember
-            )
-        )
-
-    async def query(
-        self,
-        partition: str,
-        *,
-        prefix: str = "",
-        limit: int = 100,
-        cursor: str | None = None,
-        descending: bool = False,
-    ) -> Page:
-        """See :meth:`~stalwart.storage.AsyncStore.query`."""
-        return await self._run(
-            query_call(
-                self._layout,
-                partition,
-                prefix=prefix,
-                limit=limit,
-                cursor=cursor,
-                descending=descending,
-                now=self._clock(),
-            )
-        )
-
-    async def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
-        """See :meth:`~stalwart.storage.AsyncStore.transact`."""
-        return await self._run(
-            transact_call(
-                self._layout,
-                operations,
-                max_items=MAX_TRANSACTION_ITEMS,
-                now=self._clock(),
-                single_slot=self._cluster,
-                remember=self._remember,
-            )
-        )
-
-    async def close(self) -> None:
-        """See :meth:`~stalwart.storage.AsyncStore.close`."""
-        if self._wire is not None:
-            await self._wire.close()
-        if self._close_client:
-            await self._client.aclose()
 
 
 def client_may_resend(client: redis.Redis | redis.asyncio.Redis) -> bool:
@@ -470,18 +315,6 @@ def client_may_resend(client: redis.Redis | redis.asyncio.Redis) -> bool:
         return bool(retry.get_retries() > 0)
     # redis-py gives such connections one retry when errors to retry on are named.
     return bool(kwargs.get("retry_on_error") or kwargs.get("retry_on_timeout"))
-
-
-def _wire_scripts(scripts: dict[ScriptName, Any]) -> dict[ScriptName, WireScript]:
-    return {name: WireScript.of(script.sha, SCRIPTS[name]) for name, script in scripts.items()}
-
-
-def _wire_request(
-    scripts: dict[ScriptName, WireScript], call: Call[Any]
-) -> tuple[WireScript | None, bytes]:
-    """The script (None for the plain ``HMGET`` of ``get``) and the packed command of a call."""
-    script = None if call.script is None else scripts[call.script]
-    return script, wire_command(script, call.keys, call.args)
 
 
 def _client_kwargs(options: UrlOptions, retry_class: type[Any]) -> dict[str, Any]:

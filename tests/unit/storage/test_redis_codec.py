@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+import redis
 from redis import exceptions as redis_errors
 from redis.crc import key_slot
 
@@ -24,12 +25,18 @@ from stalwart.storage._redis_codec import (
     parse_store_url,
     partition_key,
     query_bounds,
-    query_call,
     transact_call,
     translate_error,
 )
+from stalwart.storage.redis import RedisStore
 
 LAYOUT = Layout("app")
+
+
+def offline_store() -> RedisStore:
+    """A store on a port nothing listens on: what it rejects, it rejects before any I/O
+    (StoreUnavailable would show an attempt)."""
+    return RedisStore(redis.Redis(port=1, socket_connect_timeout=1), prefix="app")
 
 
 @pytest.mark.parametrize(
@@ -87,7 +94,7 @@ def test_query_bounds(prefix, after, descending, expected):
 @pytest.mark.parametrize("limit", [0, 1001, -1, True, 2.0])
 def test_query_limit_is_validated(limit):
     with pytest.raises(InvalidRecord):
-        query_call(LAYOUT, "p", prefix="", limit=limit, cursor=None, descending=False, now=0.0)
+        offline_store().query("p", limit=limit)
 
 
 def test_oversize_data_is_rejected_before_io():
@@ -101,7 +108,7 @@ def test_oversize_data_is_rejected_before_io():
     [
         lambda: create_call(LAYOUT, Key("p", "\ud800"), {}, ttl=None, now=0.0),
         lambda: create_call(LAYOUT, Key("p"), {"x": "\udfff"}, ttl=None, now=0.0),
-        lambda: create_call(LAYOUT, Key(""), {}, ttl=None, now=0.0),
+        lambda: offline_store().create(Key(""), {}),
         lambda: create_call(LAYOUT, Key("p"), {}, ttl=0, now=0.0),
         lambda: increment_call(LAYOUT, Key("p"), "a.b", 1, ttl=None, now=0.0),
         lambda: increment_call(LAYOUT, Key("p"), "a", float("nan"), ttl=None, now=0.0),
@@ -127,24 +134,24 @@ def test_each_call_gets_its_own_replay_marker_in_its_partition_slot():
     assert first.keys[2].startswith(LAYOUT.tag("p").encode() + b"w:")
     assert len(create_call(LAYOUT, Key("p"), {}, ttl=None, now=0.0, remember=False).keys) == 2
     operations = [Increment(Key("q", "a"), "n"), Increment(Key("q", "b"), "n")]
-    call = transact_call(LAYOUT, operations, max_items=100, now=0.0, single_slot=True)
+    call = transact_call(LAYOUT, operations, now=0.0, single_slot=True)
     assert len(call.keys) == 5
     assert call.keys[4].startswith(LAYOUT.tag("q").encode() + b"w:")
 
 
 def test_cluster_mode_rejects_cross_partition_transactions():
     operations = [Create(Key("a"), {}), Increment(Key("b"), "n")]
-    transact_call(LAYOUT, operations, max_items=100, now=0.0, single_slot=False)
+    transact_call(LAYOUT, operations, now=0.0, single_slot=False)
     with pytest.raises(InvalidRecord, match="one partition"):
-        transact_call(LAYOUT, operations, max_items=100, now=0.0, single_slot=True)
+        transact_call(LAYOUT, operations, now=0.0, single_slot=True)
     same = [Create(Key("a", "1"), {}), Increment(Key("a", "2"), "n")]
-    transact_call(LAYOUT, same, max_items=100, now=0.0, single_slot=True)
+    transact_call(LAYOUT, same, now=0.0, single_slot=True)
 
 
 def test_transaction_item_limit():
     operations = [Create(Key("p", str(i)), {}) for i in range(101)]
     with pytest.raises(InvalidRecord, match="at most 100"):
-        transact_call(LAYOUT, operations, max_items=100, now=0.0, single_slot=False)
+        offline_store().transact(operations)
 
 
 def test_url_defaults():
