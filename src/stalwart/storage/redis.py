@@ -117,11 +117,6 @@ class _Route[Client: (redis.Redis, redis.asyncio.Redis), Wire: (SyncWire, AsyncW
         }
         self.wire: Wire | None = transport_for(client, wire, transport)
 
-    def own_wire(self) -> Wire | None:
-        """The own connections for the next call, or None when redis-py carries it (checked per
-        call: instrumentation is often switched on after the store is built)."""
-        return None if traced(self.client) else self.wire
-
     def packed(self, call: Call[Any]) -> tuple[WireScript | None, bytes]:
         """The script (None for the plain ``HMGET`` of ``get``) and the packed command."""
         script = None if call.script is None else self.wire_scripts[call.script]
@@ -147,8 +142,8 @@ class _Executor:
 
     def _perform(self, call: Call[Any]) -> Any:
         route = self._route
-        wire = route.own_wire()
-        if wire is None:
+        wire = route.wire
+        if wire is None or traced(route.client):
             return route.via_redis_py(call)
         return run_sync(wire, *route.packed(call))
 
@@ -174,8 +169,8 @@ class _AsyncExecutor:
 
     async def _perform(self, call: Call[Any]) -> Any:
         route = self._route
-        wire = route.own_wire()
-        if wire is None:
+        wire = route.wire
+        if wire is None or traced(route.client):
             return await route.via_redis_py(call)
         script, command = route.packed(call)
         reply = await wire.call(command)
