@@ -417,42 +417,6 @@ def query_bounds(prefix: bytes, after: bytes | None, *, descending: bool) -> tup
     return lower, upper
 
 
-def query_call(
-    layout: Layout,
-    partition: str,
-    *,
-    prefix: str,
-    limit: int,
-    cursor: str | None,
-    descending: bool,
-    now: float,
-) -> Call[Page]:
-    after = None if cursor is None else utf8(decode_cursor(cursor, partition))
-    first, second = query_bounds(utf8(prefix), after, descending=bool(descending))
-
-    def decode(reply: Reply) -> Page:
-        records = [
-            _record(Key(partition, _text(reply[at])), reply[at + 1], reply[at + 2], reply[at + 3])
-            for at in range(1, len(reply), 4)
-        ]
-        more = _text(reply[0]) == "1" and records
-        return Page(records, encode_cursor(partition, records[-1].key.sort) if more else None)
-
-    return Call(
-        ScriptName.QUERY,
-        (layout.index_key(partition),),
-        (
-            _float_text(now),
-            layout.record_base(partition),
-            first,
-            second,
-            str(limit),
-            "1" if descending else "0",
-        ),
-        decode,
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # Transactions
 # ---------------------------------------------------------------------------------------------
@@ -622,14 +586,32 @@ class RedisEngine:
         descending: bool,
         now: float,
     ) -> Plan[Call[Any], Page]:
-        call = query_call(
-            self.layout,
-            partition,
-            prefix=prefix,
-            limit=limit,
-            cursor=cursor,
-            descending=descending,
-            now=now,
+        """The query script over the partition's sorted-set index, by ``ZRANGEBYLEX``."""
+        after = None if cursor is None else utf8(decode_cursor(cursor, partition))
+        first, second = query_bounds(utf8(prefix), after, descending=descending)
+
+        def decode(reply: Reply) -> Page:
+            records = [
+                _record(
+                    Key(partition, _text(reply[at])), reply[at + 1], reply[at + 2], reply[at + 3]
+                )
+                for at in range(1, len(reply), 4)
+            ]
+            more = _text(reply[0]) == "1" and records
+            return Page(records, encode_cursor(partition, records[-1].key.sort) if more else None)
+
+        call = Call(
+            ScriptName.QUERY,
+            (self.layout.index_key(partition),),
+            (
+                _float_text(now),
+                self.layout.record_base(partition),
+                first,
+                second,
+                str(limit),
+                "1" if descending else "0",
+            ),
+            decode,
         )
         return single(call)
 
