@@ -1,10 +1,11 @@
 # Copyright 2026 stalwart contributors
 """DynamoDB wire logic without I/O: item codec, request builders, reply decoders, error mapping.
 
-Every operation is a *plan*: a generator that yields :class:`Call` (one low-level client
-request, e.g. ``Call("put_item", {...})``) or :class:`Sleep`, receives the response dict (or a
-:class:`Failure` for a ``ClientError``) and returns the operation's result. The sync and async
-drivers in :mod:`stalwart.storage.dynamodb` only execute the steps, so both share every rule here.
+:class:`DynamoDBEngine` makes one *plan* per operation: a generator that yields :class:`Call`
+(one low-level client request, e.g. ``Call("put_item", {...})``) or :class:`Sleep`, receives the
+response dict (or a :class:`Failure` for a ``ClientError``) and returns the operation's result.
+The sync and async executors in :mod:`stalwart.storage.dynamodb` only perform the steps, so both
+share every rule here.
 
 Item layout (one item per record)::
 

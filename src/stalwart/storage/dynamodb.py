@@ -1,8 +1,9 @@
 # Copyright 2026 stalwart contributors
 """The storage contract on DynamoDB, sync (boto3) and async (aiobotocore).
 
-Both stores run the same plans from :mod:`stalwart.storage._dynamodb_core`; the classes here
-only send each request with the low-level client and hand back the reply. See
+Both stores are the shared engine stores running :class:`DynamoDBEngine`'s plans from
+:mod:`stalwart.storage._dynamodb_core`; the executors here only send each request with the
+low-level client and hand back the reply. See
 ``docs/storage/dynamodb.md`` for the item layout, conditions and table creation.
 
 >>> store = store_from_url("dynamodb://orders?region=eu-west-1")  # doctest: +SKIP
