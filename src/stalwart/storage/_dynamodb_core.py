@@ -1,10 +1,11 @@
 # Copyright 2026 stalwart contributors
 """DynamoDB wire logic without I/O: item codec, request builders, reply decoders, error mapping.
 
-Every operation is a *plan*: a generator that yields :class:`Call` (one low-level client
-request, e.g. ``Call("put_item", {...})``) or :class:`Sleep`, receives the response dict (or a
-:class:`Failure` for a ``ClientError``) and returns the operation's result. The sync and async
-drivers in :mod:`stalwart.storage.dynamodb` only execute the steps, so both share every rule here.
+:class:`DynamoDBEngine` makes one *plan* per operation: a generator that yields :class:`Call`
+(one low-level client request, e.g. ``Call("put_item", {...})``) or :class:`Sleep`, receives the
+response dict (or a :class:`Failure` for a ``ClientError``) and returns the operation's result.
+The sync and async executors in :mod:`stalwart.storage.dynamodb` only perform the steps, so both
+share every rule here.
 
 Item layout (one item per record)::
 
@@ -255,7 +256,11 @@ def decode_sort(stored: str) -> str:
 
 def check_key(key: Key) -> Key:
     """Contract key validation plus DynamoDB's byte limits on key attributes."""
-    validate_key(key)
+    return check_key_bytes(validate_key(key))
+
+
+def check_key_bytes(key: Key) -> Key:
+    """DynamoDB's byte limits on key attributes, for a key the contract's rules accepted."""
     if len(key.partition.encode()) > MAX_PARTITION_BYTES:
         raise InvalidRecord(f"key partition is over DynamoDB's {MAX_PARTITION_BYTES}-byte limit")
     if len(key.sort.encode()) > MAX_SORT_BYTES:
@@ -521,182 +526,6 @@ def query_request(
 
 
 # ---------------------------------------------------------------------------------------------
-# Plans for single-record operations (exactly one Call on success and on conflict)
-# ---------------------------------------------------------------------------------------------
-
-
-def get_plan(table: str, key: Key, clock: Clock) -> Plan[Record | None]:
-    """GetItem and hide an expired record."""
-    request = get_request(table, check_key(key))
-    reply = _expect_success((yield Call("get_item", request)))
-    return live_record(cast("Item | None", reply.get("Item")), clock())
-
-
-def create_plan(
-    table: str, key: Key, data: JSONObject, *, ttl: float | None, clock: Clock
-) -> Plan[Record]:
-    """PutItem if absent or expired; AlreadyExists carries the ALL_OLD record."""
-    check_key(key)
-    normalized = normalize_data(data)
-    now = clock()
-    expires_at = expiry_from_ttl(ttl, now)
-    item = encode_item(key, normalized, 1, expires_at)
-    reply = yield Call("put_item", put_request(table, item, create_condition(now)))
-    if isinstance(reply, Failure):
-        if reply.code == "ConditionalCheckFailedException":
-            raise AlreadyExists(key, live_record(reply.item, now)) from reply.cause
-        raise map_failure(reply) from reply.cause
-    return Record(key, normalized, 1, expires_at)
-
-
-def replace_plan(
-    table: str,
-    key: Key,
-    data: JSONObject,
-    *,
-    expected_version: int,
-    ttl: float | None,
-    clock: Clock,
-) -> Plan[Record]:
-    """PutItem if live at ``expected_version``; VersionConflict carries the ALL_OLD record."""
-    check_key(key)
-    validate_version(expected_version)
-    normalized = normalize_data(data)
-    now = clock()
-    expires_at = expiry_from_ttl(ttl, now)
-    item = encode_item(key, normalized, expected_version + 1, expires_at)
-    condition = version_condition(expected_version, now)
-    reply = yield Call("put_item", put_request(table, item, condition))
-    if isinstance(reply, Failure):
-        if reply.code == "ConditionalCheckFailedException":
-            current = live_record(reply.item, now)
-            raise VersionConflict(key, expected_version, current) from reply.cause
-        raise map_failure(reply) from reply.cause
-    return Record(key, normalized, expected_version + 1, expires_at)
-
-
-def delete_plan(table: str, key: Key, expected_version: int | None, clock: Clock) -> Plan[bool]:
-    """DeleteItem if live (and at the version); a failed liveness check means False."""
-    check_key(key)
-    if expected_version is not None:
-        validate_version(expected_version)
-    now = clock()
-    reply = yield Call("delete_item", delete_request(table, key, expected_version, now))
-    if isinstance(reply, Failure):
-        if reply.code != "ConditionalCheckFailedException":
-            raise map_failure(reply) from reply.cause
-        if expected_version is None:
-            return False
-        current = live_record(reply.item, now)
-        raise VersionConflict(key, expected_version, current) from reply.cause
-    return True
-
-
-def _non_numeric(key: Key, field: str) -> InvalidRecord:
-    return InvalidRecord(
-        f"field {field!r} of {key} does not hold a number DynamoDB can "
-        "increment (not a number, or beyond 38 significant digits)"
-    )
-
-
-def _out_of_range(key: Key, field: str, by: float) -> InvalidRecord:
-    return InvalidRecord(
-        f"field {field!r} of {key} + {by} would leave the signed 64-bit integer range"
-    )
-
-
-def increment_plan(
-    table: str, key: Key, field: str, by: float, *, ttl: float | None, clock: Clock
-) -> Plan[Record]:
-    """One UpdateItem (ALL_NEW); only an expired record costs a conditional PutItem more.
-
-    UpdateItem cannot drop the unknown fields of an expired record, so that rare path replaces
-    it with a fresh ``{field: by}`` record, conditional on it still being absent or expired; if
-    another writer revived it meanwhile, the increment is tried again.
-    """
-    check_key(key)
-    validate_field(field)
-    amount = validate_amount(by)
-    ttl_now = clock()
-    expiry_from_ttl(ttl, ttl_now)  # validate before any I/O
-    for _ in range(CONTENTION_ATTEMPTS):
-        now = clock()
-        expires_at = expiry_from_ttl(ttl, now)
-        reply = yield Call(
-            "update_item",
-            increment_request(table, key, field, amount, expires_at=expires_at, now=now),
-        )
-        if not isinstance(reply, Failure):
-            return decode_item(cast("Item", _expect_success(reply)["Attributes"]))
-        if reply.code != "ConditionalCheckFailedException":
-            raise map_failure(reply) from reply.cause
-        old = reply.item
-        if old is not None and is_live(old, now):
-            stored = old.get(FIELD_PREFIX + field)
-            if stored is not None and "N" not in stored:
-                raise _non_numeric(key, field) from reply.cause
-            floats = old.get(FLOAT_FIELDS, {}).get("SS", ())
-            if (
-                stored is not None
-                and field not in floats
-                and integer_sum_overflows(_decode_number(stored["N"], is_float=False), amount)
-            ):
-                raise _out_of_range(key, field, amount) from reply.cause
-            # The item changed between the check and the reply (DynamoDB itself never shows
-            # this; an emulator that applies an update in steps can): just try again.
-            continue
-        item = encode_item(key, {field: amount}, 1, expires_at)
-        reply = yield Call("put_item", put_request(table, item, create_condition(now)))
-        if not isinstance(reply, Failure):
-            return Record(key, {field: amount}, 1, expires_at)
-        if reply.code != "ConditionalCheckFailedException":
-            raise map_failure(reply) from reply.cause
-    raise StoreUnavailable(f"increment of {key} kept losing races with other writers")
-
-
-def query_plan(
-    table: str,
-    partition: str,
-    *,
-    prefix: str,
-    limit: int,
-    cursor: str | None,
-    descending: bool,
-    clock: Clock,
-) -> Plan[Page]:
-    """Query pages until ``limit`` live records (plus one, to know whether more exist)."""
-    check_key(Key(partition))
-    check_query(partition, prefix, limit)
-    start = decode_cursor(cursor, partition) if cursor is not None else None
-    if start == "":
-        raise InvalidRecord("this query cursor belongs to another query")
-    now = clock()
-    items: list[Item] = []
-    while True:
-        wanted = limit + 1 - len(items)
-        request = query_request(
-            table,
-            partition,
-            prefix=prefix,
-            limit=wanted,
-            descending=descending,
-            start_sort=start,
-            now=now,
-        )
-        reply = _expect_success((yield Call("query", request)))
-        items.extend(cast("list[Item]", reply.get("Items", [])))
-        last = reply.get("LastEvaluatedKey")
-        if len(items) > limit or not last:
-            break
-        start = cast("Item", last)[SK]["S"]
-    page = items[:limit]
-    records = [decode_item(item) for item in page]
-    more = len(items) > limit
-    next_cursor = encode_cursor(partition, page[-1][SK]["S"]) if more else None
-    return Page(records, next_cursor)
-
-
-# ---------------------------------------------------------------------------------------------
 # Transactions
 # ---------------------------------------------------------------------------------------------
 
@@ -710,7 +539,7 @@ class _Prepared:
 
 
 def _prepare(operation: Operation, now: float) -> _Prepared:
-    check_key(operation.key)
+    check_key_bytes(operation.key)
     match operation:
         case Create(data=data, ttl=ttl):
             expiry_from_ttl(ttl, now)
@@ -884,48 +713,302 @@ def transact_get_request(table: str, keys: Sequence[Key]) -> Request:
     }
 
 
+# ---------------------------------------------------------------------------------------------
+# The engine: one plan per operation (exactly one Call per single-record operation)
+# ---------------------------------------------------------------------------------------------
+
+
+def _non_numeric(key: Key, field: str) -> InvalidRecord:
+    return InvalidRecord(
+        f"field {field!r} of {key} does not hold a number DynamoDB can "
+        "increment (not a number, or beyond 38 significant digits)"
+    )
+
+
+def _out_of_range(key: Key, field: str, by: float) -> InvalidRecord:
+    return InvalidRecord(
+        f"field {field!r} of {key} + {by} would leave the signed 64-bit integer range"
+    )
+
+
+class DynamoDBEngine:
+    """DynamoDB's plans on one table (the :class:`~stalwart.storage._engine.Engine` protocol).
+
+    The store has checked keys, query arguments and the transaction's shape and passes ``now``;
+    the plans add DynamoDB's own limits (key bytes, number range) and the data checks.
+
+    >>> plan = DynamoDBEngine("orders").get(Key("acct-1"), now=0.0)
+    >>> next(plan).operation
+    'get_item'
+    """
+
+    __slots__ = ("table",)
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+
+    @property
+    def max_item_bytes(self) -> int:
+        """Largest data JSON: 350,000 bytes (DynamoDB's 400 KB item minus keys and metadata)."""
+        return MAX_DATA_BYTES
+
+    @property
+    def max_transaction_items(self) -> int:
+        """TransactWriteItems' limit: 100."""
+        return MAX_TRANSACTION_ITEMS
+
+    def get(self, key: Key, now: float) -> Plan[Record | None]:
+        """GetItem and hide an expired record."""
+        request = get_request(self.table, check_key_bytes(key))
+        reply = _expect_success((yield Call("get_item", request)))
+        return live_record(cast("Item | None", reply.get("Item")), now)
+
+    def create(self, key: Key, data: JSONObject, ttl: float | None, now: float) -> Plan[Record]:
+        """PutItem if absent or expired; AlreadyExists carries the ALL_OLD record."""
+        check_key_bytes(key)
+        normalized = normalize_data(data)
+        expires_at = expiry_from_ttl(ttl, now)
+        item = encode_item(key, normalized, 1, expires_at)
+        reply = yield Call("put_item", put_request(self.table, item, create_condition(now)))
+        if isinstance(reply, Failure):
+            if reply.code == "ConditionalCheckFailedException":
+                raise AlreadyExists(key, live_record(reply.item, now)) from reply.cause
+            raise map_failure(reply) from reply.cause
+        return Record(key, normalized, 1, expires_at)
+
+    def replace(
+        self, key: Key, data: JSONObject, expected_version: int, ttl: float | None, now: float
+    ) -> Plan[Record]:
+        """PutItem if live at ``expected_version``; VersionConflict carries the ALL_OLD record."""
+        check_key_bytes(key)
+        validate_version(expected_version)
+        normalized = normalize_data(data)
+        expires_at = expiry_from_ttl(ttl, now)
+        item = encode_item(key, normalized, expected_version + 1, expires_at)
+        condition = version_condition(expected_version, now)
+        reply = yield Call("put_item", put_request(self.table, item, condition))
+        if isinstance(reply, Failure):
+            if reply.code == "ConditionalCheckFailedException":
+                current = live_record(reply.item, now)
+                raise VersionConflict(key, expected_version, current) from reply.cause
+            raise map_failure(reply) from reply.cause
+        return Record(key, normalized, expected_version + 1, expires_at)
+
+    def delete(self, key: Key, expected_version: int | None, now: float) -> Plan[bool]:
+        """DeleteItem if live (and at the version); a failed liveness check means False."""
+        check_key_bytes(key)
+        if expected_version is not None:
+            validate_version(expected_version)
+        reply = yield Call("delete_item", delete_request(self.table, key, expected_version, now))
+        if isinstance(reply, Failure):
+            if reply.code != "ConditionalCheckFailedException":
+                raise map_failure(reply) from reply.cause
+            if expected_version is None:
+                return False
+            current = live_record(reply.item, now)
+            raise VersionConflict(key, expected_version, current) from reply.cause
+        return True
+
+    def increment(
+        self, key: Key, field: str, by: float, ttl: float | None, now: float
+    ) -> Plan[Record]:
+        """One UpdateItem (ALL_NEW); only an expired record costs a conditional PutItem more.
+
+        UpdateItem cannot drop the unknown fields of an expired record, so that rare path
+        replaces it with a fresh ``{field: by}`` record, conditional on it still being absent or
+        expired; if another writer revived it meanwhile, the increment is tried again.
+        """
+        check_key_bytes(key)
+        validate_field(field)
+        amount = validate_amount(by)
+        expires_at = expiry_from_ttl(ttl, now)  # validated before any I/O
+        request = increment_request(self.table, key, field, amount, expires_at=expires_at, now=now)
+        for _ in range(CONTENTION_ATTEMPTS):
+            reply = yield Call("update_item", request)
+            if not isinstance(reply, Failure):
+                return decode_item(cast("Item", _expect_success(reply)["Attributes"]))
+            if reply.code != "ConditionalCheckFailedException":
+                raise map_failure(reply) from reply.cause
+            old = reply.item
+            if old is not None and is_live(old, now):
+                stored = old.get(FIELD_PREFIX + field)
+                if stored is not None and "N" not in stored:
+                    raise _non_numeric(key, field) from reply.cause
+                floats = old.get(FLOAT_FIELDS, {}).get("SS", ())
+                if (
+                    stored is not None
+                    and field not in floats
+                    and integer_sum_overflows(_decode_number(stored["N"], is_float=False), amount)
+                ):
+                    raise _out_of_range(key, field, amount) from reply.cause
+                # The item changed between the check and the reply (DynamoDB itself never
+                # shows this; an emulator that applies an update in steps can): try again.
+                continue
+            item = encode_item(key, {field: amount}, 1, expires_at)
+            reply = yield Call("put_item", put_request(self.table, item, create_condition(now)))
+            if not isinstance(reply, Failure):
+                return Record(key, {field: amount}, 1, expires_at)
+            if reply.code != "ConditionalCheckFailedException":
+                raise map_failure(reply) from reply.cause
+        raise StoreUnavailable(f"increment of {key} kept losing races with other writers")
+
+    def query(
+        self,
+        partition: str,
+        *,
+        prefix: str,
+        limit: int,
+        cursor: str | None,
+        descending: bool,
+        now: float,
+    ) -> Plan[Page]:
+        """Query pages until ``limit`` live records (plus one, to know whether more exist)."""
+        check_key_bytes(Key(partition))
+        start = decode_cursor(cursor, partition) if cursor is not None else None
+        if start == "":
+            raise InvalidRecord("this query cursor belongs to another query")
+        items: list[Item] = []
+        while True:
+            wanted = limit + 1 - len(items)
+            request = query_request(
+                self.table,
+                partition,
+                prefix=prefix,
+                limit=wanted,
+                descending=descending,
+                start_sort=start,
+                now=now,
+            )
+            reply = _expect_success((yield Call("query", request)))
+            items.extend(cast("list[Item]", reply.get("Items", [])))
+            last = reply.get("LastEvaluatedKey")
+            if len(items) > limit or not last:
+                break
+            start = cast("Item", last)[SK]["S"]
+        page = items[:limit]
+        records = [decode_item(item) for item in page]
+        more = len(items) > limit
+        next_cursor = encode_cursor(partition, page[-1][SK]["S"]) if more else None
+        return Page(records, next_cursor)
+
+    def transact(self, operations: Sequence[Operation], now: float) -> Plan[list[Record | None]]:
+        """TransactWriteItems; Increments are read first so their results are exact.
+
+        A transaction without Increment is one round trip. With Increments, one
+        TransactGetItems reads them, each Increment becomes a Put of the computed record pinned
+        to the version read, and a lost race on those (never on the caller's own conditions)
+        repeats both steps. botocore fills ``ClientRequestToken``, so its own retries of a
+        write are idempotent.
+        """
+        table = self.table
+        prepared = [_prepare(operation, now) for operation in operations]
+        increments = [
+            index for index, operation in enumerate(operations) if isinstance(operation, Increment)
+        ]
+        for attempt in range(CONTENTION_ATTEMPTS):
+            if attempt:
+                yield Sleep(contention_backoff(attempt))
+            snapshots: dict[int, Item | None] = {}
+            if increments:
+                keys = [operations[index].key for index in increments]
+                reply = _expect_success(
+                    (yield Call("transact_get_items", transact_get_request(table, keys)))
+                )
+                responses = cast("list[dict[str, Any]]", reply.get("Responses", []))
+                for index, response in zip(increments, responses, strict=True):
+                    snapshots[index] = cast("Item | None", response.get("Item"))
+            built = [
+                _transact_item(table, entry, snapshots.get(index), now)
+                for index, entry in enumerate(prepared)
+            ]
+            request = {"TransactItems": [item for item, _ in built]}
+            written = yield Call("transact_write_items", request)
+            if not isinstance(written, Failure):
+                return [record for _, record in built]
+            if written.code != "TransactionCanceledException":
+                raise map_failure(written) from written.cause
+            error = decode_cancellation(written, operations, now, frozenset(increments))
+            if error is not None:
+                raise error from written.cause
+        raise StoreUnavailable("transaction increments kept losing races with other writers")
+
+
+# ---------------------------------------------------------------------------------------------
+# The plans behind the store's shared checks (what EngineStore does before running a plan),
+# for running a plan without a store
+# ---------------------------------------------------------------------------------------------
+
+
+def get_plan(table: str, key: Key, clock: Clock) -> Plan[Record | None]:
+    """:meth:`DynamoDBEngine.get` after the store's key check, at ``clock()``."""
+    return (yield from DynamoDBEngine(table).get(validate_key(key), clock()))
+
+
+def create_plan(
+    table: str, key: Key, data: JSONObject, *, ttl: float | None, clock: Clock
+) -> Plan[Record]:
+    """:meth:`DynamoDBEngine.create` after the store's key check, at ``clock()``."""
+    return (yield from DynamoDBEngine(table).create(validate_key(key), data, ttl, clock()))
+
+
+def replace_plan(
+    table: str,
+    key: Key,
+    data: JSONObject,
+    *,
+    expected_version: int,
+    ttl: float | None,
+    clock: Clock,
+) -> Plan[Record]:
+    """:meth:`DynamoDBEngine.replace` after the store's key check, at ``clock()``."""
+    engine = DynamoDBEngine(table)
+    return (yield from engine.replace(validate_key(key), data, expected_version, ttl, clock()))
+
+
+def delete_plan(table: str, key: Key, expected_version: int | None, clock: Clock) -> Plan[bool]:
+    """:meth:`DynamoDBEngine.delete` after the store's key check, at ``clock()``."""
+    engine = DynamoDBEngine(table)
+    return (yield from engine.delete(validate_key(key), expected_version, clock()))
+
+
+def increment_plan(
+    table: str, key: Key, field: str, by: float, *, ttl: float | None, clock: Clock
+) -> Plan[Record]:
+    """:meth:`DynamoDBEngine.increment` after the store's key check, at ``clock()``."""
+    engine = DynamoDBEngine(table)
+    return (yield from engine.increment(validate_key(key), field, by, ttl, clock()))
+
+
+def query_plan(
+    table: str,
+    partition: str,
+    *,
+    prefix: str,
+    limit: int,
+    cursor: str | None,
+    descending: bool,
+    clock: Clock,
+) -> Plan[Page]:
+    """:meth:`DynamoDBEngine.query` after the store's query check, at ``clock()``."""
+    check_query(partition, prefix, limit)
+    return (
+        yield from DynamoDBEngine(table).query(
+            partition,
+            prefix=prefix,
+            limit=limit,
+            cursor=cursor,
+            descending=descending,
+            now=clock(),
+        )
+    )
+
+
 def transact_plan(
     table: str, operations: Sequence[Operation], clock: Clock
 ) -> Plan[list[Record | None]]:
-    """TransactWriteItems; Increments are read first so their results are exact.
-
-    A transaction without Increment is one round trip. With Increments, one TransactGetItems
-    reads them, each Increment becomes a Put of the computed record pinned to the version read,
-    and a lost race on those (never on the caller's own conditions) repeats both steps.
-    botocore fills ``ClientRequestToken``, so its own retries of a write are idempotent.
-    """
+    """:meth:`DynamoDBEngine.transact` after the store's transaction check, at ``clock()``."""
     validate_operations(operations, MAX_TRANSACTION_ITEMS)
-    prepared = [_prepare(operation, clock()) for operation in operations]
-    increments = [
-        index for index, operation in enumerate(operations) if isinstance(operation, Increment)
-    ]
-    for attempt in range(CONTENTION_ATTEMPTS):
-        if attempt:
-            yield Sleep(contention_backoff(attempt))
-        snapshots: dict[int, Item | None] = {}
-        if increments:
-            keys = [operations[index].key for index in increments]
-            reply = _expect_success(
-                (yield Call("transact_get_items", transact_get_request(table, keys)))
-            )
-            responses = cast("list[dict[str, Any]]", reply.get("Responses", []))
-            for index, response in zip(increments, responses, strict=True):
-                snapshots[index] = cast("Item | None", response.get("Item"))
-        now = clock()
-        built = [
-            _transact_item(table, entry, snapshots.get(index), now)
-            for index, entry in enumerate(prepared)
-        ]
-        request = {"TransactItems": [item for item, _ in built]}
-        written = yield Call("transact_write_items", request)
-        if not isinstance(written, Failure):
-            return [record for _, record in built]
-        if written.code != "TransactionCanceledException":
-            raise map_failure(written) from written.cause
-        error = decode_cancellation(written, operations, now, frozenset(increments))
-        if error is not None:
-            raise error from written.cause
-    raise StoreUnavailable("transaction increments kept losing races with other writers")
+    return (yield from DynamoDBEngine(table).transact(operations, clock()))
 
 
 # ---------------------------------------------------------------------------------------------

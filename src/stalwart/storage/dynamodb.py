@@ -1,8 +1,9 @@
 # Copyright 2026 stalwart contributors
 """The storage contract on DynamoDB, sync (boto3) and async (aiobotocore).
 
-Both stores run the same plans from :mod:`stalwart.storage._dynamodb_core`; the classes here
-only send each request with the low-level client and hand back the reply. See
+Both stores are the shared engine stores running :class:`DynamoDBEngine`'s plans from
+:mod:`stalwart.storage._dynamodb_core`; the executors here only send each request with the
+low-level client and hand back the reply. See
 ``docs/storage/dynamodb.md`` for the item layout, conditions and table creation.
 
 >>> store = store_from_url("dynamodb://orders?region=eu-west-1")  # doctest: +SKIP
@@ -33,32 +34,25 @@ from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
 
 from stalwart.storage._contract import (  # noqa: E402
     Clock,
-    JSONObject,
-    Key,
-    Operation,
-    Page,
-    Record,
     StorageError,
     StoreConfigurationError,
     wall_clock,
 )
 from stalwart.storage._dynamodb_core import (  # noqa: E402
-    MAX_DATA_BYTES,
-    MAX_TRANSACTION_ITEMS,
     Call,
+    DynamoDBEngine,
     Plan,
     Reply,
     Sleep,
-    create_plan,
     create_table_plan,
-    delete_plan,
     failure_from_response,
-    get_plan,
-    increment_plan,
     map_transport_error,
-    query_plan,
-    replace_plan,
-    transact_plan,
+)
+from stalwart.storage._engine import (  # noqa: E402
+    AsyncEngineStore,
+    EngineStore,
+    drive,
+    drive_async,
 )
 from stalwart.storage._url import (  # noqa: E402
     flag,
@@ -68,7 +62,7 @@ from stalwart.storage._url import (  # noqa: E402
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Mapping
 
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from types_aiobotocore_dynamodb.client import DynamoDBClient as AsyncDynamoDBClient
@@ -102,56 +96,108 @@ DEFAULT_MAX_POOL_CONNECTIONS: Final = 50
 
 
 # ---------------------------------------------------------------------------------------------
-# Drivers: the only code that performs I/O
+# Executors: the only code that performs I/O
 # ---------------------------------------------------------------------------------------------
 
-
-def _run[T](client: Any, plan: Plan[T]) -> T:
-    reply: Reply = None
-    try:
-        while True:
-            step = plan.send(reply)
-            if isinstance(step, Sleep):
-                time.sleep(step.seconds)
-                reply = None
-                continue
-            reply = _send(client, step)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+# A ClientError is a DynamoDB reply: it goes back into the plan as a Failure value. These are
+# raised before any reply arrived: thrown into the plan, and translated when it lets them go.
+_TRANSPORT_ERRORS: Final = (BotoCoreError, OSError)
 
 
-def _send(client: Any, call: Call) -> Reply:
-    try:
-        response: Mapping[str, Any] = getattr(client, call.operation)(**call.request)
-    except ClientError as exc:
-        return failure_from_response(exc.response, exc)
-    except (BotoCoreError, OSError) as exc:
-        raise map_transport_error(exc) from exc
-    return response
+class _Executor:
+    """Runs plans on a boto3 client."""
+
+    __slots__ = ("_client", "_owns_client")
+
+    def __init__(self, client: DynamoDBClient, *, owns_client: bool = False) -> None:
+        self._client = client
+        self._owns_client = owns_client
+
+    def _perform(self, step: Call | Sleep) -> Reply:
+        if isinstance(step, Sleep):
+            time.sleep(step.seconds)
+            return None
+        try:
+            response: Mapping[str, Any] = getattr(self._client, step.operation)(**step.request)
+        except ClientError as exc:
+            return failure_from_response(exc.response, exc)
+        return response
+
+    def run[T](self, plan: Plan[T]) -> T:
+        return drive(plan, self._perform, _TRANSPORT_ERRORS, map_transport_error)
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._owns_client = False
+            self._client.close()
 
 
-async def _run_async[T](client: Any, plan: Plan[T]) -> T:
-    reply: Reply = None
-    try:
-        while True:
-            step = plan.send(reply)
+class _AsyncExecutor:
+    """Runs plans on an aiobotocore client: the caller's, or one it enters on first use from
+    connection settings (and exits in :meth:`close`)."""
+
+    def __init__(
+        self, client: AsyncDynamoDBClient | None, table: str, settings: ConnectionSettings | None
+    ) -> None:
+        self.client = client
+        self._table = table
+        self._settings = settings
+        self._exit_stack: contextlib.AsyncExitStack | None = None
+        self._opening = asyncio.Lock()
+        self._closed = False
+
+    async def ready(self) -> AsyncDynamoDBClient:
+        """The client, entered now if the executor builds its own."""
+        if self._closed:
+            raise StorageError("the store is closed")
+        if self.client is None:
+            async with self._opening:
+                # Another task may have opened it while this one waited for the lock.
+                if self.client is None:
+                    self.client = await self._enter_client()
+        return self.client
+
+    async def _enter_client(self) -> AsyncDynamoDBClient:
+        settings = self._settings
+        assert settings is not None
+        stack = contextlib.AsyncExitStack()
+        try:
+            client: AsyncDynamoDBClient = await stack.enter_async_context(
+                get_session().create_client(
+                    "dynamodb",
+                    config=AioConfig(**settings.config_kwargs()),
+                    **settings.client_kwargs(),
+                )
+            )
+            if settings.create:
+                await async_create_table(client, self._table)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._exit_stack = stack
+        return client
+
+    async def run[T](self, plan: Plan[T]) -> T:
+        client = await self.ready()  # held for the whole plan, even if close() runs meanwhile
+
+        async def perform(step: Call | Sleep) -> Reply:
             if isinstance(step, Sleep):
                 await asyncio.sleep(step.seconds)
-                reply = None
-                continue
-            reply = await _send_async(client, step)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+                return None
+            try:
+                response: Mapping[str, Any] = await getattr(client, step.operation)(**step.request)
+            except ClientError as exc:
+                return failure_from_response(exc.response, exc)
+            return response
 
+        return await drive_async(plan, perform, _TRANSPORT_ERRORS, map_transport_error)
 
-async def _send_async(client: Any, call: Call) -> Reply:
-    try:
-        response: Mapping[str, Any] = await getattr(client, call.operation)(**call.request)
-    except ClientError as exc:
-        return failure_from_response(exc.response, exc)
-    except (BotoCoreError, OSError, TimeoutError) as exc:
-        raise map_transport_error(exc) from exc
-    return response
+    async def close(self) -> None:
+        self._closed = True
+        stack, self._exit_stack = self._exit_stack, None
+        if stack is not None:
+            self.client = None
+            await stack.aclose()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,7 +213,7 @@ def create_table(
 
     >>> create_table(boto3.client("dynamodb"), "orders")  # doctest: +SKIP
     """
-    _run(client, create_table_plan(table, wait_seconds))
+    _Executor(client).run(create_table_plan(table, wait_seconds))
 
 
 async def async_create_table(
@@ -177,7 +223,7 @@ async def async_create_table(
 
     >>> await async_create_table(client, "orders")  # doctest: +SKIP
     """
-    await _run_async(client, create_table_plan(table, wait_seconds))
+    await _AsyncExecutor(client, table, None).run(create_table_plan(table, wait_seconds))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,7 +231,7 @@ async def async_create_table(
 # ---------------------------------------------------------------------------------------------
 
 
-class DynamoDBStore:
+class DynamoDBStore(EngineStore[Call | Sleep]):
     """A :class:`~stalwart.storage.Store` on one DynamoDB table, over a boto3 client.
 
     A client passed in stays the caller's: :meth:`close` leaves it open.
@@ -195,10 +241,9 @@ class DynamoDBStore:
     """
 
     def __init__(self, client: DynamoDBClient, *, table: str, clock: Clock = wall_clock) -> None:
+        super().__init__(DynamoDBEngine(table), _Executor(client), clock)
         self._client = client
         self._table = table
-        self._clock = clock
-        self._owns_client = False
 
     @property
     def client(self) -> DynamoDBClient:
@@ -209,89 +254,6 @@ class DynamoDBStore:
     def table(self) -> str:
         """The table name."""
         return self._table
-
-    @property
-    def max_transaction_items(self) -> int:
-        """TransactWriteItems' limit: 100."""
-        return MAX_TRANSACTION_ITEMS
-
-    @property
-    def max_item_bytes(self) -> int:
-        """Largest data JSON: 350,000 bytes (DynamoDB's 400 KB item minus keys and metadata)."""
-        return MAX_DATA_BYTES
-
-    def get(self, key: Key) -> Record | None:
-        """See :meth:`stalwart.storage.Store.get`."""
-        return _run(self._client, get_plan(self._table, key, self._clock))
-
-    def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
-        """See :meth:`stalwart.storage.Store.create`."""
-        return _run(self._client, create_plan(self._table, key, data, ttl=ttl, clock=self._clock))
-
-    def replace(
-        self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
-    ) -> Record:
-        """See :meth:`stalwart.storage.Store.replace`."""
-        return _run(
-            self._client,
-            replace_plan(
-                self._table,
-                key,
-                data,
-                expected_version=expected_version,
-                ttl=ttl,
-                clock=self._clock,
-            ),
-        )
-
-    def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
-        """See :meth:`stalwart.storage.Store.delete`."""
-        return _run(self._client, delete_plan(self._table, key, expected_version, self._clock))
-
-    def increment(self, key: Key, field: str, by: float = 1, *, ttl: float | None = None) -> Record:
-        """See :meth:`stalwart.storage.Store.increment`."""
-        return _run(
-            self._client, increment_plan(self._table, key, field, by, ttl=ttl, clock=self._clock)
-        )
-
-    def query(
-        self,
-        partition: str,
-        *,
-        prefix: str = "",
-        limit: int = 100,
-        cursor: str | None = None,
-        descending: bool = False,
-    ) -> Page:
-        """See :meth:`stalwart.storage.Store.query`."""
-        return _run(
-            self._client,
-            query_plan(
-                self._table,
-                partition,
-                prefix=prefix,
-                limit=limit,
-                cursor=cursor,
-                descending=descending,
-                clock=self._clock,
-            ),
-        )
-
-    def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
-        """See :meth:`stalwart.storage.Store.transact`."""
-        return _run(self._client, transact_plan(self._table, operations, self._clock))
-
-    def close(self) -> None:
-        """Close the client if this store built it (from a URL)."""
-        if self._owns_client:
-            self._owns_client = False
-            self._client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,11 +357,12 @@ def store_from_url(url: str, *, clock: Clock = wall_clock) -> DynamoDBStore:
         client.close()
         raise
     store = DynamoDBStore(client, table=settings.table, clock=clock)
-    store._owns_client = True  # noqa: SLF001 - the factory hands ownership to its store
+    # The factory hands the client it built to the store's executor, which closes it.
+    store._executor = _Executor(client, owns_client=True)  # noqa: SLF001
     return store
 
 
-class AsyncDynamoDBStore:
+class AsyncDynamoDBStore(AsyncEngineStore[Call | Sleep]):
     """An :class:`~stalwart.storage.AsyncStore` on one DynamoDB table, over aiobotocore.
 
     Pass an open aiobotocore client (it stays yours: :meth:`close` leaves it open), or use
@@ -421,154 +384,31 @@ class AsyncDynamoDBStore:
     ) -> None:
         if client is None and settings is None:
             raise StorageError("AsyncDynamoDBStore needs a client or connection settings")
-        self._client = client
+        executor = _AsyncExecutor(client, table, settings if client is None else None)
+        super().__init__(DynamoDBEngine(table), executor, clock)
+        self._connection = executor
         self._table = table
-        self._clock = clock
-        self._settings = settings if client is None else None
-        self._exit_stack: contextlib.AsyncExitStack | None = None
-        self._opening = asyncio.Lock()
-        self._closed = False
 
     @property
     def client(self) -> AsyncDynamoDBClient:
         """The aiobotocore client (read-only); a URL-built store has one once opened."""
-        if self._client is None:
+        client = self._connection.client
+        if client is None:
             raise StorageError("the store has not opened its client yet: await store.open()")
-        return self._client
+        return client
 
     @property
     def table(self) -> str:
         """The table name."""
         return self._table
 
-    @property
-    def max_transaction_items(self) -> int:
-        """TransactWriteItems' limit: 100."""
-        return MAX_TRANSACTION_ITEMS
-
-    @property
-    def max_item_bytes(self) -> int:
-        """Largest data JSON: 350,000 bytes (DynamoDB's 400 KB item minus keys and metadata)."""
-        return MAX_DATA_BYTES
-
     async def open(self) -> Self:
         """Enter the store's own client now (and create the table if ``create=true``)."""
-        await self._ready()
+        await self._connection.ready()
         return self
-
-    async def _ready(self) -> AsyncDynamoDBClient:
-        if self._closed:
-            raise StorageError("the store is closed")
-        if self._client is None:
-            async with self._opening:
-                # Another task may have opened it while this one waited for the lock.
-                if self._client is None:
-                    self._client = await self._enter_client()
-        return self._client
-
-    async def _enter_client(self) -> AsyncDynamoDBClient:
-        settings = self._settings
-        assert settings is not None
-        stack = contextlib.AsyncExitStack()
-        try:
-            client: AsyncDynamoDBClient = await stack.enter_async_context(
-                get_session().create_client(
-                    "dynamodb",
-                    config=AioConfig(**settings.config_kwargs()),
-                    **settings.client_kwargs(),
-                )
-            )
-            if settings.create:
-                await async_create_table(client, self._table)
-        except BaseException:
-            await stack.aclose()
-            raise
-        self._exit_stack = stack
-        return client
-
-    async def get(self, key: Key) -> Record | None:
-        """See :meth:`stalwart.storage.AsyncStore.get`."""
-        return await _run_async(await self._ready(), get_plan(self._table, key, self._clock))
-
-    async def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
-        """See :meth:`stalwart.storage.AsyncStore.create`."""
-        return await _run_async(
-            await self._ready(), create_plan(self._table, key, data, ttl=ttl, clock=self._clock)
-        )
-
-    async def replace(
-        self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
-    ) -> Record:
-        """See :meth:`stalwart.storage.AsyncStore.replace`."""
-        return await _run_async(
-            await self._ready(),
-            replace_plan(
-                self._table,
-                key,
-                data,
-                expected_version=expected_version,
-                ttl=ttl,
-                clock=self._clock,
-            ),
-        )
-
-    async def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
-        """See :meth:`stalwart.storage.AsyncStore.delete`."""
-        return await _run_async(
-            await self._ready(), delete_plan(self._table, key, expected_version, self._clock)
-        )
-
-    async def increment(
-        self, key: Key, field: str, by: float = 1, *, ttl: float | None = None
-    ) -> Record:
-        """See :meth:`stalwart.storage.AsyncStore.increment`."""
-        return await _run_async(
-            await self._ready(),
-            increment_plan(self._table, key, field, by, ttl=ttl, clock=self._clock),
-        )
-
-    async def query(
-        self,
-        partition: str,
-        *,
-        prefix: str = "",
-        limit: int = 100,
-        cursor: str | None = None,
-        descending: bool = False,
-    ) -> Page:
-        """See :meth:`stalwart.storage.AsyncStore.query`."""
-        return await _run_async(
-            await self._ready(),
-            query_plan(
-                self._table,
-                partition,
-                prefix=prefix,
-                limit=limit,
-                cursor=cursor,
-                descending=descending,
-                clock=self._clock,
-            ),
-        )
-
-    async def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
-        """See :meth:`stalwart.storage.AsyncStore.transact`."""
-        return await _run_async(
-            await self._ready(), transact_plan(self._table, operations, self._clock)
-        )
-
-    async def close(self) -> None:
-        """Exit the client this store entered itself; a caller's client stays open."""
-        self._closed = True
-        stack, self._exit_stack = self._exit_stack, None
-        if stack is not None:
-            self._client = None
-            await stack.aclose()
 
     async def __aenter__(self) -> Self:
         return await self.open()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
 
 def async_store_from_url(url: str, *, clock: Clock = wall_clock) -> AsyncDynamoDBStore:
