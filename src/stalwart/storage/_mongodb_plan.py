@@ -425,10 +425,8 @@ def _upsert(command: UpdateOne) -> Plan[Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def get(settings: Settings, key: Key) -> Plan[Record | None]:
+def _get(key: Key, now: float) -> Plan[Record | None]:
     """``get``: one ``find`` on ``_id`` plus the live condition."""
-    validate_key(key)
-    now = settings.clock()
     doc = yield FindOne({"_id": doc_id(key), **live_filter(now)})
     return decode_live(doc, now)
 
@@ -483,14 +481,14 @@ def _upsert_after(command: UpdateOne, key: Key, server: Server) -> Plan[Doc | No
     return (yield FindOne({"_id": doc_id(key)}))  # type: ignore[no-any-return]
 
 
-def create(settings: Settings, key: Key, data: JSONObject, ttl: float | None) -> Plan[Record]:
+def _create(
+    settings: Settings, key: Key, data: JSONObject, ttl: float | None, now: float
+) -> Plan[Record]:
     """``create``: one upsert; AFTER tells our write from a live record that blocked it.
 
     On MongoDB the first attempt always decides; only secantusdb's read-back can need another.
     """
-    validate_key(key)
     stored = _record_data(data, settings)
-    now = settings.clock()
     expires_at = expiry_from_ttl(ttl, now)
     token = ObjectId()
     record = Record(key, stored, 1, expires_at)
@@ -537,14 +535,18 @@ def write_outcome(after: Doc | None, now: float, token: ObjectId) -> Record | Li
     return decode_live(after, now)
 
 
-def replace(
-    settings: Settings, key: Key, data: JSONObject, expected_version: int, ttl: float | None
+def _replace(
+    settings: Settings,
+    key: Key,
+    data: JSONObject,
+    expected_version: int,
+    ttl: float | None,
+    *,
+    now: float,
 ) -> Plan[Record]:
     """``replace``: one pipeline update; AFTER carries the current record on a conflict."""
-    validate_key(key)
     validate_version(expected_version)
     stored = _record_data(data, settings)
-    now = settings.clock()
     expires_at = expiry_from_ttl(ttl, now)
     token = ObjectId()
     after = yield replace_command(
@@ -568,17 +570,15 @@ def delete_filter(key: Key, expected_version: int | None, now: float) -> Filter:
     return {"_id": doc_id(key), "v": expected_version, **live_filter(now)}
 
 
-def delete(settings: Settings, key: Key, expected_version: int | None) -> Plan[bool]:
+def _delete(key: Key, expected_version: int | None, now: float) -> Plan[bool]:
     """``delete``: one ``find_one_and_delete``.
 
     Unconditional: ``True`` if a live record was removed. Conditional: on no match the current
     record is read in a second round trip -- the only conflict path that needs one, because a
     delete cannot return a document it did not remove (see docs/storage/mongodb.md).
     """
-    validate_key(key)
     if expected_version is not None:
         validate_version(expected_version)
-    now = settings.clock()
     removed = yield DeleteOne(delete_filter(key, expected_version, now))
     if expected_version is None or removed is not None:
         return removed is not None
@@ -665,15 +665,11 @@ def increment_outcome(after: Doc, key: Key, field: str, token: ObjectId, by: flo
     raise InvalidRecord(f"cannot increment {field!r} of {key}: it holds {value!r}, not a number")
 
 
-def increment(
-    settings: Settings, key: Key, field: str, by: float, ttl: float | None
-) -> Plan[Record]:
+def _increment(key: Key, field: str, by: float, ttl: float | None, now: float) -> Plan[Record]:
     """``increment``: one upsert whose pipeline update adds ``by`` server-side; AFTER is the
     result (on secantusdb: :func:`_increment_without_upsert`)."""
-    validate_key(key)
     validate_field(field)
     amount = validate_amount(by)
-    now = settings.clock()
     expires_at = expiry_from_ttl(ttl, now)
     token = ObjectId()
     server: Server = yield DetectServer()
@@ -761,24 +757,12 @@ def page_from(docs: Sequence[Doc], limit: int) -> Page:
     return Page(records, cursor)
 
 
-def query(
-    settings: Settings,
-    partition: str,
-    *,
-    prefix: str,
-    limit: int,
-    cursor: str | None,
-    descending: bool,
+def _query(
+    partition: str, *, prefix: str, limit: int, cursor: str | None, descending: bool, now: float
 ) -> Plan[Page]:
     """``query``: one ``find`` (the driver drains the batch)."""
-    check_query(partition, prefix, limit)
     command = query_command(
-        partition,
-        prefix=prefix,
-        limit=limit,
-        cursor=cursor,
-        descending=bool(descending),
-        now=settings.clock(),
+        partition, prefix=prefix, limit=limit, cursor=cursor, descending=descending, now=now
     )
     docs = yield command
     return page_from(docs, limit)
@@ -976,7 +960,9 @@ def _is_write_conflict(exc: PyMongoError) -> bool:
     return getattr(exc, "code", None) == 112
 
 
-def transact(settings: Settings, operations: Sequence[Operation]) -> Plan[list[Record | None]]:
+def _transact(
+    settings: Settings, operations: Sequence[Operation], now: float
+) -> Plan[list[Record | None]]:
     """``transact``: one multi-document transaction; each item is the same conditional write
     as its single-record twin.
 
@@ -986,9 +972,9 @@ def transact(settings: Settings, operations: Sequence[Operation]) -> Plan[list[R
     backoff; when the attempts run out, a write conflict raises :class:`TransactionConflict`
     naming the item that collided (``-1``: at commit), anything else
     :class:`StoreUnavailable`.
+
+    A retry reads the clock again: the backoff may have let records expire meanwhile.
     """
-    operations = list(operations)
-    validate_operations(operations, MAX_TRANSACTION_ITEMS)
     prepared = [_prepare(operation, settings) for operation in operations]
     server: Server = yield DetectServer()
     last_error: PyMongoError | None = None
@@ -996,7 +982,7 @@ def transact(settings: Settings, operations: Sequence[Operation]) -> Plan[list[R
     for attempt in range(TRANSACTION_ATTEMPTS):
         if attempt:
             yield Sleep(backoff_seconds(attempt))
-        now = settings.clock()
+            now = settings.clock()
         yield StartTransaction()
         index = 0
         try:
@@ -1030,3 +1016,142 @@ def transact(settings: Settings, operations: Sequence[Operation]) -> Plan[list[R
         raise TransactionConflict(conflict_index, operation, reason) from last_error
     msg = f"transaction failed {TRANSACTION_ATTEMPTS} times: {last_error}"
     raise StoreUnavailable(msg) from last_error
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine, and each operation as a store runs it
+# ---------------------------------------------------------------------------------------------
+
+
+class MongoEngine:
+    """MongoDB's plans, the :class:`~stalwart.storage._engine.Engine` of the MongoDB stores.
+
+    Its state is the store's :class:`Settings`. The plans take checked arguments (the shared
+    store validates keys, queries and a transaction's shape) and the call's ``now``.
+
+    >>> engine = MongoEngine(Settings(clock=lambda: 0.0))
+    >>> next(engine.get(Key("acct-1"), now=0.0)).filter["_id"]
+    {'p': 'acct-1', 's': ''}
+    """
+
+    __slots__ = ("settings",)
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    def max_item_bytes(self) -> int:
+        """Largest record data, in bytes of compact JSON."""
+        return self.settings.max_item_bytes
+
+    @property
+    def max_transaction_items(self) -> int:
+        """Operations per transaction (a stalwart limit; MongoDB has none)."""
+        return MAX_TRANSACTION_ITEMS
+
+    def get(self, key: Key, now: float) -> Plan[Record | None]:
+        """See :func:`_get`."""
+        return _get(key, now)
+
+    def create(self, key: Key, data: JSONObject, ttl: float | None, now: float) -> Plan[Record]:
+        """See :func:`_create`."""
+        return _create(self.settings, key, data, ttl, now)
+
+    def replace(
+        self, key: Key, data: JSONObject, expected_version: int, ttl: float | None, now: float
+    ) -> Plan[Record]:
+        """See :func:`_replace`."""
+        return _replace(self.settings, key, data, expected_version, ttl, now=now)
+
+    def delete(self, key: Key, expected_version: int | None, now: float) -> Plan[bool]:
+        """See :func:`_delete`."""
+        return _delete(key, expected_version, now)
+
+    def increment(
+        self, key: Key, field: str, by: float, ttl: float | None, now: float
+    ) -> Plan[Record]:
+        """See :func:`_increment`."""
+        return _increment(key, field, by, ttl, now)
+
+    def query(
+        self,
+        partition: str,
+        *,
+        prefix: str,
+        limit: int,
+        cursor: str | None,
+        descending: bool,
+        now: float,
+    ) -> Plan[Page]:
+        """See :func:`_query`."""
+        return _query(
+            partition, prefix=prefix, limit=limit, cursor=cursor, descending=descending, now=now
+        )
+
+    def transact(self, operations: Sequence[Operation], now: float) -> Plan[list[Record | None]]:
+        """See :func:`_transact`."""
+        return _transact(self.settings, operations, now)
+
+
+# Each operation as a store runs it -- the shared store's checks, one clock reading, the
+# engine's plan, errors translated -- for driving a plan by hand, without a store.
+
+
+def get(settings: Settings, key: Key) -> Plan[Record | None]:
+    """:meth:`MongoEngine.get` behind the store's key check."""
+    return (yield from guarded(_get(validate_key(key), settings.clock())))
+
+
+def create(settings: Settings, key: Key, data: JSONObject, ttl: float | None) -> Plan[Record]:
+    """:meth:`MongoEngine.create` behind the store's key check."""
+    return (yield from guarded(_create(settings, validate_key(key), data, ttl, settings.clock())))
+
+
+def replace(
+    settings: Settings, key: Key, data: JSONObject, expected_version: int, ttl: float | None
+) -> Plan[Record]:
+    """:meth:`MongoEngine.replace` behind the store's key check."""
+    plan = _replace(settings, validate_key(key), data, expected_version, ttl, now=settings.clock())
+    return (yield from guarded(plan))
+
+
+def delete(settings: Settings, key: Key, expected_version: int | None) -> Plan[bool]:
+    """:meth:`MongoEngine.delete` behind the store's key check."""
+    return (yield from guarded(_delete(validate_key(key), expected_version, settings.clock())))
+
+
+def increment(
+    settings: Settings, key: Key, field: str, by: float, ttl: float | None
+) -> Plan[Record]:
+    """:meth:`MongoEngine.increment` behind the store's key check."""
+    plan = _increment(validate_key(key), field, by, ttl, settings.clock())
+    return (yield from guarded(plan))
+
+
+def query(
+    settings: Settings,
+    partition: str,
+    *,
+    prefix: str,
+    limit: int,
+    cursor: str | None,
+    descending: bool,
+) -> Plan[Page]:
+    """:meth:`MongoEngine.query` behind the store's query check."""
+    check_query(partition, prefix, limit)
+    plan = _query(
+        partition,
+        prefix=prefix,
+        limit=limit,
+        cursor=cursor,
+        descending=bool(descending),
+        now=settings.clock(),
+    )
+    return (yield from guarded(plan))
+
+
+def transact(settings: Settings, operations: Sequence[Operation]) -> Plan[list[Record | None]]:
+    """:meth:`MongoEngine.transact` behind the store's check of the transaction's shape."""
+    operations = list(operations)
+    validate_operations(operations, MAX_TRANSACTION_ITEMS)
+    return (yield from guarded(_transact(settings, operations, settings.clock())))
