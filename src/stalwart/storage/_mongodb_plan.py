@@ -1,8 +1,9 @@
 """The MongoDB engine without I/O: filters, pipeline updates, decoders and operation plans.
 
 Every store operation is a *plan*: a generator that yields :data:`Command` objects and receives
-each command's result (or has the driver's exception thrown into it). The sync and async drivers
-in :mod:`stalwart.storage.mongodb` only execute commands, so the logic exists once.
+each command's result (or has the driver's exception thrown into it). :class:`MongoEngine` makes
+them; the sync and async executors in :mod:`stalwart.storage.mongodb` only execute commands, so
+the logic exists once.
 
 Document shape (one record per document)::
 

@@ -5,8 +5,9 @@ One document per record, keyed ``_id = {p: partition, s: sort}``; a single-recor
 is one ``find_one_and_update`` / ``find_one_and_delete`` / ``find`` whose pipeline update or
 filter decides the condition server-side (one documented exception: a versioned delete that
 misses reads ``current``; see ``docs/storage/mongodb.md``). The logic lives in
-:mod:`stalwart.storage._mongodb_plan` as plans of commands; the two classes below only run
-them, with ``pymongo.MongoClient`` or ``pymongo.AsyncMongoClient``.
+:mod:`stalwart.storage._mongodb_plan` (:class:`MongoEngine`, plans of commands); the two
+executors below only run them, with ``pymongo.MongoClient`` or ``pymongo.AsyncMongoClient``, and
+the two store classes are the shared :class:`EngineStore` / :class:`AsyncEngineStore` over them.
 
 The plans follow MongoDB's semantics. Against secantusdb, the emulator the test suite uses,
 create and increment take workarounds that cost a second round trip in a race or on a
