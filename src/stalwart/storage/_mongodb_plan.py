@@ -1,8 +1,9 @@
 """The MongoDB engine without I/O: filters, pipeline updates, decoders and operation plans.
 
 Every store operation is a *plan*: a generator that yields :data:`Command` objects and receives
-each command's result (or has the driver's exception thrown into it). The sync and async drivers
-in :mod:`stalwart.storage.mongodb` only execute commands, so the logic exists once.
+each command's result (or has the driver's exception thrown into it). :class:`MongoEngine` makes
+them; the sync and async executors in :mod:`stalwart.storage.mongodb` only execute commands, so
+the logic exists once.
 
 Document shape (one record per document)::
 
@@ -145,7 +146,7 @@ SERVER_CHOICES: Final[tuple[ServerChoice, ...]] = ("auto", "mongodb", "secantusd
 
 
 # ---------------------------------------------------------------------------------------------
-# Commands (what the drivers execute)
+# Commands (what the executors perform)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -421,16 +422,8 @@ def _upsert(command: UpdateOne) -> Plan[Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Single-record plans
+# Single-record commands and outcomes
 # ---------------------------------------------------------------------------------------------
-
-
-def get(settings: Settings, key: Key) -> Plan[Record | None]:
-    """``get``: one ``find`` on ``_id`` plus the live condition."""
-    validate_key(key)
-    now = settings.clock()
-    doc = yield FindOne({"_id": doc_id(key), **live_filter(now)})
-    return decode_live(doc, now)
 
 
 def create_command(
@@ -483,29 +476,6 @@ def _upsert_after(command: UpdateOne, key: Key, server: Server) -> Plan[Doc | No
     return (yield FindOne({"_id": doc_id(key)}))  # type: ignore[no-any-return]
 
 
-def create(settings: Settings, key: Key, data: JSONObject, ttl: float | None) -> Plan[Record]:
-    """``create``: one upsert; AFTER tells our write from a live record that blocked it.
-
-    On MongoDB the first attempt always decides; only secantusdb's read-back can need another.
-    """
-    validate_key(key)
-    stored = _record_data(data, settings)
-    now = settings.clock()
-    expires_at = expiry_from_ttl(ttl, now)
-    token = ObjectId()
-    record = Record(key, stored, 1, expires_at)
-    server: Server = yield DetectServer()
-    command = create_command(key, stored, expires_at, now, token)
-    for _ in range(RACE_ATTEMPTS):
-        after = yield from _upsert_after(command, key, server)
-        outcome = create_outcome(after, record, now, token)
-        if isinstance(outcome, AlreadyExists):
-            raise outcome
-        if outcome is not None:
-            return outcome
-    raise StoreUnavailable(f"create of {key} kept racing concurrent writers; try again")
-
-
 def replace_command(
     key: Key,
     data: JSONObject,
@@ -537,25 +507,6 @@ def write_outcome(after: Doc | None, now: float, token: ObjectId) -> Record | Li
     return decode_live(after, now)
 
 
-def replace(
-    settings: Settings, key: Key, data: JSONObject, expected_version: int, ttl: float | None
-) -> Plan[Record]:
-    """``replace``: one pipeline update; AFTER carries the current record on a conflict."""
-    validate_key(key)
-    validate_version(expected_version)
-    stored = _record_data(data, settings)
-    now = settings.clock()
-    expires_at = expiry_from_ttl(ttl, now)
-    token = ObjectId()
-    after = yield replace_command(
-        key, stored, expected_version=expected_version, expires_at=expires_at, now=now, token=token
-    )
-    outcome = write_outcome(after, now, token)
-    if outcome is not True:
-        raise VersionConflict(key, expected_version, outcome)
-    return Record(key, stored, expected_version + 1, expires_at)
-
-
 def delete_filter(key: Key, expected_version: int | None, now: float) -> Filter:
     """``_id`` and the live condition, plus the version when the delete is conditional.
 
@@ -566,24 +517,6 @@ def delete_filter(key: Key, expected_version: int | None, now: float) -> Filter:
     if expected_version is None:
         return {"_id": doc_id(key), **live_filter(now)}
     return {"_id": doc_id(key), "v": expected_version, **live_filter(now)}
-
-
-def delete(settings: Settings, key: Key, expected_version: int | None) -> Plan[bool]:
-    """``delete``: one ``find_one_and_delete``.
-
-    Unconditional: ``True`` if a live record was removed. Conditional: on no match the current
-    record is read in a second round trip -- the only conflict path that needs one, because a
-    delete cannot return a document it did not remove (see docs/storage/mongodb.md).
-    """
-    validate_key(key)
-    if expected_version is not None:
-        validate_version(expected_version)
-    now = settings.clock()
-    removed = yield DeleteOne(delete_filter(key, expected_version, now))
-    if expected_version is None or removed is not None:
-        return removed is not None
-    current = yield FindOne({"_id": doc_id(key), **live_filter(now)})
-    raise VersionConflict(key, expected_version, decode_live(current, now))
 
 
 def fresh_counter(
@@ -665,34 +598,6 @@ def increment_outcome(after: Doc, key: Key, field: str, token: ObjectId, by: flo
     raise InvalidRecord(f"cannot increment {field!r} of {key}: it holds {value!r}, not a number")
 
 
-def increment(
-    settings: Settings, key: Key, field: str, by: float, ttl: float | None
-) -> Plan[Record]:
-    """``increment``: one upsert whose pipeline update adds ``by`` server-side; AFTER is the
-    result (on secantusdb: :func:`_increment_without_upsert`)."""
-    validate_key(key)
-    validate_field(field)
-    amount = validate_amount(by)
-    now = settings.clock()
-    expires_at = expiry_from_ttl(ttl, now)
-    token = ObjectId()
-    server: Server = yield DetectServer()
-    if server == "secantusdb":
-        return (
-            yield from _increment_without_upsert(
-                key, field, amount, expires_at, now=now, token=token
-            )
-        )
-    after = yield from _upsert(
-        increment_command(
-            key, field, amount, expires_at=expires_at, now=now, token=token, upsert=True
-        )
-    )
-    if after is None:
-        raise not_like_mongodb(key)
-    return increment_outcome(after, key, field, token, amount)
-
-
 def _increment_without_upsert(
     key: Key, field: str, amount: float, expires_at: float | None, *, now: float, token: ObjectId
 ) -> Plan[Record]:
@@ -722,7 +627,7 @@ def _increment_without_upsert(
 
 
 # ---------------------------------------------------------------------------------------------
-# Query
+# Query command and page
 # ---------------------------------------------------------------------------------------------
 
 
@@ -761,31 +666,8 @@ def page_from(docs: Sequence[Doc], limit: int) -> Page:
     return Page(records, cursor)
 
 
-def query(
-    settings: Settings,
-    partition: str,
-    *,
-    prefix: str,
-    limit: int,
-    cursor: str | None,
-    descending: bool,
-) -> Plan[Page]:
-    """``query``: one ``find`` (the driver drains the batch)."""
-    check_query(partition, prefix, limit)
-    command = query_command(
-        partition,
-        prefix=prefix,
-        limit=limit,
-        cursor=cursor,
-        descending=bool(descending),
-        now=settings.clock(),
-    )
-    docs = yield command
-    return page_from(docs, limit)
-
-
 # ---------------------------------------------------------------------------------------------
-# Transactions
+# Transaction items, commit and abort
 # ---------------------------------------------------------------------------------------------
 
 
@@ -976,57 +858,266 @@ def _is_write_conflict(exc: PyMongoError) -> bool:
     return getattr(exc, "code", None) == 112
 
 
-def transact(settings: Settings, operations: Sequence[Operation]) -> Plan[list[Record | None]]:
-    """``transact``: one multi-document transaction; each item is the same conditional write
-    as its single-record twin.
+# ---------------------------------------------------------------------------------------------
+# The engine: one plan per operation; and each operation as a store runs it
+# ---------------------------------------------------------------------------------------------
 
-    A failed condition aborts and raises :class:`TransactionConflict` (a non-numeric counter
-    raises :class:`InvalidRecord`, like :meth:`increment`). Transient errors -- above all
-    ``WriteConflict`` with a concurrent transaction -- retry the whole transaction with
-    backoff; when the attempts run out, a write conflict raises :class:`TransactionConflict`
-    naming the item that collided (``-1``: at commit), anything else
-    :class:`StoreUnavailable`.
+
+class MongoEngine:
+    """MongoDB's plans, the :class:`~stalwart.storage._engine.Engine` of the MongoDB stores.
+
+    Its state is the store's :class:`Settings`. The plans take checked arguments (the shared
+    store validates keys, queries and a transaction's shape) and the call's ``now``.
+
+    >>> engine = MongoEngine(Settings(clock=lambda: 0.0))
+    >>> next(engine.get(Key("acct-1"), now=0.0)).filter["_id"]
+    {'p': 'acct-1', 's': ''}
     """
+
+    __slots__ = ("settings",)
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    def max_item_bytes(self) -> int:
+        """Largest record data, in bytes of compact JSON."""
+        return self.settings.max_item_bytes
+
+    @property
+    def max_transaction_items(self) -> int:
+        """Operations per transaction (a stalwart limit; MongoDB has none)."""
+        return MAX_TRANSACTION_ITEMS
+
+    def get(self, key: Key, now: float) -> Plan[Record | None]:
+        """``get``: one ``find`` on ``_id`` plus the live condition."""
+        doc = yield FindOne({"_id": doc_id(key), **live_filter(now)})
+        return decode_live(doc, now)
+
+    def create(self, key: Key, data: JSONObject, ttl: float | None, now: float) -> Plan[Record]:
+        """``create``: one upsert; AFTER tells our write from a live record that blocked it.
+
+        On MongoDB the first attempt always decides; only secantusdb's read-back can need another.
+        """
+        stored = _record_data(data, self.settings)
+        expires_at = expiry_from_ttl(ttl, now)
+        token = ObjectId()
+        record = Record(key, stored, 1, expires_at)
+        server: Server = yield DetectServer()
+        command = create_command(key, stored, expires_at, now, token)
+        for _ in range(RACE_ATTEMPTS):
+            after = yield from _upsert_after(command, key, server)
+            outcome = create_outcome(after, record, now, token)
+            if isinstance(outcome, AlreadyExists):
+                raise outcome
+            if outcome is not None:
+                return outcome
+        raise StoreUnavailable(f"create of {key} kept racing concurrent writers; try again")
+
+    def replace(
+        self,
+        key: Key,
+        data: JSONObject,
+        expected_version: int,
+        ttl: float | None,
+        now: float,
+    ) -> Plan[Record]:
+        """``replace``: one pipeline update; AFTER carries the current record on a conflict."""
+        validate_version(expected_version)
+        stored = _record_data(data, self.settings)
+        expires_at = expiry_from_ttl(ttl, now)
+        token = ObjectId()
+        after = yield replace_command(
+            key,
+            stored,
+            expected_version=expected_version,
+            expires_at=expires_at,
+            now=now,
+            token=token,
+        )
+        outcome = write_outcome(after, now, token)
+        if outcome is not True:
+            raise VersionConflict(key, expected_version, outcome)
+        return Record(key, stored, expected_version + 1, expires_at)
+
+    def delete(self, key: Key, expected_version: int | None, now: float) -> Plan[bool]:
+        """``delete``: one ``find_one_and_delete``.
+
+        Unconditional: ``True`` if a live record was removed. Conditional: on no match the current
+        record is read in a second round trip -- the only conflict path that needs one, because a
+        delete cannot return a document it did not remove (see docs/storage/mongodb.md).
+        """
+        if expected_version is not None:
+            validate_version(expected_version)
+        removed = yield DeleteOne(delete_filter(key, expected_version, now))
+        if expected_version is None or removed is not None:
+            return removed is not None
+        current = yield FindOne({"_id": doc_id(key), **live_filter(now)})
+        raise VersionConflict(key, expected_version, decode_live(current, now))
+
+    def increment(
+        self, key: Key, field: str, by: float, ttl: float | None, now: float
+    ) -> Plan[Record]:
+        """``increment``: one upsert whose pipeline update adds ``by`` server-side; AFTER is the
+        result (on secantusdb: :func:`_increment_without_upsert`)."""
+        validate_field(field)
+        amount = validate_amount(by)
+        expires_at = expiry_from_ttl(ttl, now)
+        token = ObjectId()
+        server: Server = yield DetectServer()
+        if server == "secantusdb":
+            return (
+                yield from _increment_without_upsert(
+                    key, field, amount, expires_at, now=now, token=token
+                )
+            )
+        after = yield from _upsert(
+            increment_command(
+                key, field, amount, expires_at=expires_at, now=now, token=token, upsert=True
+            )
+        )
+        if after is None:
+            raise not_like_mongodb(key)
+        return increment_outcome(after, key, field, token, amount)
+
+    def query(
+        self,
+        partition: str,
+        *,
+        prefix: str,
+        limit: int,
+        cursor: str | None,
+        descending: bool,
+        now: float,
+    ) -> Plan[Page]:
+        """``query``: one ``find`` (the driver drains the batch)."""
+        command = query_command(
+            partition, prefix=prefix, limit=limit, cursor=cursor, descending=descending, now=now
+        )
+        docs = yield command
+        return page_from(docs, limit)
+
+    def transact(self, operations: Sequence[Operation], now: float) -> Plan[list[Record | None]]:
+        """``transact``: one multi-document transaction; each item is the same conditional write
+        as its single-record twin.
+
+        A failed condition aborts and raises :class:`TransactionConflict` (a non-numeric counter
+        raises :class:`InvalidRecord`, like :meth:`increment`). Transient errors -- above all
+        ``WriteConflict`` with a concurrent transaction -- retry the whole transaction with
+        backoff; when the attempts run out, a write conflict raises :class:`TransactionConflict`
+        naming the item that collided (``-1``: at commit), anything else
+        :class:`StoreUnavailable`.
+
+        A retry reads the clock again: the backoff may have let records expire meanwhile.
+        """
+        prepared = [_prepare(operation, self.settings) for operation in operations]
+        server: Server = yield DetectServer()
+        last_error: PyMongoError | None = None
+        conflict_index = -1
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            if attempt:
+                yield Sleep(backoff_seconds(attempt))
+                now = self.settings.clock()
+            yield StartTransaction()
+            index = 0
+            try:
+                results: list[Record | None] = []
+                for index, item in enumerate(prepared):
+                    results.append((yield from _transaction_item(index, item, now, server)))
+            except PyMongoError as exc:
+                yield from _abort_quietly()
+                if not _is_transient(exc):
+                    raise
+                last_error, conflict_index = exc, index
+                continue
+            except Exception:
+                # A failed condition, a non-numeric counter or a record BSON cannot hold.
+                yield from _abort_quietly()
+                raise
+            try:
+                yield from _commit()
+            except PyMongoError as exc:
+                if not _is_transient(exc):
+                    raise
+                last_error, conflict_index = exc, -1
+                continue
+            return results
+        assert last_error is not None
+        if _is_write_conflict(last_error):
+            operation = operations[conflict_index] if conflict_index >= 0 else None
+            reason = (
+                "write conflict with concurrent writers, still after "
+                f"{TRANSACTION_ATTEMPTS} attempts"
+            )
+            raise TransactionConflict(conflict_index, operation, reason) from last_error
+        msg = f"transaction failed {TRANSACTION_ATTEMPTS} times: {last_error}"
+        raise StoreUnavailable(msg) from last_error
+
+
+# Each operation as a store runs it -- the shared store's checks, one clock reading, the
+# engine's plan, errors translated -- for driving a plan by hand, without a store.
+
+
+def get(settings: Settings, key: Key) -> Plan[Record | None]:
+    """:meth:`MongoEngine.get` behind the store's key check."""
+    return (yield from guarded(MongoEngine(settings).get(validate_key(key), settings.clock())))
+
+
+def create(settings: Settings, key: Key, data: JSONObject, ttl: float | None) -> Plan[Record]:
+    """:meth:`MongoEngine.create` behind the store's key check."""
+    plan = MongoEngine(settings).create(validate_key(key), data, ttl, settings.clock())
+    return (yield from guarded(plan))
+
+
+def replace(
+    settings: Settings, key: Key, data: JSONObject, expected_version: int, ttl: float | None
+) -> Plan[Record]:
+    """:meth:`MongoEngine.replace` behind the store's key check."""
+    plan = MongoEngine(settings).replace(
+        validate_key(key), data, expected_version, ttl, settings.clock()
+    )
+    return (yield from guarded(plan))
+
+
+def delete(settings: Settings, key: Key, expected_version: int | None) -> Plan[bool]:
+    """:meth:`MongoEngine.delete` behind the store's key check."""
+    plan = MongoEngine(settings).delete(validate_key(key), expected_version, settings.clock())
+    return (yield from guarded(plan))
+
+
+def increment(
+    settings: Settings, key: Key, field: str, by: float, ttl: float | None
+) -> Plan[Record]:
+    """:meth:`MongoEngine.increment` behind the store's key check."""
+    plan = MongoEngine(settings).increment(validate_key(key), field, by, ttl, settings.clock())
+    return (yield from guarded(plan))
+
+
+def query(
+    settings: Settings,
+    partition: str,
+    *,
+    prefix: str,
+    limit: int,
+    cursor: str | None,
+    descending: bool,
+) -> Plan[Page]:
+    """:meth:`MongoEngine.query` behind the store's query check."""
+    check_query(partition, prefix, limit)
+    plan = MongoEngine(settings).query(
+        partition,
+        prefix=prefix,
+        limit=limit,
+        cursor=cursor,
+        descending=bool(descending),
+        now=settings.clock(),
+    )
+    return (yield from guarded(plan))
+
+
+def transact(settings: Settings, operations: Sequence[Operation]) -> Plan[list[Record | None]]:
+    """:meth:`MongoEngine.transact` behind the store's check of the transaction's shape."""
     operations = list(operations)
     validate_operations(operations, MAX_TRANSACTION_ITEMS)
-    prepared = [_prepare(operation, settings) for operation in operations]
-    server: Server = yield DetectServer()
-    last_error: PyMongoError | None = None
-    conflict_index = -1
-    for attempt in range(TRANSACTION_ATTEMPTS):
-        if attempt:
-            yield Sleep(backoff_seconds(attempt))
-        now = settings.clock()
-        yield StartTransaction()
-        index = 0
-        try:
-            results: list[Record | None] = []
-            for index, item in enumerate(prepared):
-                results.append((yield from _transaction_item(index, item, now, server)))
-        except PyMongoError as exc:
-            yield from _abort_quietly()
-            if not _is_transient(exc):
-                raise
-            last_error, conflict_index = exc, index
-            continue
-        except Exception:
-            # A failed condition, a non-numeric counter or a record BSON cannot hold.
-            yield from _abort_quietly()
-            raise
-        try:
-            yield from _commit()
-        except PyMongoError as exc:
-            if not _is_transient(exc):
-                raise
-            last_error, conflict_index = exc, -1
-            continue
-        return results
-    assert last_error is not None
-    if _is_write_conflict(last_error):
-        operation = operations[conflict_index] if conflict_index >= 0 else None
-        reason = (
-            f"write conflict with concurrent writers, still after {TRANSACTION_ATTEMPTS} attempts"
-        )
-        raise TransactionConflict(conflict_index, operation, reason) from last_error
-    msg = f"transaction failed {TRANSACTION_ATTEMPTS} times: {last_error}"
-    raise StoreUnavailable(msg) from last_error
+    plan = MongoEngine(settings).transact(operations, settings.clock())
+    return (yield from guarded(plan))

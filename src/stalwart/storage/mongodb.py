@@ -5,8 +5,9 @@ One document per record, keyed ``_id = {p: partition, s: sort}``; a single-recor
 is one ``find_one_and_update`` / ``find_one_and_delete`` / ``find`` whose pipeline update or
 filter decides the condition server-side (one documented exception: a versioned delete that
 misses reads ``current``; see ``docs/storage/mongodb.md``). The logic lives in
-:mod:`stalwart.storage._mongodb_plan` as plans of commands; the two classes below only run
-them, with ``pymongo.MongoClient`` or ``pymongo.AsyncMongoClient``.
+:mod:`stalwart.storage._mongodb_plan` (:class:`MongoEngine`, plans of commands); the two
+executors below only run them, with ``pymongo.MongoClient`` or ``pymongo.AsyncMongoClient``, and
+the two store classes are the shared :class:`EngineStore` / :class:`AsyncEngineStore` over them.
 
 The plans follow MongoDB's semantics. Against secantusdb, the emulator the test suite uses,
 create and increment take workarounds that cost a second round trip in a race or on a
@@ -19,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
 from typing import Any, Final
 from weakref import WeakKeyDictionary
 
@@ -34,20 +34,12 @@ from pymongo.collection import Collection  # noqa: E402
 from pymongo.errors import PyMongoError  # noqa: E402
 from pymongo.synchronous.client_session import ClientSession  # noqa: E402
 
-from stalwart.storage import _mongodb_plan as plans  # noqa: E402
-from stalwart.storage._contract import (  # noqa: E402
-    Clock,
-    JSONObject,
-    Key,
-    Operation,
-    Page,
-    Record,
-    wall_clock,
-)
+from stalwart.storage._contract import Clock, wall_clock  # noqa: E402
+from stalwart.storage._engine import AsyncEngineStore, EngineStore, drive, drive_async  # noqa: E402
 from stalwart.storage._mongodb_plan import (  # noqa: E402
     DEFAULT_MAX_ITEM_BYTES,
+    ENGINE_ERRORS,
     INDEXES,
-    MAX_TRANSACTION_ITEMS,
     AbortTransaction,
     Command,
     CommitTransaction,
@@ -57,6 +49,7 @@ from stalwart.storage._mongodb_plan import (  # noqa: E402
     FindMany,
     FindOne,
     InsertOne,
+    MongoEngine,
     Plan,
     Server,
     ServerChoice,
@@ -66,12 +59,10 @@ from stalwart.storage._mongodb_plan import (  # noqa: E402
     UpdateOne,
     check_max_item_bytes,
     check_server,
-    guarded,
     server_from_build_info,
+    translate_error,
 )
 from stalwart.storage._mongodb_url import parse_url  # noqa: E402
-
-_ENGINE_ERRORS: Final = plans.ENGINE_ERRORS
 
 _DETECTED: Final[WeakKeyDictionary[MongoClient[Doc] | AsyncMongoClient[Doc], Server]] = (
     WeakKeyDictionary()
@@ -95,138 +86,48 @@ async def async_ensure_indexes(collection: AsyncCollection[Doc]) -> None:
     await collection.create_indexes(list(INDEXES))
 
 
-class MongoStore:
-    """A synchronous :class:`~stalwart.storage.Store` on one MongoDB collection.
+class _Executor:
+    """Runs MongoDB plans with pymongo's ``MongoClient``: a session per plan that starts a
+    transaction, the server answered from the per-client cache."""
 
-    Pass a ``pymongo`` collection you own (this store never closes its client), or use
-    :func:`store_from_url`. Transactions need a replica set (or sharded cluster).
-    ``server`` is ``"auto"`` (detect MongoDB or secantusdb once per client), ``"mongodb"`` or
-    ``"secantusdb"`` (skip the detection).
+    def __init__(self, collection: Collection[Doc], server: Server | None) -> None:
+        self.collection = collection
+        self.server = server
+        self.owned_client: MongoClient[Doc] | None = None
 
-    >>> store = MongoStore(MongoClient("mongodb://localhost:27017").app.records)  # doctest: +SKIP
-    >>> store.create(Key("acct-1", "balance"), {"cents": 0}).version  # doctest: +SKIP
-    1
-    """
-
-    def __init__(
-        self,
-        collection: Collection[Doc],
-        *,
-        clock: Clock = wall_clock,
-        max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES,
-        server: ServerChoice = "auto",
-    ) -> None:
-        self._collection = collection
-        self._settings = Settings(clock, check_max_item_bytes(max_item_bytes))
-        choice = check_server(server)
-        self._server: Server | None = None if choice == "auto" else choice
-        self._owned_client: MongoClient[Doc] | None = None
-
-    @property
-    def collection(self) -> Collection[Doc]:
-        """The pymongo collection this store works on."""
-        return self._collection
-
-    @property
-    def max_transaction_items(self) -> int:
-        """Operations per :meth:`transact` (a stalwart limit; MongoDB has none)."""
-        return MAX_TRANSACTION_ITEMS
-
-    @property
-    def max_item_bytes(self) -> int:
-        """Largest record data, in bytes of compact JSON."""
-        return self._settings.max_item_bytes
-
-    def get(self, key: Key) -> Record | None:
-        """See :meth:`stalwart.storage.Store.get`."""
-        return self._run(plans.get(self._settings, key))
-
-    def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
-        """See :meth:`stalwart.storage.Store.create`."""
-        return self._run(plans.create(self._settings, key, data, ttl))
-
-    def replace(
-        self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
-    ) -> Record:
-        """See :meth:`stalwart.storage.Store.replace`."""
-        return self._run(plans.replace(self._settings, key, data, expected_version, ttl))
-
-    def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
-        """See :meth:`stalwart.storage.Store.delete`."""
-        return self._run(plans.delete(self._settings, key, expected_version))
-
-    def increment(self, key: Key, field: str, by: float = 1, *, ttl: float | None = None) -> Record:
-        """See :meth:`stalwart.storage.Store.increment`."""
-        return self._run(plans.increment(self._settings, key, field, by, ttl))
-
-    def query(
-        self,
-        partition: str,
-        *,
-        prefix: str = "",
-        limit: int = 100,
-        cursor: str | None = None,
-        descending: bool = False,
-    ) -> Page:
-        """See :meth:`stalwart.storage.Store.query`."""
-        return self._run(
-            plans.query(
-                self._settings,
-                partition,
-                prefix=prefix,
-                limit=limit,
-                cursor=cursor,
-                descending=descending,
-            )
-        )
-
-    def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
-        """See :meth:`stalwart.storage.Store.transact`."""
-        return self._run(plans.transact(self._settings, operations))
-
-    def close(self) -> None:
-        """Close the client if this store created it (from a URL)."""
-        if self._owned_client is not None:
-            self._owned_client.close()
-
-    def _run[T](self, plan: Plan[T]) -> T:
-        plan = guarded(plan)
+    def run[T](self, plan: Plan[T]) -> T:
         session: ClientSession | None = None
-        result: Any = None
-        error: BaseException | None = None
+
+        def perform(command: Command) -> Any:
+            nonlocal session
+            if not isinstance(command, StartTransaction):
+                return self._execute(command, session)
+            if session is None:
+                session = self.collection.database.client.start_session()
+            return session.start_transaction()
+
         try:
-            while True:
-                try:
-                    command = plan.send(result) if error is None else plan.throw(error)
-                except StopIteration as stop:
-                    return stop.value  # type: ignore[no-any-return]
-                result, error = None, None
-                try:
-                    if isinstance(command, StartTransaction):
-                        if session is None:
-                            session = self._collection.database.client.start_session()
-                        session.start_transaction()
-                    else:
-                        result = self._execute(command, session)
-                except _ENGINE_ERRORS as exc:
-                    error = exc
+            return drive(plan, perform, ENGINE_ERRORS, translate_error)
         finally:
-            plan.close()
             if session is not None:
                 with contextlib.suppress(PyMongoError):
                     session.end_session()
 
+    def close(self) -> None:
+        if self.owned_client is not None:
+            self.owned_client.close()
+
     def _detect_server(self) -> Server:
-        if self._server is None:
-            client = self._collection.database.client
-            self._server = _DETECTED.get(client)
-            if self._server is None:
+        if self.server is None:
+            client = self.collection.database.client
+            self.server = _DETECTED.get(client)
+            if self.server is None:
                 reply = client.admin.command("buildInfo")
-                self._server = _DETECTED[client] = server_from_build_info(reply)
-        return self._server
+                self.server = _DETECTED[client] = server_from_build_info(reply)
+        return self.server
 
     def _execute(self, command: Command, session: ClientSession | None) -> Any:  # noqa: C901, PLR0911 - one case per command kind
-        collection = self._collection
+        collection = self.collection
         match command:
             case DetectServer():
                 return self._detect_server()
@@ -263,152 +164,64 @@ class MongoStore:
             case Sleep():
                 return time.sleep(command.seconds)
             case StartTransaction():
-                raise AssertionError("handled by _run")
+                raise AssertionError("handled by run")
 
 
-class AsyncMongoStore:
-    """An asynchronous :class:`~stalwart.storage.AsyncStore` on one MongoDB collection, on
-    ``pymongo.AsyncMongoClient`` (pymongo's native asyncio driver; no threads).
+class _AsyncExecutor:
+    """The async twin of :class:`_Executor`, on ``AsyncMongoClient`` (no threads); it also
+    creates the indexes a ``create=true`` URL asked for, before the first command."""
 
-    >>> store = AsyncMongoStore(AsyncMongoClient().app.records)  # doctest: +SKIP
-    >>> (await store.create(Key("acct-1", "balance"), {"cents": 0})).version  # doctest: +SKIP
-    1
-    """
-
-    def __init__(
-        self,
-        collection: AsyncCollection[Doc],
-        *,
-        clock: Clock = wall_clock,
-        max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES,
-        server: ServerChoice = "auto",
-    ) -> None:
-        self._collection = collection
-        self._settings = Settings(clock, check_max_item_bytes(max_item_bytes))
-        choice = check_server(server)
-        self._server: Server | None = None if choice == "auto" else choice
-        self._owned_client: AsyncMongoClient[Doc] | None = None
-        self._indexes_pending = False
+    def __init__(self, collection: AsyncCollection[Doc], server: Server | None) -> None:
+        self.collection = collection
+        self.server = server
+        self.owned_client: AsyncMongoClient[Doc] | None = None
+        self.indexes_pending = False
         self._indexes_lock = asyncio.Lock()
 
-    @property
-    def collection(self) -> AsyncCollection[Doc]:
-        """The pymongo async collection this store works on."""
-        return self._collection
-
-    @property
-    def max_transaction_items(self) -> int:
-        """See :attr:`MongoStore.max_transaction_items`."""
-        return MAX_TRANSACTION_ITEMS
-
-    @property
-    def max_item_bytes(self) -> int:
-        """See :attr:`MongoStore.max_item_bytes`."""
-        return self._settings.max_item_bytes
-
-    async def get(self, key: Key) -> Record | None:
-        """See :meth:`stalwart.storage.Store.get`."""
-        return await self._run(plans.get(self._settings, key))
-
-    async def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
-        """See :meth:`stalwart.storage.Store.create`."""
-        return await self._run(plans.create(self._settings, key, data, ttl))
-
-    async def replace(
-        self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
-    ) -> Record:
-        """See :meth:`stalwart.storage.Store.replace`."""
-        return await self._run(plans.replace(self._settings, key, data, expected_version, ttl))
-
-    async def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
-        """See :meth:`stalwart.storage.Store.delete`."""
-        return await self._run(plans.delete(self._settings, key, expected_version))
-
-    async def increment(
-        self, key: Key, field: str, by: float = 1, *, ttl: float | None = None
-    ) -> Record:
-        """See :meth:`stalwart.storage.Store.increment`."""
-        return await self._run(plans.increment(self._settings, key, field, by, ttl))
-
-    async def query(
-        self,
-        partition: str,
-        *,
-        prefix: str = "",
-        limit: int = 100,
-        cursor: str | None = None,
-        descending: bool = False,
-    ) -> Page:
-        """See :meth:`stalwart.storage.Store.query`."""
-        return await self._run(
-            plans.query(
-                self._settings,
-                partition,
-                prefix=prefix,
-                limit=limit,
-                cursor=cursor,
-                descending=descending,
-            )
-        )
-
-    async def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
-        """See :meth:`stalwart.storage.Store.transact`."""
-        return await self._run(plans.transact(self._settings, operations))
-
-    async def close(self) -> None:
-        """Close the client if this store created it (from a URL)."""
-        if self._owned_client is not None:
-            await self._owned_client.close()
-
-    async def _ensure_indexes_once(self) -> None:
-        # async_store_from_url cannot await, so create=true indexes are made on first use.
-        async with self._indexes_lock:
-            if self._indexes_pending:
-                await async_ensure_indexes(self._collection)
-                self._indexes_pending = False
-
-    async def _run[T](self, plan: Plan[T]) -> T:
-        plan = guarded(plan)
+    async def run[T](self, plan: Plan[T]) -> T:
         session: AsyncClientSession | None = None
-        result: Any = None
-        error: BaseException | None = None
+
+        async def perform(command: Command) -> Any:
+            nonlocal session
+            if self.indexes_pending:
+                await self._ensure_indexes_once()
+            if not isinstance(command, StartTransaction):
+                return await self._execute(command, session)
+            if session is None:
+                session = self.collection.database.client.start_session()
+            return await session.start_transaction()
+
         try:
-            while True:
-                try:
-                    command = plan.send(result) if error is None else plan.throw(error)
-                except StopIteration as stop:
-                    return stop.value  # type: ignore[no-any-return]
-                result, error = None, None
-                try:
-                    if self._indexes_pending:
-                        await self._ensure_indexes_once()
-                    if isinstance(command, StartTransaction):
-                        if session is None:
-                            session = self._collection.database.client.start_session()
-                        await session.start_transaction()
-                    else:
-                        result = await self._execute(command, session)
-                except _ENGINE_ERRORS as exc:
-                    error = exc
+            return await drive_async(plan, perform, ENGINE_ERRORS, translate_error)
         finally:
-            plan.close()
             if session is not None:
                 with contextlib.suppress(PyMongoError):
                     await session.end_session()
 
+    async def close(self) -> None:
+        if self.owned_client is not None:
+            await self.owned_client.close()
+
+    async def _ensure_indexes_once(self) -> None:
+        # async_store_from_url cannot await, so create=true indexes are made on first use.
+        async with self._indexes_lock:
+            if self.indexes_pending:
+                await async_ensure_indexes(self.collection)
+                self.indexes_pending = False
+
     async def _detect_server(self) -> Server:
-        if self._server is None:
-            client = self._collection.database.client
-            self._server = _DETECTED.get(client)
-            if self._server is None:
+        if self.server is None:
+            client = self.collection.database.client
+            self.server = _DETECTED.get(client)
+            if self.server is None:
                 reply = await client.admin.command("buildInfo")
-                self._server = _DETECTED[client] = server_from_build_info(reply)
-        return self._server
+                self.server = _DETECTED[client] = server_from_build_info(reply)
+        return self.server
 
     async def _execute(  # noqa: C901, PLR0911 - one case per command kind
         self, command: Command, session: AsyncClientSession | None
     ) -> Any:
-        collection = self._collection
+        collection = self.collection
         match command:
             case DetectServer():
                 return await self._detect_server()
@@ -444,7 +257,75 @@ class AsyncMongoStore:
             case Sleep():
                 return await asyncio.sleep(command.seconds)
             case StartTransaction():
-                raise AssertionError("handled by _run")
+                raise AssertionError("handled by run")
+
+
+def _engine(clock: Clock, max_item_bytes: int) -> MongoEngine:
+    return MongoEngine(Settings(clock, check_max_item_bytes(max_item_bytes)))
+
+
+def _told_server(server: ServerChoice) -> Server | None:
+    """The server a store was told, or ``None`` to detect it."""
+    choice = check_server(server)
+    return None if choice == "auto" else choice
+
+
+class MongoStore(EngineStore[Command]):
+    """A synchronous :class:`~stalwart.storage.Store` on one MongoDB collection.
+
+    Pass a ``pymongo`` collection you own (this store never closes its client), or use
+    :func:`store_from_url`. Transactions need a replica set (or sharded cluster).
+    ``server`` is ``"auto"`` (detect MongoDB or secantusdb once per client), ``"mongodb"`` or
+    ``"secantusdb"`` (skip the detection).
+
+    >>> store = MongoStore(MongoClient("mongodb://localhost:27017").app.records)  # doctest: +SKIP
+    >>> store.create(Key("acct-1", "balance"), {"cents": 0}).version  # doctest: +SKIP
+    1
+    """
+
+    def __init__(
+        self,
+        collection: Collection[Doc],
+        *,
+        clock: Clock = wall_clock,
+        max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES,
+        server: ServerChoice = "auto",
+    ) -> None:
+        engine = _engine(clock, max_item_bytes)
+        self._mongo = _Executor(collection, _told_server(server))
+        super().__init__(engine, self._mongo, clock)
+
+    @property
+    def collection(self) -> Collection[Doc]:
+        """The pymongo collection this store works on."""
+        return self._mongo.collection
+
+
+class AsyncMongoStore(AsyncEngineStore[Command]):
+    """An asynchronous :class:`~stalwart.storage.AsyncStore` on one MongoDB collection, on
+    ``pymongo.AsyncMongoClient`` (pymongo's native asyncio driver; no threads).
+
+    >>> store = AsyncMongoStore(AsyncMongoClient().app.records)  # doctest: +SKIP
+    >>> (await store.create(Key("acct-1", "balance"), {"cents": 0})).version  # doctest: +SKIP
+    1
+    """
+
+    def __init__(
+        self,
+        collection: AsyncCollection[Doc],
+        *,
+        clock: Clock = wall_clock,
+        max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES,
+        server: ServerChoice = "auto",
+    ) -> None:
+        engine = _engine(clock, max_item_bytes)
+        self._mongo = _AsyncExecutor(collection, _told_server(server))
+        super().__init__(engine, self._mongo, clock)
+
+    @property
+    def collection(self) -> AsyncCollection[Doc]:
+        """The pymongo async collection this store works on."""
+        return self._mongo.collection
 
 
 def store_from_url(url: str, *, clock: Clock = wall_clock) -> MongoStore:
@@ -462,13 +343,13 @@ def store_from_url(url: str, *, clock: Clock = wall_clock) -> MongoStore:
     store = MongoStore(
         collection, clock=clock, max_item_bytes=parsed.max_item_bytes, server=parsed.server
     )
-    store._owned_client = client  # noqa: SLF001 - the factory hands ownership to the store
+    store._mongo.owned_client = client  # noqa: SLF001 - the factory hands ownership to the store
     if parsed.create:
         try:
             ensure_indexes(collection)
-        except _ENGINE_ERRORS as exc:
+        except ENGINE_ERRORS as exc:
             client.close()
-            raise plans.translate_error(exc) from exc
+            raise translate_error(exc) from exc
     return store
 
 
@@ -486,8 +367,8 @@ def async_store_from_url(url: str, *, clock: Clock = wall_clock) -> AsyncMongoSt
     store = AsyncMongoStore(
         collection, clock=clock, max_item_bytes=parsed.max_item_bytes, server=parsed.server
     )
-    store._owned_client = client  # noqa: SLF001 - the factory hands ownership to the store
-    store._indexes_pending = parsed.create  # noqa: SLF001 - same module
+    store._mongo.owned_client = client  # noqa: SLF001 - the factory hands ownership to the store
+    store._mongo.indexes_pending = parsed.create  # noqa: SLF001 - same module
     return store
 
 
