@@ -46,7 +46,6 @@ from stalwart.storage._contract import (
     MIN_INTEGER,
     AlreadyExists,
     Check,
-    Clock,
     Create,
     Delete,
     Increment,
@@ -68,10 +67,9 @@ from stalwart.storage._contract import (
     validate_amount,
     validate_field,
     validate_key,
-    validate_operations,
     validate_version,
 )
-from stalwart.storage._query import check_query, decode_cursor, encode_cursor
+from stalwart.storage._query import decode_cursor, encode_cursor
 
 type AttributeValue = dict[str, Any]
 type Item = dict[str, AttributeValue]
@@ -931,84 +929,6 @@ class DynamoDBEngine:
             if error is not None:
                 raise error from written.cause
         raise StoreUnavailable("transaction increments kept losing races with other writers")
-
-
-# ---------------------------------------------------------------------------------------------
-# The plans behind the store's shared checks (what EngineStore does before running a plan),
-# for running a plan without a store
-# ---------------------------------------------------------------------------------------------
-
-
-def get_plan(table: str, key: Key, clock: Clock) -> Plan[Record | None]:
-    """:meth:`DynamoDBEngine.get` after the store's key check, at ``clock()``."""
-    return (yield from DynamoDBEngine(table).get(validate_key(key), clock()))
-
-
-def create_plan(
-    table: str, key: Key, data: JSONObject, *, ttl: float | None, clock: Clock
-) -> Plan[Record]:
-    """:meth:`DynamoDBEngine.create` after the store's key check, at ``clock()``."""
-    return (yield from DynamoDBEngine(table).create(validate_key(key), data, ttl, clock()))
-
-
-def replace_plan(
-    table: str,
-    key: Key,
-    data: JSONObject,
-    *,
-    expected_version: int,
-    ttl: float | None,
-    clock: Clock,
-) -> Plan[Record]:
-    """:meth:`DynamoDBEngine.replace` after the store's key check, at ``clock()``."""
-    engine = DynamoDBEngine(table)
-    return (yield from engine.replace(validate_key(key), data, expected_version, ttl, clock()))
-
-
-def delete_plan(table: str, key: Key, expected_version: int | None, clock: Clock) -> Plan[bool]:
-    """:meth:`DynamoDBEngine.delete` after the store's key check, at ``clock()``."""
-    engine = DynamoDBEngine(table)
-    return (yield from engine.delete(validate_key(key), expected_version, clock()))
-
-
-def increment_plan(
-    table: str, key: Key, field: str, by: float, *, ttl: float | None, clock: Clock
-) -> Plan[Record]:
-    """:meth:`DynamoDBEngine.increment` after the store's key check, at ``clock()``."""
-    engine = DynamoDBEngine(table)
-    return (yield from engine.increment(validate_key(key), field, by, ttl, clock()))
-
-
-def query_plan(
-    table: str,
-    partition: str,
-    *,
-    prefix: str,
-    limit: int,
-    cursor: str | None,
-    descending: bool,
-    clock: Clock,
-) -> Plan[Page]:
-    """:meth:`DynamoDBEngine.query` after the store's query check, at ``clock()``."""
-    check_query(partition, prefix, limit)
-    return (
-        yield from DynamoDBEngine(table).query(
-            partition,
-            prefix=prefix,
-            limit=limit,
-            cursor=cursor,
-            descending=descending,
-            now=clock(),
-        )
-    )
-
-
-def transact_plan(
-    table: str, operations: Sequence[Operation], clock: Clock
-) -> Plan[list[Record | None]]:
-    """:meth:`DynamoDBEngine.transact` after the store's transaction check, at ``clock()``."""
-    validate_operations(operations, MAX_TRANSACTION_ITEMS)
-    return (yield from DynamoDBEngine(table).transact(operations, clock()))
 
 
 # ---------------------------------------------------------------------------------------------

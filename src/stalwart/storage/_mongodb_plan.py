@@ -74,11 +74,9 @@ from stalwart.storage._contract import (
     stored_copy,
     validate_amount,
     validate_field,
-    validate_key,
-    validate_operations,
     validate_version,
 )
-from stalwart.storage._query import check_query, decode_cursor, encode_cursor, prefix_upper_bound
+from stalwart.storage._query import decode_cursor, encode_cursor, prefix_upper_bound
 
 type Doc = dict[str, Any]
 type Filter = dict[str, Any]
@@ -1052,72 +1050,3 @@ class MongoEngine:
             raise TransactionConflict(conflict_index, operation, reason) from last_error
         msg = f"transaction failed {TRANSACTION_ATTEMPTS} times: {last_error}"
         raise StoreUnavailable(msg) from last_error
-
-
-# Each operation as a store runs it -- the shared store's checks, one clock reading, the
-# engine's plan, errors translated -- for driving a plan by hand, without a store.
-
-
-def get(settings: Settings, key: Key) -> Plan[Record | None]:
-    """:meth:`MongoEngine.get` behind the store's key check."""
-    return (yield from guarded(MongoEngine(settings).get(validate_key(key), settings.clock())))
-
-
-def create(settings: Settings, key: Key, data: JSONObject, ttl: float | None) -> Plan[Record]:
-    """:meth:`MongoEngine.create` behind the store's key check."""
-    plan = MongoEngine(settings).create(validate_key(key), data, ttl, settings.clock())
-    return (yield from guarded(plan))
-
-
-def replace(
-    settings: Settings, key: Key, data: JSONObject, expected_version: int, ttl: float | None
-) -> Plan[Record]:
-    """:meth:`MongoEngine.replace` behind the store's key check."""
-    plan = MongoEngine(settings).replace(
-        validate_key(key), data, expected_version, ttl, settings.clock()
-    )
-    return (yield from guarded(plan))
-
-
-def delete(settings: Settings, key: Key, expected_version: int | None) -> Plan[bool]:
-    """:meth:`MongoEngine.delete` behind the store's key check."""
-    plan = MongoEngine(settings).delete(validate_key(key), expected_version, settings.clock())
-    return (yield from guarded(plan))
-
-
-def increment(
-    settings: Settings, key: Key, field: str, by: float, ttl: float | None
-) -> Plan[Record]:
-    """:meth:`MongoEngine.increment` behind the store's key check."""
-    plan = MongoEngine(settings).increment(validate_key(key), field, by, ttl, settings.clock())
-    return (yield from guarded(plan))
-
-
-def query(
-    settings: Settings,
-    partition: str,
-    *,
-    prefix: str,
-    limit: int,
-    cursor: str | None,
-    descending: bool,
-) -> Plan[Page]:
-    """:meth:`MongoEngine.query` behind the store's query check."""
-    check_query(partition, prefix, limit)
-    plan = MongoEngine(settings).query(
-        partition,
-        prefix=prefix,
-        limit=limit,
-        cursor=cursor,
-        descending=bool(descending),
-        now=settings.clock(),
-    )
-    return (yield from guarded(plan))
-
-
-def transact(settings: Settings, operations: Sequence[Operation]) -> Plan[list[Record | None]]:
-    """:meth:`MongoEngine.transact` behind the store's check of the transaction's shape."""
-    operations = list(operations)
-    validate_operations(operations, MAX_TRANSACTION_ITEMS)
-    plan = MongoEngine(settings).transact(operations, settings.clock())
-    return (yield from guarded(plan))

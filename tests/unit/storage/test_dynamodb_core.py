@@ -41,6 +41,7 @@ from stalwart.storage import (
 from stalwart.storage import _dynamodb_core as core
 from stalwart.storage._query import decode_cursor
 from stalwart.storage.dynamodb import ConnectionSettings
+from unit.storage.store_plans import dynamodb as checked
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -376,19 +377,17 @@ def test_cancellation_reasons() -> None:
 
 def test_validation_happens_before_any_request() -> None:
     bad_plans = [
-        core.create_plan("t", Key(""), {}, ttl=None, clock=clock),
-        core.create_plan("t", K, {"x": object()}, ttl=None, clock=clock),
-        core.create_plan("t", K, {}, ttl=-1, clock=clock),
-        core.replace_plan("t", K, {}, expected_version=0, ttl=None, clock=clock),
-        core.delete_plan("t", K, True, clock),  # type: ignore[arg-type]
-        core.increment_plan("t", K, "a.b", 1, ttl=None, clock=clock),
-        core.increment_plan("t", K, "n", math.inf, ttl=None, clock=clock),
-        core.increment_plan("t", K, "n", 10**40 + 1, ttl=None, clock=clock),
-        core.query_plan(
-            "t", "p", prefix="\x00", limit=1, cursor=None, descending=False, clock=clock
-        ),
-        core.transact_plan("t", [Create(K, {}), Delete(K)], clock),
-        core.transact_plan("t", [Replace(K, {"a": math.nan}, 1)], clock),
+        checked.create("t", Key(""), {}, ttl=None, clock=clock),
+        checked.create("t", K, {"x": object()}, ttl=None, clock=clock),
+        checked.create("t", K, {}, ttl=-1, clock=clock),
+        checked.replace("t", K, {}, expected_version=0, ttl=None, clock=clock),
+        checked.delete("t", K, True, clock),  # type: ignore[arg-type]
+        checked.increment("t", K, "a.b", 1, ttl=None, clock=clock),
+        checked.increment("t", K, "n", math.inf, ttl=None, clock=clock),
+        checked.increment("t", K, "n", 10**40 + 1, ttl=None, clock=clock),
+        checked.query("t", "p", prefix="\x00", limit=1, cursor=None, descending=False, clock=clock),
+        checked.transact("t", [Create(K, {}), Delete(K)], clock),
+        checked.transact("t", [Replace(K, {"a": math.nan}, 1)], clock),
     ]
     for plan in bad_plans:
         with pytest.raises(InvalidRecord):
@@ -398,7 +397,7 @@ def test_validation_happens_before_any_request() -> None:
 def test_increment_plan_expired_path_and_emulator_retry() -> None:
     expired = core.encode_item(K, {"n": 10, "x": "old"}, 4, NOW - 1)
     steps, record = drive(
-        core.increment_plan("t", K, "n", 2, ttl=None, clock=clock),
+        checked.increment("t", K, "n", 2, ttl=None, clock=clock),
         [
             failure("ConditionalCheckFailedException", Item=expired),
             {"ResponseMetadata": {}},
@@ -410,7 +409,7 @@ def test_increment_plan_expired_path_and_emulator_retry() -> None:
     half_written = {"pk": {"S": "p"}, "sk": {"S": "s"}}
     after = core.encode_item(K, {"n": 3}, 2, None)
     steps, record = drive(
-        core.increment_plan("t", K, "n", 1, ttl=None, clock=clock),
+        checked.increment("t", K, "n", 1, ttl=None, clock=clock),
         [
             failure("ConditionalCheckFailedException", Item=half_written),
             {"Attributes": after},
@@ -421,12 +420,12 @@ def test_increment_plan_expired_path_and_emulator_retry() -> None:
     text = core.encode_item(K, {"n": "three"}, 2, None)
     with pytest.raises(InvalidRecord):
         drive(
-            core.increment_plan("t", K, "n", 1, ttl=None, clock=clock),
+            checked.increment("t", K, "n", 1, ttl=None, clock=clock),
             [failure("ConditionalCheckFailedException", Item=text)],
         )
     with pytest.raises(StoreUnavailable):
         drive(
-            core.increment_plan("t", K, "n", 1, ttl=None, clock=clock),
+            checked.increment("t", K, "n", 1, ttl=None, clock=clock),
             [failure("ThrottlingException")],
         )
 
@@ -439,7 +438,7 @@ def test_transact_plan_retries_increments_with_backoff_then_gives_up() -> None:
         CancellationReasons=[{"Code": "ConditionalCheckFailed"}, {"Code": "None"}],
     )
     steps, results = drive(
-        core.transact_plan("t", ops, clock),
+        checked.transact("t", ops, clock),
         [
             {"Responses": [{"Item": live}]},
             lost,
@@ -461,37 +460,37 @@ def test_transact_plan_retries_increments_with_backoff_then_gives_up() -> None:
     for _ in range(core.CONTENTION_ATTEMPTS):
         replies += [{"Responses": [{"Item": live}]}, lost]
     with pytest.raises(StoreUnavailable):
-        drive(core.transact_plan("t", ops, clock), replies)
+        drive(checked.transact("t", ops, clock), replies)
 
 
 def test_transact_increment_from_snapshot() -> None:
     float_item = core.encode_item(K, {"n": 1.5}, 2, None)
     _, results = drive(
-        core.transact_plan("t", [Increment(K, "n", 1)], clock),
+        checked.transact("t", [Increment(K, "n", 1)], clock),
         [{"Responses": [{"Item": float_item}]}, {}],
     )
     assert results == [Record(K, {"n": 2.5}, 3, None)]
     _, results = drive(
-        core.transact_plan("t", [Increment(K, "m", 1, ttl=5)], clock),
+        checked.transact("t", [Increment(K, "m", 1, ttl=5)], clock),
         [{"Responses": [{"Item": float_item}]}, {}],
     )
     assert results == [Record(K, {"n": 1.5, "m": 1}, 3, None)]
     expired = core.encode_item(K, {"n": 9}, 2, NOW)
     _, results = drive(
-        core.transact_plan("t", [Increment(K, "n", 1, ttl=5)], clock),
+        checked.transact("t", [Increment(K, "n", 1, ttl=5)], clock),
         [{"Responses": [{"Item": expired}]}, {}],
     )
     assert results == [Record(K, {"n": 1}, 1, NOW + 5)]
     text = core.encode_item(K, {"n": "x"}, 2, None)
     with pytest.raises(InvalidRecord):
         drive(
-            core.transact_plan("t", [Increment(K, "n", 1)], clock),
+            checked.transact("t", [Increment(K, "n", 1)], clock),
             [{"Responses": [{"Item": text}]}],
         )
 
 
 def test_transact_without_increment_is_one_request() -> None:
-    steps, results = drive(core.transact_plan("t", [Create(K, {"a": 1}, ttl=2)], clock), [{}])
+    steps, results = drive(checked.transact("t", [Create(K, {"a": 1}, ttl=2)], clock), [{}])
     assert operations(steps) == ["transact_write_items"]
     assert results == [Record(K, {"a": 1}, 1, NOW + 2)]
 
@@ -501,7 +500,7 @@ def test_query_plan_fills_the_page_across_filtered_pages() -> None:
         return core.encode_item(Key("p", sort), {}, 1, None)
 
     steps, page = drive(
-        core.query_plan("t", "p", prefix="", limit=2, cursor=None, descending=False, clock=clock),
+        checked.query("t", "p", prefix="", limit=2, cursor=None, descending=False, clock=clock),
         [
             {"Items": [item("a")], "LastEvaluatedKey": {"pk": {"S": "p"}, "sk": {"S": "b"}}},
             {"Items": [item("c"), item("d")], "LastEvaluatedKey": {"pk": {}, "sk": {"S": "d"}}},
@@ -513,7 +512,7 @@ def test_query_plan_fills_the_page_across_filtered_pages() -> None:
     assert page.cursor is not None
     assert decode_cursor(page.cursor, "p") == "c"
     _, last = drive(
-        core.query_plan(
+        checked.query(
             "t", "p", prefix="", limit=2, cursor=page.cursor, descending=False, clock=clock
         ),
         [{"Items": [item("d")]}],

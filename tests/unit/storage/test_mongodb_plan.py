@@ -3,6 +3,7 @@ the commands each plan sends on MongoDB and on secantusdb."""
 
 from __future__ import annotations
 
+import doctest
 from datetime import UTC, datetime
 
 import pytest
@@ -36,6 +37,7 @@ from stalwart.storage import (
 from stalwart.storage import _mongodb_plan as plan
 from stalwart.storage._mongodb_url import DEFAULT_TIMEOUTS_MS, parse_url
 from stalwart.storage._query import encode_cursor
+from unit.storage.store_plans import mongodb as checked
 
 
 def run_plan(generator, replies, server: plan.Server = "mongodb"):
@@ -108,7 +110,7 @@ def test_page_cursor_only_when_more_documents_matched() -> None:
 @pytest.mark.parametrize("limit", [0, 1001, -1, True, 2.0])
 def test_query_limit_is_validated_before_io(limit: object) -> None:
     commands, outcome = run_plan(
-        plan.query(
+        checked.query(
             settings(),
             "P",
             prefix="",
@@ -156,7 +158,7 @@ def token_of(command: plan.UpdateOne) -> ObjectId:
 
 
 def test_create_is_one_upsert_returning_after() -> None:
-    generator = plan.create(settings(), Key("P", "s"), {"a": (1, 2)}, 10)
+    generator = checked.create(settings(), Key("P", "s"), {"a": (1, 2)}, 10)
     command = first_command(generator)
     assert isinstance(command, plan.UpdateOne)
     assert command.upsert
@@ -176,7 +178,7 @@ def test_create_is_one_upsert_returning_after() -> None:
 
 def test_create_reports_the_live_document_it_found() -> None:
     live = {"_id": {"p": "P", "s": "s"}, "d": {"x": 1}, "v": 3, "e": None, "w": ObjectId()}
-    commands, outcome = run_plan(plan.create(settings(), Key("P", "s"), {}, None), [live])
+    commands, outcome = run_plan(checked.create(settings(), Key("P", "s"), {}, None), [live])
     assert len(commands) == 1
     assert isinstance(outcome, AlreadyExists)
     assert outcome.current == Record(Key("P", "s"), {"x": 1}, 3, None)
@@ -186,12 +188,14 @@ def test_create_reads_back_a_lost_upsert_reply_only_on_secantusdb() -> None:
     # secantusdb replies value=null to the loser of a concurrent upsert.
     live = {"_id": {"p": "P", "s": "s"}, "d": {"x": 1}, "v": 1, "e": None, "w": ObjectId()}
     commands, outcome = run_plan(
-        plan.create(settings(), Key("P", "s"), {}, None), [None, live], server="secantusdb"
+        checked.create(settings(), Key("P", "s"), {}, None),
+        [None, live],
+        server="secantusdb",
     )
     assert [type(c) for c in commands] == [plan.UpdateOne, plan.FindOne]
     assert isinstance(outcome, AlreadyExists)
     # MongoDB always returns an upsert's post-image: no read-back, a loud error instead.
-    commands, outcome = run_plan(plan.create(settings(), Key("P", "s"), {}, None), [None])
+    commands, outcome = run_plan(checked.create(settings(), Key("P", "s"), {}, None), [None])
     assert [type(c) for c in commands] == [plan.UpdateOne]
     assert type(outcome) is StorageError
     assert "without the document it wrote" in str(outcome)
@@ -200,7 +204,8 @@ def test_create_reads_back_a_lost_upsert_reply_only_on_secantusdb() -> None:
 def test_create_retries_once_after_a_duplicate_key_race() -> None:
     live = {"_id": {"p": "P", "s": "s"}, "d": {}, "v": 1, "e": None}
     commands, outcome = run_plan(
-        plan.create(settings(), Key("P", "s"), {}, None), [DuplicateKeyError("E11000", 11000), live]
+        checked.create(settings(), Key("P", "s"), {}, None),
+        [DuplicateKeyError("E11000", 11000), live],
     )
     assert len(commands) == 2
     assert isinstance(outcome, AlreadyExists)
@@ -208,36 +213,36 @@ def test_create_retries_once_after_a_duplicate_key_race() -> None:
 
 def test_replace_conflict_carries_current_or_none() -> None:
     live = {"_id": {"p": "P", "s": "s"}, "d": {}, "v": 2, "e": None, "w": ObjectId()}
-    commands, outcome = run_plan(plan.replace(settings(), Key("P", "s"), {}, 1, None), [live])
+    commands, outcome = run_plan(checked.replace(settings(), Key("P", "s"), {}, 1, None), [live])
     assert commands[0].return_after
     assert isinstance(outcome, VersionConflict)
     assert outcome.current is not None
     assert outcome.current.version == 2
     expired = {**live, "v": 1, "e": 5.0}
-    _, outcome = run_plan(plan.replace(settings(), Key("P", "s"), {}, 1, None), [expired])
+    _, outcome = run_plan(checked.replace(settings(), Key("P", "s"), {}, 1, None), [expired])
     assert isinstance(outcome, VersionConflict)
     assert outcome.current is None
 
 
 def test_conditional_delete_reads_only_on_the_conflict_path() -> None:
-    commands, outcome = run_plan(plan.delete(settings(), Key("P", "s"), 1), [{"v": 1}])
+    commands, outcome = run_plan(checked.delete(settings(), Key("P", "s"), 1), [{"v": 1}])
     assert outcome is True
     assert [type(c) for c in commands] == [plan.DeleteOne]
-    commands, outcome = run_plan(plan.delete(settings(), Key("P", "s"), 1), [None, None])
+    commands, outcome = run_plan(checked.delete(settings(), Key("P", "s"), 1), [None, None])
     assert [type(c) for c in commands] == [plan.DeleteOne, plan.FindOne]
     assert isinstance(outcome, VersionConflict)
 
 
 def test_unconditional_delete_removes_only_a_live_record() -> None:
-    commands, outcome = run_plan(plan.delete(settings(5.0), Key("P", "s"), None), [None])
+    commands, outcome = run_plan(checked.delete(settings(5.0), Key("P", "s"), None), [None])
     assert outcome is False
     assert commands == [plan.DeleteOne({"_id": {"p": "P", "s": "s"}, **plan.live_filter(5.0)})]
     live = {"_id": {"p": "P", "s": "s"}, "d": {}, "v": 1, "e": None}
-    assert run_plan(plan.delete(settings(), Key("P", "s"), None), [live])[1] is True
+    assert run_plan(checked.delete(settings(), Key("P", "s"), None), [live])[1] is True
 
 
 def test_increment_is_one_upsert_on_mongodb() -> None:
-    generator = plan.increment(settings(), Key("P", "s"), "n", 2, 30)
+    generator = checked.increment(settings(), Key("P", "s"), "n", 2, 30)
     update = first_command(generator)
     assert isinstance(update, plan.UpdateOne)
     assert update.upsert
@@ -252,13 +257,13 @@ def test_increment_is_one_upsert_on_mongodb() -> None:
     with pytest.raises(StopIteration) as stop:
         generator.send(created)
     assert stop.value.value == Record(Key("P", "s"), {"n": 2}, 1, 1030.0)
-    commands, outcome = run_plan(plan.increment(settings(), Key("P", "s"), "n", 1, None), [None])
+    commands, outcome = run_plan(checked.increment(settings(), Key("P", "s"), "n", 1, None), [None])
     assert len(commands) == 1
     assert type(outcome) is StorageError  # MongoDB never loses an upsert's post-image
 
 
 def test_increment_on_secantusdb_inserts_when_absent_and_updates_after_losing_the_insert() -> None:
-    generator = plan.increment(settings(), Key("P", "s"), "n", 2, None)
+    generator = checked.increment(settings(), Key("P", "s"), "n", 2, None)
     update = first_command(generator, "secantusdb")
     assert isinstance(update, plan.UpdateOne)
     assert not update.upsert
@@ -283,26 +288,42 @@ def echo_token(command: plan.UpdateOne, doc: dict[str, object]) -> dict[str, obj
 
 KEY = Key("P", "s")
 ONE_COMMAND_CASES = {
-    "create": (lambda: plan.create(settings(), KEY, {}, None), echo_token, Record),
-    "create, live": (lambda: plan.create(settings(), KEY, {}, None), None, AlreadyExists),
-    "replace": (lambda: plan.replace(settings(), KEY, {}, 1, None), echo_token, Record),
-    "replace, stale": (lambda: plan.replace(settings(), KEY, {}, 9, None), None, VersionConflict),
+    "create": (lambda: checked.create(settings(), KEY, {}, None), echo_token, Record),
+    "create, live": (
+        lambda: checked.create(settings(), KEY, {}, None),
+        None,
+        AlreadyExists,
+    ),
+    "replace": (
+        lambda: checked.replace(settings(), KEY, {}, 1, None),
+        echo_token,
+        Record,
+    ),
+    "replace, stale": (
+        lambda: checked.replace(settings(), KEY, {}, 9, None),
+        None,
+        VersionConflict,
+    ),
     "increment, first": (  # no document yet: only an upsert can reply with one
-        lambda: plan.increment(settings(), KEY, "n", 1, None),
+        lambda: checked.increment(settings(), KEY, "n", 1, None),
         lambda c, d: echo_token(c, live_doc(n=1)) if c.upsert else None,
         Record,
     ),
-    "increment": (lambda: plan.increment(settings(), KEY, "n", 1, None), echo_token, Record),
+    "increment": (
+        lambda: checked.increment(settings(), KEY, "n", 1, None),
+        echo_token,
+        Record,
+    ),
     "increment, text": (
-        lambda: plan.increment(settings(), KEY, "n", 1, None),
+        lambda: checked.increment(settings(), KEY, "n", 1, None),
         lambda c, d: live_doc(n="x"),
         InvalidRecord,
     ),
-    "delete": (lambda: plan.delete(settings(), KEY, None), None, bool),
-    "delete, versioned": (lambda: plan.delete(settings(), KEY, 1), None, bool),
-    "get": (lambda: plan.get(settings(), KEY), None, Record),
+    "delete": (lambda: checked.delete(settings(), KEY, None), None, bool),
+    "delete, versioned": (lambda: checked.delete(settings(), KEY, 1), None, bool),
+    "get": (lambda: checked.get(settings(), KEY), None, Record),
     "query": (
-        lambda: plan.query(settings(), "P", prefix="", limit=10, cursor=None, descending=False),
+        lambda: checked.query(settings(), "P", prefix="", limit=10, cursor=None, descending=False),
         lambda c, d: [d],
         type(plan.page_from([], 1)),
     ),
@@ -326,16 +347,16 @@ def test_every_single_record_operation_is_one_command_on_mongodb(case: str) -> N
 
 def test_only_create_increment_and_transact_ask_which_server() -> None:
     asking = [
-        plan.create(settings(), KEY, {}, None),
-        plan.increment(settings(), KEY, "n", 1, None),
-        plan.transact(settings(), [Create(KEY, {})]),
+        checked.create(settings(), KEY, {}, None),
+        checked.increment(settings(), KEY, "n", 1, None),
+        checked.transact(settings(), [Create(KEY, {})]),
     ]
     assert all(isinstance(next(p), plan.DetectServer) for p in asking)
     not_asking = [
-        plan.get(settings(), KEY),
-        plan.replace(settings(), KEY, {}, 1, None),
-        plan.delete(settings(), KEY, 1),
-        plan.query(settings(), "P", prefix="", limit=1, cursor=None, descending=False),
+        checked.get(settings(), KEY),
+        checked.replace(settings(), KEY, {}, 1, None),
+        checked.delete(settings(), KEY, 1),
+        checked.query(settings(), "P", prefix="", limit=1, cursor=None, descending=False),
     ]
     assert not any(isinstance(next(p), plan.DetectServer) for p in not_asking)
 
@@ -349,21 +370,21 @@ def test_the_server_is_told_by_build_info() -> None:
 
 def test_increment_of_a_non_number_is_invalid_record() -> None:
     unchanged = {"_id": {"p": "P", "s": "s"}, "d": {"n": "x"}, "v": 1, "e": None, "w": ObjectId()}
-    _, outcome = run_plan(plan.increment(settings(), Key("P", "s"), "n", 1, None), [unchanged])
+    _, outcome = run_plan(checked.increment(settings(), Key("P", "s"), "n", 1, None), [unchanged])
     assert isinstance(outcome, InvalidRecord)
 
 
 @pytest.mark.parametrize(
     "call",
     [
-        lambda s: plan.create(s, Key(""), {}, None),
-        lambda s: plan.create(s, Key("P"), {"x": float("nan")}, None),
-        lambda s: plan.create(s, Key("P"), {"x": "y" * 2000}, None),
-        lambda s: plan.replace(s, Key("P"), {}, 0, None),
-        lambda s: plan.increment(s, Key("P"), "a.b", 1, None),
-        lambda s: plan.increment(s, Key("P"), "n", True, None),
-        lambda s: plan.create(s, Key("P"), {}, -1),
-        lambda s: plan.transact(s, []),
+        lambda s: checked.create(s, Key(""), {}, None),
+        lambda s: checked.create(s, Key("P"), {"x": float("nan")}, None),
+        lambda s: checked.create(s, Key("P"), {"x": "y" * 2000}, None),
+        lambda s: checked.replace(s, Key("P"), {}, 0, None),
+        lambda s: checked.increment(s, Key("P"), "a.b", 1, None),
+        lambda s: checked.increment(s, Key("P"), "n", True, None),
+        lambda s: checked.create(s, Key("P"), {}, -1),
+        lambda s: checked.transact(s, []),
     ],
 )
 def test_bad_input_is_rejected_before_any_command(call) -> None:
@@ -389,7 +410,7 @@ def test_transaction_write_conflicts_retry_then_name_the_item() -> None:
     )
     operations = [Create(Key("P", "a"), {}), Create(Key("P", "b"), {})]
     commands, outcome = run_plan(
-        plan.transact(settings(), operations), transaction_replies(conflict)
+        checked.transact(settings(), operations), transaction_replies(conflict)
     )
     assert sum(isinstance(c, plan.StartTransaction) for c in commands) == plan.TRANSACTION_ATTEMPTS
     assert sum(isinstance(c, plan.Sleep) for c in commands) == plan.TRANSACTION_ATTEMPTS - 1
@@ -402,14 +423,15 @@ def test_transaction_network_errors_end_as_store_unavailable() -> None:
     lost = AutoReconnect("reset")
     lost._add_error_label("TransientTransactionError")
     _, outcome = run_plan(
-        plan.transact(settings(), [Create(Key("P", "a"), {})]), transaction_replies(lost)
+        checked.transact(settings(), [Create(Key("P", "a"), {})]),
+        transaction_replies(lost),
     )
     assert isinstance(outcome, StoreUnavailable)
 
 
 def test_transaction_items_send_one_command_each_on_mongodb() -> None:
     operations = [Create(Key("P", "a"), {}), Increment(Key("P", "b"), "n")]
-    generator = plan.transact(settings(), operations)
+    generator = checked.transact(settings(), operations)
     assert isinstance(first_command(generator), plan.StartTransaction)
     create = generator.send(None)
     increment = generator.send(echo_token(create, live_doc()))
@@ -425,7 +447,7 @@ def test_a_lost_upsert_reply_in_a_transaction(server: plan.Server) -> None:
     live = live_doc()
     replies = {"mongodb": [None, None, None], "secantusdb": [None, None, live, None]}[server]
     commands, outcome = run_plan(
-        plan.transact(settings(), [Create(KEY, {})]), replies, server=server
+        checked.transact(settings(), [Create(KEY, {})]), replies, server=server
     )
     if server == "mongodb":  # never happens on MongoDB: a loud error, no read-back
         assert [type(c) for c in commands] == [
@@ -442,7 +464,7 @@ def test_a_lost_upsert_reply_in_a_transaction(server: plan.Server) -> None:
 def test_a_failed_condition_aborts_without_retrying() -> None:
     live = {"_id": {"p": "P", "s": "a"}, "d": {}, "v": 4, "e": None, "w": ObjectId()}
     commands, outcome = run_plan(
-        plan.transact(settings(), [Check(Key("P", "a"), 3)]), [None, live, None]
+        checked.transact(settings(), [Check(Key("P", "a"), 3)]), [None, live, None]
     )
     assert [type(c) for c in commands] == [
         plan.StartTransaction,
@@ -578,3 +600,9 @@ def test_url_chooses_the_server() -> None:
     assert parsed.client_url == "mongodb://h/db?replicaSet=rs0"
     with pytest.raises(StoreConfigurationError, match="auto, mongodb, secantusdb"):
         parse_url("mongodb://h/db?server=mongo")
+
+
+def test_docstring_examples_run() -> None:
+    result = doctest.testmod(plan)
+    assert result.attempted > 0
+    assert result.failed == 0
