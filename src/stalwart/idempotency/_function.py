@@ -179,11 +179,10 @@ def _make_identity(
 class _Beat:
     """Holds the current lease while a heartbeat may replace it."""
 
-    __slots__ = ("lease", "lost")
+    __slots__ = ("lease",)
 
     def __init__(self, lease: Lease) -> None:
         self.lease = lease
-        self.lost = False
 
 
 def _heartbeat_failed(lease: Lease, exc: StorageError) -> None:
@@ -206,7 +205,6 @@ def _heartbeat(layer: Idempotency, lease: Lease, every: float | None) -> Iterato
             try:
                 beat.lease = layer.heartbeat(beat.lease)
             except LeaseLost:
-                beat.lost = True
                 return
             except StorageError as exc:
                 _heartbeat_failed(lease, exc)
@@ -241,7 +239,6 @@ async def _heartbeat_async(
             try:
                 beat.lease = await layer.heartbeat(beat.lease)
             except LeaseLost:
-                beat.lost = True
                 return
             except StorageError as exc:
                 _heartbeat_failed(lease, exc)

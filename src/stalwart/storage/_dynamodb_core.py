@@ -66,7 +66,6 @@ from stalwart.storage._contract import (
     stored_copy,
     validate_amount,
     validate_field,
-    validate_key,
     validate_version,
 )
 from stalwart.storage._query import decode_cursor, encode_cursor
@@ -250,11 +249,6 @@ def encode_sort(sort: str) -> str:
 def decode_sort(stored: str) -> str:
     """The contract sort key for a stored ``sk``."""
     return "" if stored == EMPTY_SORT else stored
-
-
-def check_key(key: Key) -> Key:
-    """Contract key validation plus DynamoDB's byte limits on key attributes."""
-    return check_key_bytes(validate_key(key))
 
 
 def check_key_bytes(key: Key) -> Key:

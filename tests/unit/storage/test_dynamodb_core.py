@@ -157,11 +157,11 @@ def test_empty_sort_key_is_stored_as_nul() -> None:
 
 
 def test_key_byte_limits() -> None:
-    core.check_key(Key("a" * 1024, "b" * 1024))
+    core.check_key_bytes(Key("a" * 1024, "b" * 1024))
     with pytest.raises(InvalidRecord, match="2048"):
-        core.check_key(Key("€" * 700))
+        core.check_key_bytes(Key("€" * 700))
     with pytest.raises(InvalidRecord, match="1024"):
-        core.check_key(Key("p", "é" * 513))
+        core.check_key_bytes(Key("p", "é" * 513))
 
 
 def test_liveness() -> None:
