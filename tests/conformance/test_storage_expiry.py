@@ -8,6 +8,7 @@ the engine's physical expiry agrees with the contract (a record whose TTL was cl
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -139,12 +140,16 @@ async def test_wall_clock_expiry_and_physical_ttl_agree(store, clock):
     cleared = Key("real", "cleared")
     expiring = Key("real", "expiring")
     counter = Key("real", "counter")
-    await store.create(cleared, {"n": 1}, ttl=0.6)
+    # Long enough that a slow emulator on a busy machine still replaces the record before its
+    # ttl runs out; then wait, from the last write with a ttl, until every ttl has.
+    ttl = 2.0
+    await store.create(cleared, {"n": 1}, ttl=ttl)
     await store.replace(cleared, {"n": 2}, expected_version=1)
-    await store.create(expiring, {"n": 1}, ttl=0.6)
-    await store.increment(counter, "n", ttl=0.6)
+    await store.create(expiring, {"n": 1}, ttl=ttl)
+    await store.increment(counter, "n", ttl=ttl)
+    last_ttl_written = time.monotonic()
     await store.increment(counter, "n")
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(max(0.0, last_ttl_written + ttl + 0.4 - time.monotonic()))
     survivor = await store.get(cleared)
     assert survivor is not None
     assert (survivor.data, survivor.version, survivor.expires_at) == ({"n": 2}, 2, None)
