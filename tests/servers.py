@@ -15,10 +15,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 START_TIMEOUT_S = 60.0
 
@@ -384,3 +386,47 @@ def _mongo_ping(port: int) -> bool:
         return True
     finally:
         client.close()
+
+
+# HTTP apps in this process, on a thread: uvicorn for ASGI apps, werkzeug (threaded) for WSGI.
+
+
+@contextlib.contextmanager
+def uvicorn_server(app: Any) -> Iterator[str]:
+    """Serve an ASGI ``app`` with uvicorn on a thread; yields its base URL."""
+    import uvicorn  # noqa: PLC0415 - only the HTTP tests need it
+
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", backlog=1024, timeout_keep_alive=30
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    try:
+        for _ in range(300):
+            if server.started:
+                break
+            threading.Event().wait(0.05)
+        assert server.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@contextlib.contextmanager
+def werkzeug_server(app: Any) -> Iterator[str]:
+    """Serve a WSGI ``app`` with werkzeug's threaded server on a thread; yields its base URL."""
+    from werkzeug.serving import make_server  # noqa: PLC0415 - only the HTTP tests need it
+
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="werkzeug", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=15)
+        server.server_close()

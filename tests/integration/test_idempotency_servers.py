@@ -7,62 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-import uvicorn
-from werkzeug.serving import make_server
 
 from conftest import ENGINES
-from servers import free_port
+from servers import uvicorn_server, werkzeug_server
 from stalwart.idempotency import AsyncIdempotency, Idempotency, IdempotencyPolicy
 from stalwart.storage import open_async_store, open_store
 from unit.idempotency.idem_apps import make_fastapi, make_flask
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator
 
 STORM = 200
 ROUNDS = 2
 HANDLER_S = 0.3
-
-
-@contextlib.contextmanager
-def uvicorn_server(app: Any) -> Iterator[str]:
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", backlog=1024, timeout_keep_alive=30
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    try:
-        for _ in range(300):
-            if server.started:
-                break
-            threading.Event().wait(0.05)
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-
-
-@contextlib.contextmanager
-def werkzeug_server(app: Any) -> Iterator[str]:
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="werkzeug", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=15)
-        server.server_close()
 
 
 async def storm(base_url: str, key: str) -> Counter[int]:
