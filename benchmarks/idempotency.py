@@ -44,10 +44,8 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -59,12 +57,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
-from servers import free_port, mongodb_server, moto_server, redis_server  # noqa: E402
+from _load import APP_PIDS, load, load_process, process_cpu_s, wrk_load  # noqa: E402
+from servers import mongodb_server, moto_server, redis_server  # noqa: E402
 from stalwart.idempotency import Idempotency, idempotent  # noqa: E402
 from stalwart.storage import open_store  # noqa: E402
 
@@ -682,163 +682,13 @@ def serve(mode: str, store_url: str, port: int, handler_s: float) -> None:
     )
 
 
-APP_PIDS: dict[int, int] = {}
-"""Port -> pid of the app processes (to read their CPU time)."""
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux /proc; NaN elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return math.nan
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @contextlib.contextmanager
 def app_process(mode: str, store_url: str, handler_s: float = 0.0) -> Iterator[int]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            __file__,
-            "--serve",
-            mode,
-            "--store-url",
-            store_url,
-            "--port",
-            str(port),
-            "--handler-s",
-            str(handler_s),
-        ]
-    )
-    APP_PIDS[port] = proc.pid
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"app process exited with {proc.returncode}")
-            with contextlib.suppress(OSError):
-                import socket  # noqa: PLC0415
-
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("app process did not start")
+    """This script's app ``mode`` in its own uvicorn process; yields its port."""
+    with load_process(
+        __file__, "--serve", mode, "--store-url", store_url, "--handler-s", str(handler_s)
+    ) as port:
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-async def _request(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, payload: bytes
-) -> int:
-    writer.write(payload)
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line[:15].lower() == b"content-length:":
-            length = int(line[15:])
-    await reader.readexactly(length)
-    return status
-
-
-def _post(port: int, key: str | None) -> bytes:
-    body = b'{"item":"tea","qty":1}'
-    headers = [
-        "POST /orders HTTP/1.1",
-        f"Host: 127.0.0.1:{port}",
-        "Content-Type: application/json",
-        f"Content-Length: {len(body)}",
-    ]
-    if key is not None:
-        headers.append(f"Idempotency-Key: {key}")
-    return ("\r\n".join(headers) + "\r\n\r\n").encode() + body
-
-
-async def load(port: int, seconds: float, *, keyed: bool, connections: int = 16) -> float:
-    """Requests per second over ``connections`` keep-alive connections, fresh key each."""
-    run = uuid.uuid4().hex[:8]
-    done = Counter[int]()
-    stop_at = 0.0
-
-    async def worker(index: int) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        n = 0
-        try:
-            while time.perf_counter() < stop_at:
-                key = f"{run}-{index}-{n}" if keyed else None
-                done[await _request(reader, writer, _post(port, key))] += 1
-                n += 1
-        finally:
-            writer.close()
-
-    stop_at = time.perf_counter() + 0.5  # warm-up
-    await asyncio.gather(*(worker(i) for i in range(connections)))
-    done.clear()
-    start = time.perf_counter()
-    stop_at = start + seconds
-    await asyncio.gather(*(worker(i) for i in range(connections)))
-    elapsed = time.perf_counter() - start
-    if set(done) != {201}:
-        raise RuntimeError(f"unexpected statuses under load: {dict(done)}")
-    return sum(done.values()) / elapsed
-
-
-_WRK_SCRIPT = """
-counter = 0
-body = '{"item":"tea","qty":1}'
-request = function()
-  counter = counter + 1
-  local headers = {["Content-Type"] = "application/json"}
-  if keyed then headers["Idempotency-Key"] = run .. "-" .. counter end
-  return wrk.format("POST", "/orders", headers, body)
-end
-"""
-
-
-def wrk_load(port: int, seconds: float, *, keyed: bool, connections: int = 16) -> float:
-    """Requests per second from wrk (one thread, so one Lua counter: keys never repeat)."""
-    import re  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
-
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        run = uuid.uuid4().hex[:8]
-        script.write(f'keyed = {"true" if keyed else "false"}\nrun = "{run}"\n{_WRK_SCRIPT}')
-    try:
-        out = subprocess.run(
-            [
-                "wrk",
-                "-t1",
-                f"-c{connections}",
-                f"-d{max(1, round(seconds))}s",
-                "--timeout",
-                "10s",  # a stall on this shared box is not a failed request
-                "-s",
-                script.name,
-                f"http://127.0.0.1:{port}/orders",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=seconds + 60,
-            check=True,
-        ).stdout
-    finally:
-        Path(script.name).unlink()
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if bad or "Socket errors" in out:
-        raise RuntimeError(f"wrk saw failed requests: {out[out.find('requests in') :]}"[:300])
-    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if found is None:
-        raise RuntimeError(f"unexpected wrk output: {out}")
-    return float(found.group(1))
 
 
 def gc_seconds(port: int) -> float:
