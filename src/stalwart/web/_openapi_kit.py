@@ -71,7 +71,8 @@ def declare_problem_responses(schema: dict[str, Any], errors: ErrorRegistry) -> 
     """Declare the kit's problem responses on every operation of an OpenAPI ``schema``.
 
     FastAPI's own 422 (its ``HTTPValidationError`` JSON) is replaced by the problem the kit
-    really sends; operations with a request body also get the 400 for a body that is not JSON.
+    really sends (a 422 problem the route declares itself gains the validation example);
+    operations with a request body also get the 400 for a body that is not JSON.
 
     >>> schema = {"paths": {"/a": {"post": {"requestBody": {}, "responses": {"422": {}}}}}}
     >>> declare_problem_responses(schema, ErrorRegistry())
@@ -85,9 +86,11 @@ def declare_problem_responses(schema: dict[str, Any], errors: ErrorRegistry) -> 
             if method not in _METHODS:
                 continue
             responses = operation.setdefault("responses", {})
-            if "422" in responses:
-                responses["422"] = validation["422"]
-                if "requestBody" in operation:
-                    _merge(responses, "400", validation["400"])
+            if "422" in responses and PROBLEM_JSON not in responses["422"].get("content", {}):
+                responses["422"] = validation["422"]  # FastAPI's own: not what is sent
+            elif "parameters" in operation or "requestBody" in operation:
+                _merge(responses, "422", validation["422"])
+            if "requestBody" in operation:
+                _merge(responses, "400", validation["400"])
             for status, declared in everywhere.items():
                 _merge(responses, status, declared)

@@ -14,6 +14,10 @@ What it installs, outermost first:
   ``invalid-json``, with the errors listed in ``errors``) and for ``HTTPException`` (404, 405,
   an app's ``raise HTTPException(...)``), as problem+json;
 - the OpenAPI declarations of those problem responses on every operation.
+
+At lifespan startup it calls :func:`stalwart.observability.reclaim_loggers`: a
+``uvicorn.Config`` created after ``configure_logging`` re-attaches uvicorn's own (coloured,
+plain text) handlers, and this routes uvicorn's lines to the JSON handler again.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from fastapi.exceptions import RequestValidationError  # noqa: E402
 from starlette.exceptions import HTTPException  # noqa: E402
 from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
 
-from stalwart.observability import request_context  # noqa: E402
+from stalwart.observability import reclaim_loggers, request_context  # noqa: E402
 from stalwart.web._access_log import log_request  # noqa: E402
 from stalwart.web._error_table import default_errors  # noqa: E402
 from stalwart.web._openapi_kit import declare_problem_responses  # noqa: E402
@@ -91,6 +95,9 @@ class _KitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                # uvicorn applied its log_config after the app's configure_logging.
+                reclaim_loggers()
             await self.app(scope, receive, send)
             return
         # CorrelationIdMiddleware (outside this one) has validated or generated it.

@@ -95,13 +95,13 @@ def principal_of(request: Request | FlaskRequest) -> str | None:
 
 def make_fastapi() -> FastAPI:
     app = FastAPI()
-    install(app, errors=registry(), principal=principal_of)
+    errors = install(app, errors=registry(), principal=principal_of)
 
     @app.get("/items/{item_id}")
     async def get_item(item_id: int) -> dict[str, Any]:
         return {"id": item_id}
 
-    @app.api_route("/raise/{name}", methods=["GET", "PUT"])
+    @app.api_route("/raise/{name}", methods=["GET", "PUT"], include_in_schema=False)
     def raise_named(name: str) -> None:  # sync: runs in the thread pool, context copied
         error = RAISED[name]()
         raise error
@@ -113,6 +113,10 @@ def make_fastapi() -> FastAPI:
     @app.get("/abort")
     async def abort_with_detail() -> None:
         raise HTTPException(404, "no such order")
+
+    @app.post("/transfers", responses=errors.responses(InsufficientFunds, VersionConflict))
+    async def transfer(order: Order) -> None:
+        raise InsufficientFunds(order.qty)
 
     return app
 
