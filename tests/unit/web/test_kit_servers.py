@@ -178,3 +178,15 @@ def test_openapi_declares_the_kit_problems(servers: dict[str, str]) -> None:
     ]["value"]
     assert value["type"] == "https://example.com/problems/insufficient-funds"
     assert "HTTPValidationError" not in json.dumps(paths)
+
+
+def test_flask_non_json_body_is_415_problem(servers: dict[str, str]) -> None:
+    response = httpx.post(
+        f"{servers['flask']}/orders",
+        content=b"item=tea",
+        headers={"content-type": "application/x-www-form-urlencoded", "X-Request-ID": "f-415"},
+    )
+    assert response.status_code == 415
+    body = response.json()
+    assert (body["code"], body["request_id"]) == ("unsupported-media-type", "f-415")
+    assert "application/json" in body["detail"]
