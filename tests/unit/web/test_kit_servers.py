@@ -192,3 +192,21 @@ def test_flask_non_json_body_is_415_problem(servers: dict[str, str]) -> None:
     body = response.json()
     assert (body["code"], body["request_id"]) == ("unsupported-media-type", "f-415")
     assert "application/json" in body["detail"]
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_failing_principal_function_never_fails_the_request(
+    framework: str, servers: dict[str, str]
+) -> None:
+    request_id = f"principal-{framework}"
+    with capture_logs("stalwart.web", level="INFO") as lines:
+        response = httpx.get(
+            f"{servers[framework]}/items/7",
+            headers={"X-User": "explode", "X-Request-ID": request_id},
+        )
+        [access] = wait_for(lines, lambda line: line.get("request_id") == request_id, 1)
+        [warning] = wait_for(lines, lambda line: line["logger"] == "stalwart.web", 1)
+    assert response.status_code == 200
+    assert "principal" not in access
+    assert warning["exception"]["type"] == "LookupError"
+    assert warning["correlation_id"] == request_id

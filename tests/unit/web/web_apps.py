@@ -90,7 +90,10 @@ def registry() -> ErrorRegistry:
 
 
 def principal_of(request: Request | FlaskRequest) -> str | None:
-    return request.headers.get("x-user")
+    user = request.headers.get("x-user")
+    if user == "explode":
+        raise LookupError("the user directory is down")
+    return user
 
 
 def make_fastapi() -> FastAPI:
