@@ -392,14 +392,14 @@ def _mongo_ping(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def uvicorn_server(app: Any) -> Iterator[str]:
-    """Serve an ASGI ``app`` with uvicorn on a thread; yields its base URL."""
+def uvicorn_server(app: Any, **options: Any) -> Iterator[str]:
+    """Serve an ASGI ``app`` with uvicorn on a thread; yields its base URL. ``options`` go to
+    ``uvicorn.Config`` (e.g. ``log_level="info"`` to get its access lines)."""
     import uvicorn  # noqa: PLC0415 - only the HTTP tests need it
 
     port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", backlog=1024, timeout_keep_alive=30
-    )
+    settings: dict[str, Any] = {"log_level": "warning", "backlog": 1024, "timeout_keep_alive": 30}
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, **(settings | options))
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()

@@ -41,7 +41,7 @@ from stalwart.idempotency._errors import (
     LeaseLost,
 )
 from stalwart.storage import InvalidRecord, StoreUnavailable
-from stalwart.web import PROBLEM_JSON, problem, problem_bytes
+from stalwart.web import PROBLEM_JSON, current_request_id, problem, problem_bytes
 
 logger = logging.getLogger("stalwart.idempotency")
 
@@ -266,8 +266,12 @@ def problem_reply(
     detail: str,
     extra_headers: tuple[tuple[str, str], ...] = (),
 ) -> HttpReply:
-    """An RFC 9457 reply."""
+    """An RFC 9457 reply, with the request id when the web kit (or any request context)
+    bound one."""
     document = problem(status, type_=policy.problem_type, detail=detail, code=code)
+    request_id = current_request_id()
+    if request_id is not None:
+        document["request_id"] = request_id
     return HttpReply(
         status, (("content-type", PROBLEM_JSON), *extra_headers), problem_bytes(document)
     )

@@ -19,6 +19,7 @@ from stalwart.observability._logging import (
     capture_logs,
     configure_logging,
     get_logger,
+    reclaim_loggers,
 )
 from stalwart.observability._metrics import (
     MetricResolution,
@@ -96,6 +97,7 @@ __all__ = [
     "metrics_retry_hook",
     "metrics_scope",
     "put_metric",
+    "reclaim_loggers",
     "request_context",
     "retry_hook",
     "shutdown_tracing",

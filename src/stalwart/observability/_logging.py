@@ -28,7 +28,15 @@ if TYPE_CHECKING:
 
     from structlog.typing import EventDict, Processor
 
-DEFAULT_TAKE_OVER: Final = ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error")
+# werkzeug gives its logger a colouring handler of its own when it first logs with no handler
+# configured yet (a dev server started before configure_logging).
+DEFAULT_TAKE_OVER: Final = (
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "gunicorn.error",
+    "werkzeug",
+)
 
 _METHOD_LEVELS: Final = {
     "debug": logging.DEBUG,
@@ -310,14 +318,33 @@ def configure_logging(
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
-    for name in take_over:
+    global _taken_over  # noqa: PLW0603 - replaced whole with the configuration
+    _taken_over = tuple(take_over)
+    reclaim_loggers()
+    for name, logger_level in (levels or {}).items():
+        logging.getLogger(name).setLevel(logger_level)
+    return handler
+
+
+_taken_over: tuple[str, ...] = ()
+
+
+def reclaim_loggers() -> None:
+    """Take the loggers named in :func:`configure_logging`'s ``take_over`` back: drop the
+    handlers they gained since and let them propagate to the JSON handler again.
+
+    A server that configures its logging after ``configure_logging`` ran (``uvicorn.Config``
+    applies its ``log_config`` with ``dictConfig``, re-attaching its own handlers) would
+    otherwise print its lines as plain, coloured text; the FastAPI web kit calls this at
+    lifespan startup. Does nothing before ``configure_logging``.
+
+    >>> reclaim_loggers()
+    """
+    for name in _taken_over:
         taken = logging.getLogger(name)
         for existing in list(taken.handlers):
             taken.removeHandler(existing)
         taken.propagate = True
-    for name, logger_level in (levels or {}).items():
-        logging.getLogger(name).setLevel(logger_level)
-    return handler
 
 
 class _CaptureHandler(logging.Handler):

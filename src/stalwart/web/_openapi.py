@@ -39,7 +39,8 @@ PROBLEM_SCHEMA: Final[dict[str, Any]] = {
 def problem_responses(*examples: HttpProblem, **more: Any) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` declaring each example's status as a problem+json response.
 
-    Examples that share a status are listed under that status as named examples (by ``code``).
+    Examples that share a status are listed under that status as named examples (by ``code``);
+    the headers they carry (``Retry-After``) are declared on the response.
     ``more`` members (e.g. ``request_id="..."``) are added to every example document.
 
     >>> responses = problem_responses(HttpProblem(428, "precondition-required", "send If-Match"))
@@ -57,6 +58,8 @@ def problem_responses(*examples: HttpProblem, **more: Any) -> dict[int | str, di
                 "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA, "examples": {}}},
             },
         )
+        for name in example.headers:
+            response.setdefault("headers", {})[name] = {"schema": {"type": "string"}}
         response["content"][PROBLEM_JSON]["examples"][example.code] = {
             "summary": example.detail or example.code,
             "value": example.document(**more),

@@ -10,11 +10,7 @@ import pytest
 
 import stalwart.web
 
-MODULES = sorted(
-    info.name
-    for info in pkgutil.iter_modules(stalwart.web.__path__, "stalwart.web.")
-    if info.name.rsplit(".", 1)[1] not in {"fastapi", "flask"}
-)
+MODULES = sorted(info.name for info in pkgutil.iter_modules(stalwart.web.__path__, "stalwart.web."))
 
 
 @pytest.mark.parametrize("name", MODULES)
