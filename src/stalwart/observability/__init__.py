@@ -34,6 +34,7 @@ from stalwart.observability._metrics import (
     flush_metrics,
     metrics_scope,
     put_metric,
+    put_metrics_by,
     stdout_sink,
     validate_document,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "metrics_retry_hook",
     "metrics_scope",
     "put_metric",
+    "put_metrics_by",
     "request_context",
     "retry_hook",
     "shutdown_tracing",
