@@ -233,10 +233,16 @@ def test_retry_after_as_an_http_date() -> None:
 
 
 @pytest.mark.parametrize("how", ["caller deadline", "total_s"])
-def test_a_deadline_is_never_overrun(server: ScriptedApp, mode: str, how: str) -> None:
+@pytest.mark.parametrize("read_timeout_s", [0.3, 3.0])
+def test_a_deadline_is_never_overrun(
+    server: ScriptedApp, mode: str, how: str, read_timeout_s: float
+) -> None:
+    """Short attempts: retries stop at the deadline; a long one: its timeouts are capped."""
     path = server.path(Reply(stall_s=5.0))
     budget = 0.8
-    policy = tight(attempts=10, read_timeout_s=0.3, total_s=budget if how == "total_s" else 30.0)
+    policy = tight(
+        attempts=10, read_timeout_s=read_timeout_s, total_s=budget if how == "total_s" else 30.0
+    )
     started = time.monotonic()
     caller = deadline(budget) if how == "caller deadline" else contextlib.nullcontext()
     with caller, pytest.raises((httpx.TimeoutException, DeadlineExceeded)):
