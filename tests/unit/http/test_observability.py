@@ -140,3 +140,25 @@ def test_the_official_instrumentation_makes_one_span_per_request(
     parents = {r.headers.get("traceparent") for r in server.received[path]}
     assert len(parents) == 1
     assert f"{span.context.trace_id:032x}" in parents.pop()
+
+
+def test_the_global_instrumentation_makes_one_span_per_attempt(
+    server: ScriptedApp, tracing: tuple[Tracing, InMemorySpanExporter]
+) -> None:
+    """``instrument()`` patches httpx's own transports, which are our inner transports."""
+    setup, exporter = tracing
+    path = server.path(Reply(503), Reply(200))
+    instrumentor = HTTPXClientInstrumentor()
+    instrumentor.instrument(tracer_provider=setup.provider)
+    try:
+        with client(FAST) as http:
+            assert http.get(server.base_url + path).status_code == 200
+    finally:
+        instrumentor.uninstrument()
+    spans = exporter.get_finished_spans()
+    statuses = [
+        span.attributes.get("http.response.status_code") or span.attributes.get("http.status_code")
+        for span in spans
+        if span.attributes is not None
+    ]
+    assert statuses == [503, 200]
