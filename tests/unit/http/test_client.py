@@ -210,6 +210,15 @@ def test_retry_after_ms_and_seconds_are_waited(server: ScriptedApp, mode: str) -
     assert 0.95 <= third - second < 1.6
 
 
+def test_retry_after_as_an_http_date_is_waited(server: ScriptedApp, mode: str) -> None:
+    set_testing(False)
+    at = format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
+    path = server.path(Reply(503, {"retry-after": at}), Reply(200))
+    send(mode, FAST, "GET", server.base_url + path)
+    first, second = (r.at for r in server.received[path])
+    assert 0.9 <= second - first < 2.6  # the date has a one-second resolution
+
+
 def test_retry_after_is_capped(server: ScriptedApp, mode: str) -> None:
     set_testing(False)
     path = server.path(Reply(503, {"retry-after": "3600"}), Reply(200))
