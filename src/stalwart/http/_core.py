@@ -19,7 +19,6 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -164,8 +163,9 @@ class Hosts:
                 host = self._hosts[name] = self._new(name)
             return host
 
-    def __iter__(self) -> Iterator[Host]:
-        return iter(tuple(self._hosts.values()))
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """The breaker of every host called so far, by ``host:port``."""
+        return {name: host.breaker for name, host in tuple(self._hosts.items()) if host.breaker}
 
     def _new(self, name: str) -> Host:
         policy = self.policy

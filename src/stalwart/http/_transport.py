@@ -17,7 +17,7 @@ import httpx
 
 from stalwart.http._core import Call, Hosts, Outcome
 from stalwart.http._policy import ClientPolicy
-from stalwart.resilience import deadline
+from stalwart.resilience import CircuitBreaker, deadline
 
 #: Client options that configure the connection, not the client: they go to the inner
 #: transport (given to ``httpx.Client`` beside a transport, ``proxy`` would mount a second,
@@ -74,6 +74,11 @@ class ResilientTransport(httpx.BaseTransport):
         self.policy = policy if policy is not None else ClientPolicy()
         self.hosts = Hosts(self.policy)
         self.transport = transport if transport is not None else httpx.HTTPTransport(**options)
+
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """The circuit breaker of every host called so far, by ``host:port`` (for readiness
+        checks and operators: ``state``, ``metrics()``, ``reset()``)."""
+        return self.hosts.breakers()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         call = Call(self.hosts, request)
@@ -136,6 +141,11 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         self.policy = policy if policy is not None else ClientPolicy()
         self.hosts = Hosts(self.policy)
         self.transport = transport if transport is not None else httpx.AsyncHTTPTransport(**options)
+
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """The circuit breaker of every host called so far, by ``host:port`` (for readiness
+        checks and operators: ``state``, ``metrics()``, ``reset()``)."""
+        return self.hosts.breakers()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         call = Call(self.hosts, request)

@@ -18,8 +18,10 @@ import pytest
 
 from http_app import Reply, ScriptedApp
 from stalwart.http import (
+    AsyncResilientTransport,
     ClientPolicy,
     DeadlineExceeded,
+    ResilientTransport,
     async_client,
     client,
     parse_retry_after,
@@ -433,3 +435,17 @@ def test_a_body_error_after_handover_is_never_retried(
     with pytest.raises(httpx.RemoteProtocolError):
         asyncio.run(read())
     assert server.count(path) == 1
+
+
+def test_breakers_are_listed_per_host(server: ScriptedApp) -> None:
+    path = server.path(Reply(500))
+    policy = tight(attempts=1, breaker=TRIPPY)
+    transport = ResilientTransport(policy)
+    with httpx.Client(transport=transport) as http:
+        assert transport.breakers() == {}
+        http.get(server.base_url + path)
+        http.get(server.base_url + path)
+    host = server.base_url.removeprefix("http://")
+    assert {name: b.state for name, b in transport.breakers().items()} == {host: "open"}
+    assert AsyncResilientTransport(policy).breakers() == {}
+    assert ResilientTransport(tight(breaker=None)).breakers() == {}
