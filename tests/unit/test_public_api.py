@@ -42,6 +42,7 @@ class Blocker:
 sys.meta_path.insert(0, Blocker())
 import stalwart, stalwart.resilience, stalwart.storage, stalwart.storage.sqlite
 import stalwart.idempotency, stalwart.observability, stalwart.config, stalwart.web
+import stalwart.http
 store = stalwart.open_store("sqlite:///:memory:?table=t")
 assert store.create(stalwart.Key("a"), {{}}).version == 1
 print("ok")

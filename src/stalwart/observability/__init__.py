@@ -35,6 +35,7 @@ from stalwart.observability._metrics import (
     flush_metrics,
     metrics_scope,
     put_metric,
+    put_metrics_by,
     stdout_sink,
     validate_document,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "metrics_retry_hook",
     "metrics_scope",
     "put_metric",
+    "put_metrics_by",
     "reclaim_loggers",
     "request_context",
     "retry_hook",

@@ -307,6 +307,32 @@ def put_metric(
     one_off.flush()
 
 
+def put_metrics_by(
+    dimensions: Mapping[str, str], metrics: Mapping[str, tuple[float, MetricUnit | str]]
+) -> None:
+    """Inside a metrics scope, emit ``metrics`` at once in a document of their own, with the
+    scope's namespace and dimensions plus ``dimensions``; outside any scope, do nothing.
+
+    For a breakdown the scope's own set cannot hold (one document per remote host, say): the
+    scope's dimensions are fixed for the whole request.
+
+    >>> with capture_metrics() as docs, metrics_scope(dimensions={"route": "/pay"}):
+    ...     put_metrics_by({"host": "psp.example"}, {"HttpAttempts": (2, MetricUnit.COUNT)})
+    >>> docs[0]["host"], docs[0]["route"], docs[0]["HttpAttempts"]
+    ('psp.example', '/pay', 2)
+    >>> put_metrics_by({"host": "psp.example"}, {"HttpAttempts": (1, MetricUnit.COUNT)})
+    """
+    scope = _current.get()
+    if scope is None:
+        return
+    document = MetricSet(scope.config, scope.namespace)
+    for name, label in {**scope.dimensions, **dimensions}.items():
+        document.add_dimension(name, label)
+    for name, (value, unit) in metrics.items():
+        document.put(name, value, unit, MetricResolution.STANDARD)
+    document.flush()
+
+
 def _require_scope(what: str) -> MetricSet:
     current = _current.get()
     if current is None:

@@ -370,6 +370,42 @@ class CircuitBreaker:
         else:
             self._record(gen, outcome | slow)
 
+    # -- the explicit form: for callers whose outcome is a value, not an exception ------------
+
+    def admit(self) -> int:
+        """Admit one call, or raise :class:`CircuitOpen`; returns the ticket its outcome needs.
+
+        The explicit form, for callers that judge an outcome the decorator cannot see (an
+        HTTP client counting a 503 *response* as a failure). Every admitted call must end in
+        exactly one of :meth:`record_success`, :meth:`record_failure` or :meth:`release`.
+
+        >>> breaker = CircuitBreaker("api", min_calls=1, window=CountWindow(1))
+        >>> ticket = breaker.admit()
+        >>> breaker.record_failure(ticket)
+        >>> breaker.state
+        <CircuitState.OPEN: 'open'>
+        """
+        gen = self._gen  # generation first, then state: see _wrap_sync
+        if self._state is not _CLOSED:
+            gen = self._admit()
+        return gen
+
+    def _slow(self, elapsed_s: float) -> int:
+        slow_s = self.config.slow_call_s
+        return SLOW if slow_s is not None and elapsed_s >= slow_s else 0
+
+    def record_success(self, ticket: int, elapsed_s: float = 0.0) -> None:
+        """The call admitted with ``ticket`` succeeded (slow if ``elapsed_s`` says so)."""
+        self._succeeded(ticket, self._slow(elapsed_s))
+
+    def record_failure(self, ticket: int, elapsed_s: float = 0.0) -> None:
+        """The call admitted with ``ticket`` failed."""
+        self._record(ticket, FAILURE | self._slow(elapsed_s))
+
+    def release(self, ticket: int) -> None:
+        """The call admitted with ``ticket`` ended without a verdict (frees a probe permit)."""
+        self._release(ticket)
+
     # -- public call forms --------------------------------------------------------------------
 
     def reset(self) -> None:

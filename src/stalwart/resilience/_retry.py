@@ -169,8 +169,8 @@ def add_retry_hook(hook: RetryHook) -> Callable[[], None]:
     return remove
 
 
-def _retry_after(cause: BaseException | None) -> float | None:
-    """The ``retry_after_s`` of an exception following :class:`RetryAfter`, else ``None``.
+def _retry_after(cause: object) -> float | None:
+    """The ``retry_after_s`` of an exception or result following :class:`RetryAfter`, else ``None``.
 
     Only a finite, non-negative number counts: anything else is the server's (or the
     exception's) bug, and the policy's own backoff applies.
@@ -426,7 +426,8 @@ class _Retrying:
         else:
             previous = self._previous_wait if attempt > 1 else policy.base_s
             wait = decorrelated_jitter(previous, policy.base_s, policy.cap_s, policy.rand)
-        server_wait = _retry_after(cause)
+        # A retried result may carry the server's wait too (an HTTP 503 with Retry-After).
+        server_wait = _retry_after(cause if cause is not None else result)
         if server_wait is not None and server_wait > wait:
             wait = server_wait
         if testing:
@@ -549,8 +550,8 @@ def retry(
     - ``on_result``: retry when it returns true for a result (the last result is returned
       when attempts run out).
     - ``budget``: a shared :class:`RetryBudget`; when it is empty retrying stops.
-    - An exception with a numeric ``retry_after_s`` attribute (:class:`RetryAfter`) makes the
-      wait at least that long.
+    - An exception, or a result retried by ``on_result``, with a numeric ``retry_after_s``
+      attribute (:class:`RetryAfter`) makes the wait at least that long.
     - ``hooks`` are called before every wait with a :class:`RetryEvent`.
     - ``clock``, ``sleep``, ``async_sleep`` and ``rand`` are injectable for tests.
 

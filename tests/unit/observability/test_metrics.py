@@ -21,6 +21,7 @@ from stalwart.observability import (
     flush_metrics,
     metrics_scope,
     put_metric,
+    put_metrics_by,
     validate_document,
 )
 from stalwart.observability._metrics import current_config
@@ -318,3 +319,25 @@ def test_validate_document_rejects_broken_documents(mutate, message):
     mutate(doc)
     with pytest.raises(MetricsError, match=message):
         validate_document(doc)
+
+
+def test_put_metrics_by_adds_dimensions_in_a_document_of_its_own():
+    """A per-host breakdown: the scope's namespace and dimensions plus the extra ones, in a
+    separate document, leaving the scope's own set untouched; nothing outside a scope."""
+    with capture_metrics() as docs:
+        put_metrics_by({"host": "a"}, {"HttpAttempts": (1, MetricUnit.COUNT)})
+        with metrics_scope("Payments", dimensions={"route": "/pay"}):
+            put_metric("Requests", 1)
+            put_metrics_by(
+                {"host": "a"},
+                {"HttpAttempts": (2, MetricUnit.COUNT), "HttpLatency": (3.5, "Milliseconds")},
+            )
+    assert len(docs) == 2
+    per_host, scope = docs
+    directive = per_host["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == "Payments"
+    assert directive["Dimensions"][0][-2:] == ["route", "host"]
+    assert (per_host["HttpAttempts"], per_host["HttpLatency"]) == (2, 3.5)
+    assert "Requests" not in per_host
+    assert scope["Requests"] == 1
+    assert "host" not in scope

@@ -653,3 +653,34 @@ def test_bare_decorator_without_parentheses_fails_at_decoration() -> None:
 
     with pytest.raises(TypeError, match="name=42"):
         CircuitBreaker(42)  # type: ignore[arg-type]
+
+
+def test_the_explicit_form_counts_what_the_caller_judges() -> None:
+    """admit/record_*: a caller judging a *value* (an HTTP 503) trips the breaker; an open
+    breaker rejects at admission with the time left; release frees a half-open probe."""
+    clock = FakeClock()
+    breaker = CircuitBreaker("api", min_calls=2, window=CountWindow(2), open_s=5, clock=clock)
+    breaker.record_success(breaker.admit())
+    breaker.record_failure(breaker.admit())
+    assert breaker.state is CircuitState.OPEN
+    clock.now += 2
+    with pytest.raises(CircuitOpen) as rejected:
+        breaker.admit()
+    assert rejected.value.retry_after_s == pytest.approx(3.0)
+    clock.now += 3
+    probe = breaker.admit()  # half-open: the one probe permit
+    with pytest.raises(CircuitOpen):
+        breaker.admit()
+    breaker.release(probe)  # no verdict: the permit is free again
+    breaker.record_success(breaker.admit())
+    assert breaker.state is CircuitState.CLOSED
+
+
+def test_the_explicit_form_counts_slow_calls() -> None:
+    breaker = CircuitBreaker(
+        "api", min_calls=1, window=CountWindow(1), slow_call_s=1.0, slow_call_rate=1.0
+    )
+    breaker.record_success(breaker.admit(), elapsed_s=0.5)
+    assert breaker.state is CircuitState.CLOSED
+    breaker.record_success(breaker.admit(), elapsed_s=1.5)
+    assert breaker.state is CircuitState.OPEN

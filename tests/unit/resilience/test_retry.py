@@ -151,6 +151,27 @@ def test_retry_after_is_honoured() -> None:
     assert sleeps.waits == [2.5, 0.02]
 
 
+def test_a_retried_result_with_retry_after_is_honoured() -> None:
+    """An HTTP client retries a 503 *response*: its Retry-After sets the wait like an error's."""
+
+    class Throttled:
+        def __init__(self, retry_after_s: float | None) -> None:
+            self.retry_after_s = retry_after_s
+
+    sleeps = Sleeps()
+    results = iter([Throttled(1.5), Throttled(None), "ok"])
+    policy = retry(
+        on=(),
+        on_result=lambda r: isinstance(r, Throttled),
+        attempts=3,
+        base_s=0.01,
+        sleep=sleeps,
+        rand=lambda: 1.0,
+    )
+    assert policy(lambda: next(results))() == "ok"
+    assert sleeps.waits == [1.5, 0.02]
+
+
 class DeadlineWatchingSleep:
     """Really sleeps, and records whether each sleep was planned to end before the deadline.
 
