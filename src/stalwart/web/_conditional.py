@@ -30,7 +30,9 @@ from stalwart.web._errors import HttpProblem
 ANY: Final = "*"
 """``If-Match: *`` / ``If-None-Match: *``: any current representation."""
 
-_ENTITY_TAG = re.compile(r'(W/)?"([\x21\x23-\x7e\x80-\xff]*)"')
+# One list element and its separator: an entity-tag (or nothing: empty elements are allowed),
+# then a comma or the end. Tags may contain commas, so the list is scanned, not split.
+_ELEMENT = re.compile(r'[ \t]*(?:(W/)?"([\x21\x23-\x7e\x80-\xff]*)")?[ \t]*(?:,|\Z)')
 _DIGEST_BYTES: Final = 12  # 16 base64url characters: collisions between versions of a key
 # only matter for the same key, where 96 bits are plenty
 
@@ -80,8 +82,8 @@ def parse_etags(header: str, name: str = "If-Match") -> tuple[EntityTag, ...] | 
     Empty list elements are accepted (RFC 9110 §5.6.1); an empty value is an empty list.
     Anything else raises :class:`HttpProblem` 400 ``invalid-precondition``.
 
-    >>> parse_etags('"1.a", W/"2.b"')
-    (EntityTag(opaque='1.a', weak=False), EntityTag(opaque='2.b', weak=True))
+    >>> [(tag.opaque, tag.weak) for tag in parse_etags('"1.a", W/"2.b",, "c,d"')]
+    [('1.a', False), ('2.b', True), ('c,d', False)]
     >>> parse_etags(" * ")
     '*'
     >>> parse_etags("1.a")
@@ -92,14 +94,14 @@ def parse_etags(header: str, name: str = "If-Match") -> tuple[EntityTag, ...] | 
     if value == ANY:
         return ANY
     tags: list[EntityTag] = []
-    for element in value.split(","):
-        element = element.strip(" \t")  # noqa: PLW2901 - the stripped element is the element
-        if not element:
-            continue
-        match = _ENTITY_TAG.fullmatch(element)
-        if match is None:
+    position = 0
+    while position < len(value):
+        element = _ELEMENT.match(value, position)
+        if element is None:
             raise invalid_precondition(name)
-        tags.append(EntityTag(match[2], weak=match[1] is not None))
+        if element[2] is not None:
+            tags.append(EntityTag(element[2], weak=element[1] is not None))
+        position = element.end()
     return tuple(tags)
 
 
