@@ -147,15 +147,18 @@ def read_responses(success: int = 200) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def write_responses(success: int = 200) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` of a write that requires ``If-Match`` (400, 412, 428; ETag on
-    2xx).
+def write_responses(success: int = 200, *, etag: bool = True) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of a write that requires ``If-Match`` (400, 412, 428), and the
+    new ``ETag`` on its ``success`` response unless ``etag=False`` (a DELETE).
 
     >>> sorted(map(str, write_responses()))
     ['200', '400', '412', '428']
     """
+    declared: dict[int | str, dict[str, Any]] = (
+        {str(success): {"headers": _ETAG_HEADER}} if etag else {}
+    )
     return {
-        str(success): {"headers": _ETAG_HEADER},
+        **declared,
         **problem_responses(
             invalid_precondition("If-Match"),
             precondition_failed(),
@@ -199,7 +202,7 @@ def if_match(key: KeyDependency) -> Callable[..., AsyncIterator[Precondition]]:
     >>> app = FastAPI()
     >>> def item_key(item_id: str) -> Key:
     ...     return Key("items", item_id)
-    >>> @app.delete("/items/{item_id}", status_code=204, responses=write_responses(204))
+    >>> @app.delete("/items/{item_id}", status_code=204, responses=write_responses(204, etag=False))
     ... async def delete_item(
     ...     precondition: Annotated[Precondition, Depends(if_match(item_key))],
     ... ) -> None: ...

@@ -134,7 +134,7 @@ def make_fastapi(  # noqa: C901 - one app, its routes side by side with the Flas
         set_etag(response, record)
         return response
 
-    @app.delete("/items/{item_id}", status_code=204, responses=write_responses(204))
+    @app.delete("/items/{item_id}", status_code=204, responses=write_responses(204, etag=False))
     async def delete(item_id: str, precondition: Conditional) -> FastAPIResponse:
         version = precondition.expected_version
         if version is None:
