@@ -24,7 +24,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from stalwart.storage import Key, Record, VersionConflict
+from stalwart.storage import (
+    Check,
+    Delete,
+    Key,
+    Record,
+    Replace,
+    TransactionConflict,
+    VersionConflict,
+)
 from stalwart.web._errors import HttpProblem
 
 ANY: Final = "*"
@@ -153,9 +161,17 @@ class Precondition:
     def failed(self, error: BaseException) -> HttpProblem | None:
         """The 412 that ``error`` means for this precondition, or None if it is not about it.
 
-        A ``VersionConflict`` on this record is the store saying the ETag is stale.
+        A ``VersionConflict`` on this record is the store saying the ETag is stale; so is a
+        ``TransactionConflict`` whose failed item is a versioned write or check of it.
         """
         if isinstance(error, VersionConflict) and error.key == self.key:
+            return precondition_failed()
+        if (
+            isinstance(error, TransactionConflict)
+            and isinstance(error.operation, Replace | Delete | Check)
+            and error.operation.key == self.key
+            and error.operation.expected_version is not None
+        ):
             return precondition_failed()
         return None
 

@@ -106,6 +106,10 @@ class _Outcome:
     ended: float
 
 
+def _outcome(result: Any = None, error: Exception | None = None) -> _Outcome:
+    return _Outcome(error, healthy=error is None and result is not False, ended=time.monotonic())
+
+
 def _outcome_of(probe: Probe) -> _Outcome:
     """Run a probe on this thread (an async one in its own event loop)."""
     try:
@@ -113,8 +117,8 @@ def _outcome_of(probe: Probe) -> _Outcome:
         if inspect.isawaitable(result):
             result = asyncio.run(_awaited(result))
     except Exception as exc:  # noqa: BLE001 - any failure of a dependency means "down"
-        return _Outcome(exc, healthy=False, ended=time.monotonic())
-    return _Outcome(None, healthy=result is not False, ended=time.monotonic())
+        return _outcome(error=exc)
+    return _outcome(result)
 
 
 async def _awaited(awaitable: Awaitable[Any]) -> Any:
@@ -127,14 +131,25 @@ async def _outcome_of_async(probe: Probe) -> _Outcome:
         if inspect.isawaitable(result):
             result = await result
     except Exception as exc:  # noqa: BLE001 - any failure of a dependency means "down"
-        return _Outcome(exc, healthy=False, ended=time.monotonic())
-    return _Outcome(None, healthy=result is not False, ended=time.monotonic())
+        return _outcome(error=exc)
+    return _outcome(result)
 
 
 class _Check:
-    """A registered check and its run in flight (at most one per kind, never a pile)."""
+    """A registered check, its run in flight (at most one per kind, never a pile) and its
+    last state (failures are logged when the state changes, not on every probe)."""
 
-    __slots__ = ("is_async", "name", "probe", "required", "task", "thread_run", "timeout_s")
+    __slots__ = (
+        "is_async",
+        "last_state",
+        "lock",
+        "name",
+        "probe",
+        "required",
+        "task",
+        "thread_run",
+        "timeout_s",
+    )
 
     def __init__(self, name: str, probe: Probe, *, required: bool, timeout_s: float) -> None:
         self.name = name
@@ -142,8 +157,10 @@ class _Check:
         self.required = required
         self.timeout_s = timeout_s
         self.is_async = inspect.iscoroutinefunction(probe)
+        self.lock = threading.Lock()
         self.thread_run: concurrent.futures.Future[_Outcome] | None = None
         self.task: asyncio.Task[_Outcome] | None = None
+        self.last_state = CheckState.UP
 
     def run_in_thread(self) -> concurrent.futures.Future[_Outcome]:
         """The run in flight, or a new one on its own daemon thread.
@@ -151,15 +168,16 @@ class _Check:
         Not a thread pool: a hung probe would hold a pool worker, and shutting a pool (or an
         event loop's default executor) down waits for it.
         """
-        running = self.thread_run
-        if running is not None and not running.done():
-            return running
-        future: concurrent.futures.Future[_Outcome] = concurrent.futures.Future()
+        with self.lock:
+            running = self.thread_run
+            if running is not None and not running.done():
+                return running
+            future: concurrent.futures.Future[_Outcome] = concurrent.futures.Future()
+            self.thread_run = future
 
         def run() -> None:
             future.set_result(_outcome_of(self.probe))
 
-        self.thread_run = future
         threading.Thread(target=run, name=f"stalwart-health-{self.name}", daemon=True).start()
         return future
 
@@ -175,13 +193,17 @@ class _Check:
     def result(self, outcome: _Outcome | None, started: float) -> CheckResult:
         """The check's line in ``/readyz``; ``outcome`` None: the run outlived the timeout."""
         if outcome is None:
-            logger.warning("health check %r timed out after %ss", self.name, self.timeout_s)
-            outcome = _Outcome(TimeoutError(), healthy=False, ended=time.monotonic())
-        elif outcome.error is not None:
-            logger.warning("health check %r failed", self.name, exc_info=outcome.error)
+            outcome = _outcome(error=TimeoutError(f"no answer within {self.timeout_s}s"))
+        state = CheckState.UP if outcome.healthy else CheckState.DOWN
+        if state is not self.last_state:
+            self.last_state = state
+            if state is CheckState.DOWN:
+                logger.warning("health check %r is down", self.name, exc_info=outcome.error)
+            else:
+                logger.info("health check %r is up again", self.name)
         return CheckResult(
             self.name,
-            CheckState.UP if outcome.healthy else CheckState.DOWN,
+            state,
             self.required,
             round(max(outcome.ended - started, 0.0) * 1000, 1),
             None if outcome.error is None else type(outcome.error).__name__,
@@ -282,7 +304,9 @@ class Health:
             done, _ = await asyncio.wait({run}, timeout=check.timeout_s)
             if not done and isinstance(run, asyncio.Task):
                 run.cancel()  # a probe that ignores it stays the check's run in flight
-            return check.result(run.result() if done else None, started)
+            # Cancelled: a run an earlier evaluation gave up on, ending while this one waited.
+            finished = done and not run.cancelled()
+            return check.result(run.result() if finished else None, started)
 
         results = await asyncio.gather(*(bounded(check) for check in self._checks.values()))
         return self._store(_readiness(list(results)))

@@ -9,7 +9,17 @@ import sys
 
 import pytest
 
-from stalwart.storage import Key, Record, VersionConflict, open_async_store
+from stalwart.storage import (
+    Check,
+    Create,
+    Delete,
+    Key,
+    Record,
+    Replace,
+    TransactionConflict,
+    VersionConflict,
+    open_async_store,
+)
 from stalwart.web import (
     EntityTag,
     Health,
@@ -125,6 +135,16 @@ def test_a_version_conflict_fails_only_its_own_precondition():
     assert mine.status == 412
     assert precondition.failed(VersionConflict(Key("other"), 1, None)) is None
     assert precondition.failed(ValueError()) is None
+
+
+def test_a_transaction_conflict_on_its_record_fails_the_precondition():
+    precondition = evaluate_if_match(etag(KEY, 1), KEY)
+    for operation in (Replace(KEY, {}, 1), Delete(KEY, 1), Check(KEY, 1)):
+        failed = precondition.failed(TransactionConflict(0, operation, "version mismatch"))
+        assert failed is not None
+        assert failed.status == 412
+    for operation in (Replace(Key("other"), {}, 1), Delete(KEY), Create(KEY, {}), None):
+        assert precondition.failed(TransactionConflict(1, operation, "exists")) is None
 
 
 def test_if_none_match():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 
@@ -115,6 +116,40 @@ async def test_a_hung_async_check_times_out_and_is_never_started_twice():
     finally:
         release.set()
         await asyncio.sleep(0.1)
+
+
+async def test_a_run_cancelled_late_reads_as_down():
+    """A probe that ends an earlier cancellation while a later evaluation waits on it."""
+
+    async def late() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.05)  # clean-up outlives the evaluation that cancelled it
+            raise
+
+    health = Health(cache_s=0, timeout_s=TIMEOUT_S)
+    health.add("late", late)
+    first = await health.check_async()
+    second = await health.check_async()
+    assert [first.checks[0].error, second.checks[0].error] == ["TimeoutError"] * 2
+
+
+def test_state_changes_are_logged_once(caplog):
+    healthy = [False]
+    health = Health(cache_s=0)
+    health.add("flappy", lambda: healthy[0] or failing())
+    with caplog.at_level(logging.INFO, logger="stalwart.web.health"):
+        for _ in range(3):
+            health.check()
+        healthy[0] = True
+        for _ in range(3):
+            health.check()
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "health check 'flappy' is down"),
+        ("INFO", "health check 'flappy' is up again"),
+    ]
+    assert caplog.records[0].exc_info is not None  # the stack goes to the log, not the body
 
 
 async def test_a_hung_async_check_is_cancelled():
