@@ -120,14 +120,15 @@ class Precondition:
     ``expected_version`` is set when the header names exactly one version of the record (the
     usual case: the client sends back the ETag it read): hand it to ``replace`` / ``delete``
     and the store's optimistic lock makes the check atomically. Otherwise (``If-Match: *``, or
-    tags naming several versions) read the record and call :meth:`resolve`, then hand the
-    version it returns to the store: a write in between still fails with ``VersionConflict``.
+    tags naming several versions) read the record, pass it to :meth:`require`, and hand the
+    version of the record it returns to the store: a write in between still fails with
+    ``VersionConflict``.
 
     >>> key = Key("accounts", "acc-1")
     >>> precondition = evaluate_if_match(etag(key, 3), key)
     >>> precondition.expected_version
     3
-    >>> evaluate_if_match("*", key).resolve(Record(key, {}, 4))
+    >>> evaluate_if_match("*", key).require(Record(key, {}, 4)).version
     4
     """
 
@@ -139,23 +140,25 @@ class Precondition:
 
     @property
     def expected_version(self) -> int | None:
-        """The one version the client expects, or None when :meth:`resolve` must decide."""
+        """The one version the client expects, or None when :meth:`require` must decide."""
         if self.any_version or len(self.versions) != 1:
             return None
         return next(iter(self.versions))
 
-    def resolve(self, current: Record | None) -> int:
-        """The version to hand the store, given the record as read now; 412 if none matches.
+    def require(self, current: Record | None) -> Record:
+        """``current`` (the record as read now) if the precondition holds for it, else 412.
+
+        Hand its ``version`` to the store: a write in between still fails the write.
 
         >>> key = Key("accounts", "acc-1")
-        >>> evaluate_if_match("*", key).resolve(None)
+        >>> evaluate_if_match("*", key).require(None)
         Traceback (most recent call last):
         stalwart.web._errors.HttpProblem: 412 precondition-failed: the resource does not exist
         """
         if current is None:
             raise precondition_failed("the resource does not exist")
         if self.any_version or current.version in self.versions:
-            return current.version
+            return current
         raise precondition_failed()
 
     def failed(self, error: BaseException) -> HttpProblem | None:

@@ -112,7 +112,7 @@ def make_fastapi(  # noqa: C901 - one app, its routes side by side with the Flas
     ) -> FastAPIResponse:
         version = precondition.expected_version
         if version is None:
-            version = precondition.resolve(await store.get(item_key(item_id)))
+            version = precondition.require(await store.get(item_key(item_id))).version
         record = await store.replace(item_key(item_id), data, expected_version=version)
         response = FastAPIResponse(encode(record.data), media_type=JSON)
         set_etag(response, record)
@@ -122,13 +122,11 @@ def make_fastapi(  # noqa: C901 - one app, its routes side by side with the Flas
     async def patch(
         item_id: str, changes: Annotated[dict[str, Any], Body()], precondition: Conditional
     ) -> FastAPIResponse:
-        current = await store.get(item_key(item_id))
-        version = precondition.resolve(current)
-        observed.read_versions.append(version)
+        current = precondition.require(await store.get(item_key(item_id)))
+        observed.read_versions.append(current.version)
         await asyncio.sleep(patch_pause_s)
-        assert current is not None
         record = await store.replace(
-            item_key(item_id), {**current.data, **changes}, expected_version=version
+            item_key(item_id), {**current.data, **changes}, expected_version=current.version
         )
         response = FastAPIResponse(encode(record.data), media_type=JSON)
         set_etag(response, record)
@@ -138,7 +136,7 @@ def make_fastapi(  # noqa: C901 - one app, its routes side by side with the Flas
     async def delete(item_id: str, precondition: Conditional) -> FastAPIResponse:
         version = precondition.expected_version
         if version is None:
-            version = precondition.resolve(await store.get(item_key(item_id)))
+            version = precondition.require(await store.get(item_key(item_id))).version
         await store.delete(item_key(item_id), expected_version=version)
         return FastAPIResponse(status_code=204)
 
@@ -188,20 +186,18 @@ def make_flask(  # noqa: C901 - one app, its routes side by side with the FastAP
     def put(item_id: str, precondition: Precondition) -> FlaskResponse:
         version = precondition.expected_version
         if version is None:
-            version = precondition.resolve(store.get(item_key(item_id)))
+            version = precondition.require(store.get(item_key(item_id))).version
         record = store.replace(item_key(item_id), body(), expected_version=version)
         return flask_set_etag(FlaskResponse(encode(record.data), content_type=JSON), record)
 
     @app.patch("/items/<item_id>")
     @flask_if_match(item_key)
     def patch(item_id: str, precondition: Precondition) -> FlaskResponse:
-        current = store.get(item_key(item_id))
-        version = precondition.resolve(current)
-        observed.read_versions.append(version)
+        current = precondition.require(store.get(item_key(item_id)))
+        observed.read_versions.append(current.version)
         time.sleep(patch_pause_s)
-        assert current is not None
         record = store.replace(
-            item_key(item_id), {**current.data, **body()}, expected_version=version
+            item_key(item_id), {**current.data, **body()}, expected_version=current.version
         )
         return flask_set_etag(FlaskResponse(encode(record.data), content_type=JSON), record)
 
@@ -210,7 +206,7 @@ def make_flask(  # noqa: C901 - one app, its routes side by side with the FastAP
     def delete(item_id: str, precondition: Precondition) -> FlaskResponse:
         version = precondition.expected_version
         if version is None:
-            version = precondition.resolve(store.get(item_key(item_id)))
+            version = precondition.require(store.get(item_key(item_id))).version
         store.delete(item_key(item_id), expected_version=version)
         response = FlaskResponse(status=204)
         del response.headers["Content-Type"]  # Flask's default text/html, for no body

@@ -112,19 +112,19 @@ def test_if_match_missing_weak_foreign():
 def test_if_match_versions_and_resolution():
     single = evaluate_if_match(f'W/"junk", {etag(KEY, 4)}', KEY)
     assert single.expected_version == 4
-    assert single.resolve(Record(KEY, {}, 4)) == 4
+    assert single.require(Record(KEY, {}, 4)).version == 4
     with pytest.raises(HttpProblem):
-        single.resolve(Record(KEY, {}, 5))  # stale: fails before any write
+        single.require(Record(KEY, {}, 5))  # stale: fails before any write
     several = evaluate_if_match(f"{etag(KEY, 2)}, {etag(KEY, 5)}", KEY)
     assert several.expected_version is None
-    assert several.resolve(Record(KEY, {}, 5)) == 5
+    assert several.require(Record(KEY, {}, 5)).version == 5
     with pytest.raises(HttpProblem):
-        several.resolve(Record(KEY, {}, 3))
+        several.require(Record(KEY, {}, 3))
     anything = evaluate_if_match("*", KEY)
     assert anything.expected_version is None
-    assert anything.resolve(Record(KEY, {}, 9)) == 9
+    assert anything.require(Record(KEY, {}, 9)).version == 9
     with pytest.raises(HttpProblem) as absent:
-        anything.resolve(None)
+        anything.require(None)
     assert absent.value.status == 412
 
 
