@@ -123,6 +123,10 @@ def health_router(
             headers=NO_STORE,
         )
 
+    # HEAD as well, as Flask answers it for every GET (some load balancers probe with HEAD);
+    # left out of the schema, whose operation ids would clash.
+    router.add_api_route(livez, live, methods=["HEAD"], include_in_schema=False)
+    router.add_api_route(readyz, ready, methods=["HEAD"], include_in_schema=False)
     return router
 
 

@@ -123,6 +123,11 @@ def test_readyz_on_both_frameworks(case):
             health.add(name, probe, required=required)
         with serve(framework, health) as base_url, httpx.Client(base_url=base_url) as client:
             ready, live = client.get("/readyz"), client.get("/livez")
+            heads = (client.head("/readyz"), client.head("/livez"))
+        assert [(head.status_code, head.content) for head in heads] == [
+            (ready.status_code, b""),
+            (200, b""),
+        ]
         answers[framework] = (
             ready.status_code,
             ready.headers["content-type"],
