@@ -18,9 +18,10 @@ Errors are :class:`~stalwart.web.HttpProblem` documents with ``type`` ``about:bl
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -160,6 +161,18 @@ class Precondition:
         if self.any_version or current.version in self.versions:
             return current
         raise precondition_failed()
+
+    @contextlib.contextmanager
+    def conflicts_as_412(self) -> Iterator[None]:
+        """Turn the store's conflicts about this record (see :meth:`failed`) into the 412
+        ``HttpProblem`` while the handler runs; the FastAPI and Flask shells wrap it."""
+        try:
+            yield
+        except (VersionConflict, TransactionConflict) as exc:
+            failed = self.failed(exc)
+            if failed is None:
+                raise
+            raise failed from exc
 
     def failed(self, error: BaseException) -> HttpProblem | None:
         """The 412 that ``error`` means for this precondition, or None if it is not about it.

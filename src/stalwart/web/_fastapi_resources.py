@@ -16,7 +16,7 @@ require_extra("fastapi", "fastapi", feature="stalwart.web.fastapi")
 
 from fastapi import APIRouter, Depends, Header, Request, Response  # noqa: E402
 
-from stalwart.storage import Key, Record, VersionConflict  # noqa: E402
+from stalwart.storage import Key, Record  # noqa: E402
 from stalwart.web._conditional import (  # noqa: E402
     IfNoneMatch,
     Precondition,
@@ -225,13 +225,8 @@ def if_match(key: KeyDependency) -> Callable[..., AsyncIterator[Precondition]]:
         ] = None,
     ) -> AsyncIterator[Precondition]:
         condition = evaluate_if_match(field_value(request.headers.getlist("if-match")), resource)
-        try:
+        with condition.conflicts_as_412():
             yield condition
-        except VersionConflict as exc:
-            failed = condition.failed(exc)
-            if failed is None:
-                raise
-            raise failed from exc
 
     return precondition
 

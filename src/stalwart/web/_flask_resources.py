@@ -14,7 +14,7 @@ require_extra("flask", "flask", feature="stalwart.web.flask")
 
 from flask import Blueprint, Response, request  # noqa: E402
 
-from stalwart.storage import Key, Record, VersionConflict  # noqa: E402
+from stalwart.storage import Key, Record  # noqa: E402
 from stalwart.web._conditional import (  # noqa: E402
     IfNoneMatch,
     evaluate_if_match,
@@ -93,13 +93,8 @@ def if_match[R](key: Callable[..., Key]) -> Callable[[Callable[..., R]], Callabl
             condition = evaluate_if_match(
                 field_value(request.headers.getlist("If-Match")), key(**kwargs)
             )
-            try:
+            with condition.conflicts_as_412():
                 return view(*args, precondition=condition, **kwargs)
-            except VersionConflict as exc:
-                failed = condition.failed(exc)
-                if failed is None:
-                    raise
-                raise failed from exc
 
         return conditional_view
 

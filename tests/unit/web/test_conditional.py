@@ -188,3 +188,26 @@ def test_openapi_declares_responses_and_headers():
         "checks",
     ]
     assert "200" in paths["/livez"]["get"]["responses"]
+
+
+def test_conflicts_from_a_real_store_become_412(tmp_path):
+    from stalwart.storage import open_store  # noqa: PLC0415
+
+    with open_store(f"sqlite:///{tmp_path / 'c.db'}?table=t") as store:
+        store.create(KEY, {"n": 0})
+        store.create(Key("other"), {"n": 0})
+        precondition = evaluate_if_match(etag(KEY, 1), KEY)
+        store.replace(KEY, {"n": 1}, expected_version=1)  # someone else wrote first
+        for write in (
+            lambda: store.replace(KEY, {"n": 2}, expected_version=1),
+            lambda: store.delete(KEY, expected_version=1),
+            lambda: store.transact([Replace(KEY, {"n": 2}, 1), Check(Key("other"), 1)]),
+        ):
+            with pytest.raises(HttpProblem) as caught, precondition.conflicts_as_412():
+                write()
+            assert caught.value.status == 412
+        with pytest.raises(TransactionConflict), precondition.conflicts_as_412():
+            store.transact([Replace(KEY, {"n": 2}, 2), Check(Key("other"), 5)])
+        with pytest.raises(VersionConflict), precondition.conflicts_as_412():
+            store.replace(Key("other"), {}, expected_version=5)
+        assert store.get(KEY).data == {"n": 1}
