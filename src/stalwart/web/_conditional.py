@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from stalwart.storage import (
+    MAX_INTEGER,
     Check,
     Delete,
     Key,
@@ -44,6 +45,7 @@ ANY: Final = "*"
 _ELEMENT = re.compile(r'[ \t]*(?:(W/)?"([\x21\x23-\x7e\x80-\xff]*)")?[ \t]*(?:,|\Z)')
 _DIGEST_BYTES: Final = 12  # 16 base64url characters: collisions between versions of a key
 # only matter for the same key, where 96 bits are plenty
+_MAX_VERSION_DIGITS: Final = len(str(MAX_INTEGER))
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +81,13 @@ def record_etag(record: Record) -> str:
 def _version_named(key: Key, opaque: str) -> int | None:
     """The version ``opaque`` names for ``key``, or None if it is not one of its tags."""
     version, dot, digest = opaque.partition(".")
-    if not dot or not version.isascii() or not version.isdigit() or version.startswith("0"):
+    if (
+        not dot
+        or not version.isascii()
+        or not version.isdigit()
+        or version.startswith("0")
+        or len(version) > _MAX_VERSION_DIGITS  # and int() refuses over 4,300 digits
+    ):
         return None
     number = int(version)
     return number if digest == _digest(key, number) else None

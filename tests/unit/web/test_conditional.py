@@ -103,7 +103,9 @@ def test_if_match_missing_weak_foreign():
     with pytest.raises(HttpProblem) as missing:
         evaluate_if_match(None, KEY)
     assert (missing.value.status, missing.value.code) == (428, "precondition-required")
-    for header in (f"W/{etag(KEY, 1)}", etag(Key("accounts", "acc-2"), 1), '"1.x"', '"01.x"', ""):
+    huge = f'"{"9" * 5000}.x"'  # a version int() would refuse to parse: 412, not a 500
+    foreign = etag(Key("accounts", "acc-2"), 1)
+    for header in (f"W/{etag(KEY, 1)}", foreign, '"1.x"', '"01.x"', '"0.x"', "", huge):
         with pytest.raises(HttpProblem) as failed:
             evaluate_if_match(header, KEY)
         assert (failed.value.status, failed.value.code) == (412, "precondition-failed")
