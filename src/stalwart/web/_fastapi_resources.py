@@ -174,6 +174,8 @@ def write_responses(success: int = 200, *, etag: bool = True) -> dict[int | str,
 
 def if_none_match(
     request: Request,
+    # Declares the header in OpenAPI; the value is read below from every field line (FastAPI
+    # would keep only one of a repeated header).
     _declared: Annotated[
         str | None,
         Header(
@@ -215,7 +217,7 @@ def if_match(key: KeyDependency) -> Callable[..., AsyncIterator[Precondition]]:
     async def precondition(
         request: Request,
         resource: Annotated[Key, Depends(key)],
-        _declared: Annotated[
+        _declared: Annotated[  # for OpenAPI only, as in if_none_match
             str | None,
             Header(
                 alias="If-Match",

@@ -264,3 +264,16 @@ def test_two_clients_race_with_the_same_etag(servers, framework):
         final = client.get(f"/items/{item}")
     assert final.headers["etag"] == tag(item, 2)
     assert final.json() == {"a": 0, "b": 0, winner: 1}
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_if_match_across_repeated_header_lines(servers, framework):
+    """A list may come as several field lines (RFC 9110 §5.3): every line counts."""
+    item = f"lines-{framework}"
+    with httpx.Client(base_url=servers[framework].base_url, timeout=10) as client:
+        assert client.post(f"/items/{item}", json={"n": 0}).status_code == 201
+        lines = [("If-Match", tag(item, 7)), ("If-Match", tag(item, 1))]
+        put = client.put(f"/items/{item}", json={"n": 1}, headers=lines)
+        assert (put.status_code, put.headers["etag"]) == (200, tag(item, 2))
+        lines = [("If-None-Match", '"nope"'), ("If-None-Match", tag(item, 2))]
+        assert client.get(f"/items/{item}", headers=lines).status_code == 304
