@@ -80,10 +80,9 @@ def default_errors() -> ErrorRegistry:
         TransactionConflict,
         VersionConflict,
     )
+    from stalwart.web._conditional import STALE  # noqa: PLC0415
 
-    precondition_failed = ErrorRule(
-        412, "precondition-failed", detail="the resource changed since the ETag you sent"
-    )
+    precondition_failed = ErrorRule(412, "precondition-failed", detail=STALE)
     return ErrorRegistry(
         {
             StoreUnavailable: ErrorRule(

@@ -44,6 +44,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
 from stalwart.observability import reclaim_loggers, request_context  # noqa: E402
 from stalwart.web._access_log import log_request  # noqa: E402
 from stalwart.web._error_table import default_errors  # noqa: E402
+from stalwart.web._fastapi_resources import (  # noqa: E402
+    health_router,
+    if_match,
+    if_none_match,
+    not_modified,
+    read_responses,
+    set_etag,
+    write_responses,
+)
+from stalwart.web._health import Health  # noqa: E402
 from stalwart.web._openapi_kit import declare_problem_responses  # noqa: E402
 from stalwart.web._registry import ErrorRegistry  # noqa: E402
 from stalwart.web._render import (  # noqa: E402
@@ -164,12 +174,14 @@ def install(
     errors: ErrorRegistry | None = None,
     request_id_header: str = REQUEST_ID_HEADER,
     principal: Principal | None = None,
+    health: Health | None = None,
 ) -> ErrorRegistry:
     """Install the web kit on ``app``; returns the error registry it uses (register your
     domain errors on it, before or after this call).
 
     ``errors`` defaults to :func:`stalwart.web.default_errors`; ``principal(request)`` (sync
-    or async, called once the response is sent) names the caller in the request log line.
+    or async, called once the response is sent) names the caller in the request log line;
+    ``health`` serves ``GET /livez`` and ``GET /readyz`` (:func:`health_router`).
 
     >>> from fastapi import FastAPI
     >>> errors = install(FastAPI())
@@ -187,6 +199,8 @@ def install(
         generator=new_request_id,
         validator=is_valid_request_id,
     )
+    if health is not None:
+        app.include_router(health_router(health))
     _declare_on_every_operation(app, registry)
     return registry
 
@@ -204,4 +218,14 @@ def _declare_on_every_operation(app: FastAPI, errors: ErrorRegistry) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-__all__ = ["Principal", "install"]
+__all__ = [
+    "Principal",
+    "health_router",
+    "if_match",
+    "if_none_match",
+    "install",
+    "not_modified",
+    "read_responses",
+    "set_etag",
+    "write_responses",
+]

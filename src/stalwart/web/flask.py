@@ -40,6 +40,14 @@ from werkzeug.exceptions import BadRequest, HTTPException  # noqa: E402
 from stalwart.observability import request_context  # noqa: E402
 from stalwart.web._access_log import log_request  # noqa: E402
 from stalwart.web._error_table import default_errors  # noqa: E402
+from stalwart.web._flask_resources import (  # noqa: E402
+    health_blueprint,
+    if_match,
+    if_none_match,
+    not_modified,
+    set_etag,
+)
+from stalwart.web._health import Health  # noqa: E402
 from stalwart.web._registry import ErrorRegistry  # noqa: E402
 from stalwart.web._render import (  # noqa: E402
     ProblemReply,
@@ -79,7 +87,8 @@ class StalwartWeb:
     """Flask extension: request ids, problem+json errors and the request log line.
 
     ``errors`` defaults to :func:`stalwart.web.default_errors` (register your domain errors on
-    ``ext.errors``); ``principal(request)`` names the caller in the request log line.
+    ``ext.errors``); ``principal(request)`` names the caller in the request log line;
+    ``health`` serves ``GET /livez`` and ``GET /readyz`` (:func:`health_blueprint`).
 
     >>> from flask import Flask
     >>> web = StalwartWeb(Flask(__name__))
@@ -94,10 +103,12 @@ class StalwartWeb:
         errors: ErrorRegistry | None = None,
         request_id_header: str = REQUEST_ID_HEADER,
         principal: Principal | None = None,
+        health: Health | None = None,
     ) -> None:
         self.errors = errors if errors is not None else default_errors()
         self.request_id_header = request_id_header
         self.principal = principal
+        self.health = health
         if app is not None:
             self.init_app(app)
 
@@ -113,6 +124,8 @@ class StalwartWeb:
         app.teardown_request(self._teardown)
         app.register_error_handler(HTTPException, self._http_error)
         app.register_error_handler(Exception, self._exception)
+        if self.health is not None:
+            app.register_blueprint(health_blueprint(self.health))
 
     def _state(self) -> _RequestState:
         """This request's state, created on first use (a hook that ran before ours, or a
@@ -218,4 +231,14 @@ def validated[M: BaseModel](model: type[M]) -> M:
         raise validation_problem(errors) from None
 
 
-__all__ = ["EXTENSION_NAME", "Principal", "StalwartWeb", "validated"]
+__all__ = [
+    "EXTENSION_NAME",
+    "Principal",
+    "StalwartWeb",
+    "health_blueprint",
+    "if_match",
+    "if_none_match",
+    "not_modified",
+    "set_etag",
+    "validated",
+]

@@ -2,9 +2,8 @@
 """The same items resource (conditional GET/PUT/PATCH/DELETE) and health endpoints, as a
 FastAPI app on an async store and as a Flask app on a sync store.
 
-The web kit's error handlers are another branch's: until they land, these apps render
-``HttpProblem`` with a minimal handler of their own (test code only). No ``from __future__
-import annotations``: FastAPI reads the handlers' annotations at runtime.
+Both run the whole web kit (``install`` / ``StalwartWeb``, with ``health``). No ``from
+__future__ import annotations``: FastAPI reads the handlers' annotations at runtime.
 """
 
 import asyncio
@@ -13,35 +12,27 @@ import time
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI
-from fastapi import Request as FastAPIRequest
 from fastapi import Response as FastAPIResponse
 from flask import Flask
 from flask import Response as FlaskResponse
 from flask import request as flask_request
 
 from stalwart.storage import AsyncStore, Key, Store
-from stalwart.web import (
-    PROBLEM_JSON,
-    Health,
-    HttpProblem,
-    IfNoneMatch,
-    Precondition,
-    problem_bytes,
-)
-from stalwart.web._fastapi_resources import (
-    health_router,
+from stalwart.web import Health, HttpProblem, IfNoneMatch, Precondition
+from stalwart.web.fastapi import (
     if_match,
     if_none_match,
+    install,
     not_modified,
     read_responses,
     set_etag,
     write_responses,
 )
-from stalwart.web._flask_resources import health_blueprint
-from stalwart.web._flask_resources import if_match as flask_if_match
-from stalwart.web._flask_resources import if_none_match as flask_if_none_match
-from stalwart.web._flask_resources import not_modified as flask_not_modified
-from stalwart.web._flask_resources import set_etag as flask_set_etag
+from stalwart.web.flask import StalwartWeb
+from stalwart.web.flask import if_match as flask_if_match
+from stalwart.web.flask import if_none_match as flask_if_none_match
+from stalwart.web.flask import not_modified as flask_not_modified
+from stalwart.web.flask import set_etag as flask_set_etag
 
 JSON = "application/json"
 
@@ -68,23 +59,13 @@ class Observed:
         self.read_versions: list[int] = []
 
 
-def make_fastapi(  # noqa: C901 - one app, its routes side by side with the Flask twin
+def make_fastapi(
     store: AsyncStore, health: Health | None = None, *, patch_pause_s: float = 0.0
 ) -> tuple[FastAPI, Observed]:
     app = FastAPI()
     observed = Observed()
 
-    @app.exception_handler(HttpProblem)
-    async def render(_request: FastAPIRequest, exc: HttpProblem) -> FastAPIResponse:
-        return FastAPIResponse(
-            problem_bytes(exc.document()),
-            status_code=exc.status,
-            headers=exc.headers,
-            media_type=PROBLEM_JSON,
-        )
-
-    if health is not None:
-        app.include_router(health_router(health))
+    install(app, health=health)
 
     @app.post("/items/{item_id}", status_code=201)
     async def create(item_id: str, data: Annotated[dict[str, Any], Body()]) -> FastAPIResponse:
@@ -149,17 +130,7 @@ def make_flask(  # noqa: C901 - one app, its routes side by side with the FastAP
     app = Flask(__name__)
     observed = Observed()
 
-    @app.errorhandler(HttpProblem)
-    def render(exc: HttpProblem) -> FlaskResponse:
-        return FlaskResponse(
-            problem_bytes(exc.document()),
-            status=exc.status,
-            headers=exc.headers,
-            content_type=PROBLEM_JSON,
-        )
-
-    if health is not None:
-        app.register_blueprint(health_blueprint(health))
+    StalwartWeb(app, health=health)
 
     def body() -> dict[str, Any]:
         data = flask_request.get_json()

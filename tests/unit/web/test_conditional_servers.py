@@ -29,8 +29,13 @@ def tag(item: str, version: int) -> str:
     return etag(Key("items", item), version)
 
 
+REQUEST_ID = "conditional-case"
+TRACED = {"X-Request-ID": REQUEST_ID}
+"""Sent with every request, so the kit's problem bodies (which carry the id) are known exactly."""
+
+
 def problem_body(status: int, code: str, detail: str) -> bytes:
-    return problem_bytes(problem(status, detail=detail, code=code))
+    return problem_bytes(problem(status, detail=detail, code=code, request_id=REQUEST_ID))
 
 
 STALE = problem_body(412, "precondition-failed", "the resource has changed since the ETag was read")
@@ -194,7 +199,7 @@ def run_case(
     base_url: str, case: Case, item: str
 ) -> tuple[int, str | None, str, bytes, str | None]:
     """(status, ETag, content type, body, the item's ETag afterwards)."""
-    with httpx.Client(base_url=base_url, timeout=10) as client:
+    with httpx.Client(base_url=base_url, timeout=10, headers=TRACED) as client:
         path = f"/items/{item}"
         if case.exists:
             assert client.post(path, json={"n": 0}).status_code == 201
@@ -234,7 +239,7 @@ def test_case_on_both_frameworks(servers, case):
 def test_two_clients_race_with_the_same_etag(servers, framework):
     served = servers[framework]
     item = f"race-{framework}"
-    with httpx.Client(base_url=served.base_url, timeout=10) as setup:
+    with httpx.Client(base_url=served.base_url, timeout=10, headers=TRACED) as setup:
         assert setup.post(f"/items/{item}", json={"a": 0, "b": 0}).status_code == 201
         seen = setup.get(f"/items/{item}").headers["etag"]
     before = len(served.observed.read_versions)
@@ -242,7 +247,7 @@ def test_two_clients_race_with_the_same_etag(servers, framework):
     responses: dict[str, httpx.Response] = {}
 
     def patch(field_name: str) -> None:
-        with httpx.Client(base_url=served.base_url, timeout=10) as client:
+        with httpx.Client(base_url=served.base_url, timeout=10, headers=TRACED) as client:
             barrier.wait()
             responses[field_name] = client.patch(
                 f"/items/{item}", json={field_name: 1}, headers={"If-Match": seen}
@@ -260,7 +265,7 @@ def test_two_clients_race_with_the_same_etag(servers, framework):
     winner = next(name for name, response in responses.items() if response.status_code == 200)
     loser = "b" if winner == "a" else "a"
     assert responses[loser].content == STALE
-    with httpx.Client(base_url=served.base_url, timeout=10) as client:
+    with httpx.Client(base_url=served.base_url, timeout=10, headers=TRACED) as client:
         final = client.get(f"/items/{item}")
     assert final.headers["etag"] == tag(item, 2)
     assert final.json() == {"a": 0, "b": 0, winner: 1}
@@ -270,7 +275,7 @@ def test_two_clients_race_with_the_same_etag(servers, framework):
 def test_if_match_across_repeated_header_lines(servers, framework):
     """A list may come as several field lines (RFC 9110 §5.3): every line counts."""
     item = f"lines-{framework}"
-    with httpx.Client(base_url=servers[framework].base_url, timeout=10) as client:
+    with httpx.Client(base_url=servers[framework].base_url, timeout=10, headers=TRACED) as client:
         assert client.post(f"/items/{item}", json={"n": 0}).status_code == 201
         lines = [("If-Match", tag(item, 7)), ("If-Match", tag(item, 1))]
         put = client.put(f"/items/{item}", json={"n": 1}, headers=lines)

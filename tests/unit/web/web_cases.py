@@ -77,7 +77,7 @@ CASES: list[Case] = [
         412,
         "Precondition Failed",
         "precondition-failed",
-        "the resource changed since the ETag you sent",
+        "the resource has changed since the ETag was read",
         method="PUT",
         request_headers={"If-Match": '"v3"'},
     ),
