@@ -11,7 +11,12 @@ interleaved (every case once per round) so background noise hits every case alik
 reports the median of its rounds in microseconds per request. Then the time to reject a
 request when the host's breaker is open (no I/O): in stalwart's transport, which is the number
 the target applies to, and through a whole ``client.get`` (httpx's own request building and
-client machinery included). The last line is one JSON object.
+client machinery included). Last, requests per second of a FastAPI ``POST /orders`` without
+and with the web kit (``install(app)``, JSON request log lines rendered to /dev/null), each app
+in its own uvicorn process, the load from wrk when it is on PATH (else a Python asyncio
+generator; the output says which), and two bounds in the details line: the kit with its log
+line turned off (its machinery alone), and the bare route logging one JSON line per request
+through stalwart.observability (the line alone). The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -188,23 +194,126 @@ def open_breaker_reject_us(url: str, rounds: int) -> tuple[float, float]:
     return in_transport, via_client
 
 
-def web_rates() -> dict[str, float | None]:
-    """Requests per second of a FastAPI route without and with the web kit.
+WEB_MODES: dict[str, str] = {
+    "bare_rps": "bare",
+    "kit_rps": "kit",
+    "kit_without_log_line_rps": "kit_quiet",
+    "bare_with_json_log_line_rps": "bare_logged",
+}
+"""What the web section measures (result key -> app mode); the last two bound the first two:
+the kit's machinery alone, and one JSON log line per request alone."""
 
-    TODO(lead engineer): fill in after merging the web kit (stalwart.web), which is built on
-    other branches; until then both rates are None.
-    """
-    return {"bare_rps": None, "kit_rps": None}
+
+def web_app(mode: str) -> Any:
+    """``POST /orders`` answering 201 with a small JSON body: bare FastAPI, with the web kit
+    (request ids, problem handlers, the JSON request log line rendered to /dev/null), the kit
+    with its log line turned off, or bare with one JSON log line per request and no kit."""
+    import logging  # noqa: PLC0415
+
+    from fastapi import FastAPI  # noqa: PLC0415 - only the web server processes need it
+
+    from stalwart.observability import configure_logging  # noqa: PLC0415
+    from stalwart.web import ACCESS_LOGGER  # noqa: PLC0415
+    from stalwart.web.fastapi import install  # noqa: PLC0415
+
+    app = FastAPI()
+    if mode != "bare":
+        # The lines are written and discarded: rendering them is part of the cost.
+        configure_logging("bench", stream=open(os.devnull, "w"))  # noqa: SIM115, PTH123
+    if mode in {"kit", "kit_quiet"}:
+        install(app)
+    if mode == "kit_quiet":
+        logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
+    line = logging.getLogger("bench.access") if mode == "bare_logged" else None
+
+    @app.post("/orders", status_code=201)
+    async def create_order(order: dict[str, Any]) -> dict[str, Any]:
+        if line is not None:  # the same fields as the kit's line
+            fields = {"method": "POST", "route": "/orders", "status": 201, "duration_ms": 0.1}
+            line.info("POST /orders 201", extra={**fields, "request_id": "bench"})
+        return {"ok": True, "item": order.get("item")}
+
+    return app
+
+
+def serve_web(mode: str, port: int) -> None:
+    import uvicorn  # noqa: PLC0415
+
+    uvicorn.run(
+        web_app(mode),
+        host="127.0.0.1",
+        port=port,
+        log_level="error",
+        access_log=False,
+        backlog=2048,
+        loop="asyncio",  # pinned like benchmarks/idempotency.py, so runs compare
+        http="h11",
+    )
+
+
+def web_rates(rounds: int) -> dict[str, Any]:
+    """Requests per second of a FastAPI route without and with the web kit: each app in its
+    own uvicorn process, the load from wrk (else the asyncio generator), rounds interleaved
+    with the order alternating; the median round counts."""
+    import shutil  # noqa: PLC0415
+
+    load = _load_module()
+    use_wrk = shutil.which("wrk") is not None
+    seconds = 2.0
+
+    def measure(port: int) -> float:
+        if use_wrk:
+            return float(load.wrk_load(port, seconds, keyed=False))
+        return float(asyncio.run(load.load(port, seconds, keyed=False)))
+
+    rates: dict[str, list[float]] = {name: [] for name in WEB_MODES}
+    with contextlib.ExitStack() as stack:
+        ports = {
+            name: stack.enter_context(load.load_process(__file__, "--serve-web", mode))
+            for name, mode in WEB_MODES.items()
+        }
+        for port in ports.values():  # warm-up
+            asyncio.run(load.load(port, 0.3, keyed=False))
+        order = list(ports)
+        for _ in range(rounds):
+            for name in order:
+                rates[name].append(measure(ports[name]))
+            order.reverse()
+    result: dict[str, Any] = {name: round(statistics.median(v), 1) for name, v in rates.items()}
+    result["load_generator"] = "wrk -t1 -c16" if use_wrk else "python asyncio, 16 connections"
+    return result
+
+
+def _load_module() -> Any:
+    """benchmarks/_load.py, imported by path (this folder stays off sys.path, see above)."""
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.spec_from_file_location("_load", Path(__file__).with_name("_load.py"))
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main() -> None:
     if "--serve" in sys.argv:
         serve(int(sys.argv[sys.argv.index("--serve") + 1]))
         return
+    if "--serve-web" in sys.argv:
+        serve_web(sys.argv[sys.argv.index("--serve-web") + 1], int(sys.argv[-1]))
+        return
     rounds = 9 if "--quick" in sys.argv else 31
     with server_process() as url:
         timings = request_timings(url, rounds)
         reject_us, reject_via_client_us = open_breaker_reject_us(url, rounds)
+    web = web_rates(3)
+    details = {
+        "open_breaker_reject_via_client_get_us": reject_via_client_us,
+        "web_load_generator": web.pop("load_generator"),
+        "web_kit_without_log_line_rps": web.pop("kit_without_log_line_rps"),
+        "web_bare_with_json_log_line_rps": web.pop("bare_with_json_log_line_rps"),
+    }
     sync_ratio = timings["stalwart_us"] / timings["bare_us"]
     async_ratio = timings["async_stalwart_us"] / timings["async_bare_us"]
     for name, value in timings.items():
@@ -213,13 +322,20 @@ def main() -> None:
     print(f"{'stalwart / bare, async':36} {async_ratio:>10.3f} x  (target <= 1.15)")
     print(f"{'open breaker rejects in':36} {reject_us:>10.2f} us  (target < 20)")
     print(f"{'  the same, through client.get':36} {reject_via_client_us:>10.2f} us")
+    web_ratio = web["kit_rps"] / web["bare_rps"]
+    print(f"{'web kit / bare route, requests/s':36} {web_ratio:>10.3f} x  (target >= 0.85)")
+    for name in ("web_kit_without_log_line_rps", "web_bare_with_json_log_line_rps"):
+        print(
+            f"{'  ' + name.removeprefix('web_')[:-4] + ' / bare':36} "
+            f"{details[name] / web['bare_rps']:>10.3f} x"
+        )
+    print("details", json.dumps(details))
     print(
         json.dumps(
             {
                 "client": timings,
                 "open_breaker_reject_us": reject_us,
-                "open_breaker_reject_via_client_get_us": reject_via_client_us,
-                "web": web_rates(),
+                "web": web,
             },
         )
     )
