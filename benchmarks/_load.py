@@ -16,7 +16,8 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,33 +94,69 @@ def _post(port: int, key: str | None) -> bytes:
     return ("\r\n".join(headers) + "\r\n\r\n").encode() + body
 
 
-async def load(port: int, seconds: float, *, keyed: bool, connections: int = 16) -> float:
-    """Requests per second over ``connections`` keep-alive connections, fresh key each."""
-    run = uuid.uuid4().hex[:8]
-    done = Counter[int]()
+@dataclass(frozen=True)
+class LoadResult:
+    requests_per_s: float
+    latencies_s: list[float]
+    statuses: Counter[int]
+
+    def percentile_ms(self, fraction: float) -> float:
+        ordered = sorted(self.latencies_s)
+        return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000, 2)
+
+
+async def load_requests(
+    port: int,
+    seconds: float,
+    request: Callable[[int, int], bytes],
+    *,
+    connections: int = 16,
+    warm_up_s: float = 0.5,
+) -> LoadResult:
+    """``request(connection, n)`` -> raw HTTP/1.1 bytes, sent over ``connections`` keep-alive
+    connections for ``seconds`` (after a warm-up); every request's latency and status kept."""
+    latencies: list[float] = []
+    statuses = Counter[int]()
     stop_at = 0.0
+    counting = False
 
     async def worker(index: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         n = 0
         try:
             while time.perf_counter() < stop_at:
-                key = f"{run}-{index}-{n}" if keyed else None
-                done[await _request(reader, writer, _post(port, key))] += 1
+                payload = request(index, n)
+                sent = time.perf_counter()
+                status = await _request(reader, writer, payload)
+                if counting:
+                    latencies.append(time.perf_counter() - sent)
+                    statuses[status] += 1
                 n += 1
         finally:
             writer.close()
 
-    stop_at = time.perf_counter() + 0.5  # warm-up
-    await asyncio.gather(*(worker(i) for i in range(connections)))
-    done.clear()
+    if warm_up_s > 0:
+        stop_at = time.perf_counter() + warm_up_s
+        await asyncio.gather(*(worker(i) for i in range(connections)))
+    counting = True
     start = time.perf_counter()
     stop_at = start + seconds
     await asyncio.gather(*(worker(i) for i in range(connections)))
     elapsed = time.perf_counter() - start
-    if set(done) != {201}:
-        raise RuntimeError(f"unexpected statuses under load: {dict(done)}")
-    return sum(done.values()) / elapsed
+    return LoadResult(sum(statuses.values()) / elapsed, latencies, statuses)
+
+
+async def load(port: int, seconds: float, *, keyed: bool, connections: int = 16) -> float:
+    """Requests per second over ``connections`` keep-alive connections, fresh key each."""
+    run = uuid.uuid4().hex[:8]
+
+    def request(index: int, n: int) -> bytes:
+        return _post(port, f"{run}-{index}-{n}" if keyed else None)
+
+    result = await load_requests(port, seconds, request, connections=connections)
+    if set(result.statuses) != {201}:
+        raise RuntimeError(f"unexpected statuses under load: {dict(result.statuses)}")
+    return result.requests_per_s
 
 
 _WRK_SCRIPT = """
