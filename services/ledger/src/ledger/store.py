@@ -47,7 +47,6 @@ from ledger.domain.errors import (
     LedgerError,
     NotFound,
     PreconditionFailed,
-    TransferExpired,
     TransferNotPending,
 )
 from ledger.domain.models import (
@@ -597,7 +596,6 @@ def scan_plan[T](
     right after the last record used: paging has no gaps or duplicates even while records are
     inserted. Filters that skip records read at most :data:`MAX_SCAN` of them per call.
     """
-    check_limit(limit)
     items: list[T] = []
     scanned = 0
     while True:
@@ -744,7 +742,7 @@ def _add_transfer(
         operations.append(
             Create(
                 timeout_key(journal.tenant, data["expires_at"], transfer_id),
-                {"transfer_id": transfer_id},
+                {"transfer_id": transfer_id, "expires_at": data["expires_at"]},
             )
         )
     return operations
@@ -772,7 +770,7 @@ def _exactly_once[T](
     answer is that request's (replayed), whatever the ledger looks like now."""
     try:
         result = yield from attempt
-    except (LedgerError, TransactionConflict):
+    except LedgerError:  # a refusal, or contention (also: the record at ``key`` exists)
         existing = yield from _replayed(key, request_fingerprint)
         if existing is None:
             raise
@@ -826,7 +824,7 @@ def resolve_plan(
         movements = post_movements(reserved, posted_amount)
     else:
         if kind is EntryKind.EXPIRE and (expires_at is None or now < expires_at):
-            raise TransferExpired(f"transfer {transfer_id} has not expired yet")
+            raise TransferNotPending(f"transfer {transfer_id} is not due to expire")
         posted_amount = 0
         movements = void_movements(reserved)
     journal = _Journal(tenant, now)
@@ -904,9 +902,11 @@ def create_batch_plan(
     request_fingerprint = fingerprint([t.model_dump(mode="json") for t in transfers])
 
     def attempt() -> Plan[list[Transfer]]:
-        if not 1 <= len(transfers) <= MAX_BATCH_TRANSFERS:
+        if not transfers:
+            raise InvalidRequest("a batch needs at least one transfer")
+        if len(transfers) > MAX_BATCH_TRANSFERS:
             raise BatchTooLarge(
-                f"a batch holds 1 to {MAX_BATCH_TRANSFERS} transfers, got {len(transfers)}"
+                f"a batch holds at most {MAX_BATCH_TRANSFERS} transfers, got {len(transfers)}"
             )
         needed = batch_operation_count(transfers)
         if needed > max_operations:
@@ -951,11 +951,10 @@ def _due_timeouts(tenant: str, now: float) -> Plan[list[str]]:
     """Ids of pending transfers whose timeout has passed, oldest first."""
     due: list[str] = []
     cursor: str | None = None
-    boundary = _timeout_sort(now)
     while True:
         page: Page = yield Query(timeouts_partition(tenant), 100, cursor)
         for record in page.records:
-            if record.key.sort.split("/")[0] > boundary:
+            if record.data["expires_at"] > now:
                 return due
             due.append(record.data["transfer_id"])
         cursor = page.cursor
