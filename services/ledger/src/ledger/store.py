@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from ledger.domain.accounts import initial_state, new_account_id
@@ -51,7 +50,6 @@ from ledger.domain.errors import (
 )
 from ledger.domain.models import (
     Account,
-    AccountFlags,
     AccountStatus,
     Balance,
     Entry,
@@ -59,7 +57,6 @@ from ledger.domain.models import (
     NewAccount,
     NewTransfer,
     NormalBalance,
-    Totals,
     Transfer,
     TransferStatus,
 )
@@ -276,28 +273,10 @@ def _timeout_sort(expires_at: float) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _time(epoch_s: float | None) -> datetime | None:
-    return None if epoch_s is None else datetime.fromtimestamp(epoch_s, UTC)
-
-
-def _created(epoch_s: float) -> datetime:
-    return datetime.fromtimestamp(epoch_s, UTC)
-
-
 def account_from_record(record: Record) -> Account:
-    data = record.data
-    return Account(
-        id=data["id"],
-        currency=data["currency"],
-        name=data["name"],
-        external_id=data["external_id"],
-        metadata=data["metadata"],
-        normal_balance=data["normal_balance"],
-        flags=AccountFlags(**data["flags"]),
-        status=data["status"],
-        created_at=_created(data["created_at"]),
-        version=record.version,
-    )
+    # Stored times are epoch seconds, which pydantic reads as UTC datetimes; extra stored
+    # fields (tenant, fingerprint) are ignored by the models.
+    return Account.model_validate({**record.data, "version": record.version})
 
 
 _STATE_FIELDS: Final = (
@@ -350,42 +329,11 @@ def balance_from_state(state: BalanceState) -> Balance:
 
 
 def entry_from_record(record: Record) -> Entry:
-    data = record.data
-    return Entry(
-        account_id=data["account_id"],
-        seq=int(record.key.sort),
-        transfer_id=data["transfer_id"],
-        side=data["side"],
-        kind=data["kind"],
-        amount=data["amount"],
-        pending_delta=data["pending_delta"],
-        posted_delta=data["posted_delta"],
-        balance_after=Totals(**data["balance_after"]),
-        created_at=_created(data["created_at"]),
-    )
+    return Entry.model_validate({**record.data, "seq": int(record.key.sort)})
 
 
 def transfer_from_record(record: Record) -> Transfer:
-    data = record.data
-    return Transfer(
-        id=data["id"],
-        debit_account_id=data["debit_account_id"],
-        credit_account_id=data["credit_account_id"],
-        amount=data["amount"],
-        currency=data["currency"],
-        status=data["status"],
-        posted_amount=data["posted_amount"],
-        pending=data["pending"],
-        timeout_s=data["timeout_s"],
-        expires_at=_time(data["expires_at"]),
-        metadata=data["metadata"],
-        external_id=data["external_id"],
-        reverses=data["reverses"],
-        reversed_by=data["reversed_by"],
-        batch_id=data["batch_id"],
-        created_at=_created(data["created_at"]),
-        resolved_at=_time(data["resolved_at"]),
-    )
+    return Transfer.model_validate(record.data)
 
 
 # ---------------------------------------------------------------------------------------------
