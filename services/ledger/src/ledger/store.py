@@ -360,9 +360,7 @@ class _Journal:
 
     def load(self, account_id: str) -> Plan[BalanceState]:
         if account_id not in self.states:
-            record = yield Get(balance_key(self.tenant, _known_id(account_id, "account")))
-            if record is None:
-                raise NotFound(f"account {account_id!r} not found")
+            record = yield from _required(balance_key, self.tenant, account_id, "account")
             self.versions[account_id] = record.version
             self.states[account_id] = state_from_record(record)
         return self.states[account_id]
@@ -477,11 +475,18 @@ def create_account_plan(tenant: str, new: NewAccount, now: float) -> Plan[Accoun
     return account_from_record(created)
 
 
-def _account_record(tenant: str, account_id: str) -> Plan[Record]:
-    record: Record | None = yield Get(account_key(tenant, _known_id(account_id, "account")))
+def _required(
+    make_key: Callable[[str, str], Key], tenant: str, object_id: str, what: str
+) -> Plan[Record]:
+    """The record of ``object_id`` (``make_key`` names it), or ``NotFound``."""
+    record: Record | None = yield Get(make_key(tenant, _known_id(object_id, what)))
     if record is None:
-        raise NotFound(f"account {account_id!r} not found")
+        raise NotFound(f"{what} {object_id!r} not found")
     return record
+
+
+def _account_record(tenant: str, account_id: str) -> Plan[Record]:
+    return (yield from _required(account_key, tenant, account_id, "account"))
 
 
 def get_account_plan(tenant: str, account_id: str) -> Plan[Account]:
@@ -540,9 +545,7 @@ def close_account_plan(tenant: str, account_id: str, expected_version: int) -> P
 
 
 def get_balance_plan(tenant: str, account_id: str) -> Plan[Balance]:
-    record: Record | None = yield Get(balance_key(tenant, _known_id(account_id, "account")))
-    if record is None:
-        raise NotFound(f"account {account_id!r} not found")
+    record = yield from _required(balance_key, tenant, account_id, "account")
     return balance_from_state(state_from_record(record))
 
 
@@ -695,8 +698,8 @@ def _add_transfer(
     batch_id: str | None = None,
 ) -> Plan[list[Operation]]:
     """Apply a new transfer to the journal; return its own records (transfer, timeout)."""
-    debit = yield from journal.load(_known_id(new.debit_account_id, "account"))
-    credit = yield from journal.load(_known_id(new.credit_account_id, "account"))
+    debit = yield from journal.load(new.debit_account_id)
+    credit = yield from journal.load(new.credit_account_id)
     check_new_transfer(new, debit, credit)
     kind = EntryKind.PENDING if new.pending else EntryKind.POSTED
     movements = create_movements(new.amount, pending=new.pending)
@@ -774,10 +777,7 @@ def create_transfer_plan(
 
 
 def _transfer_record(tenant: str, transfer_id: str) -> Plan[Record]:
-    record: Record | None = yield Get(transfer_key(tenant, _known_id(transfer_id, "transfer")))
-    if record is None:
-        raise NotFound(f"transfer {transfer_id!r} not found")
-    return record
+    return (yield from _required(transfer_key, tenant, transfer_id, "transfer"))
 
 
 def get_transfer_plan(tenant: str, transfer_id: str) -> Plan[Transfer]:
