@@ -1,0 +1,1 @@
+"""ledger: the reference double-entry payments ledger built on stalwart's public API."""
