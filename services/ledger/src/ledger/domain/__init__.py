@@ -1,0 +1,1 @@
+"""The ledger's rules as pure functions over plain values: no I/O, no storage, no HTTP."""

@@ -1,0 +1,365 @@
+"""The ledger's facade: :class:`Ledger` (async, over an ``AsyncStore``) and :class:`SyncLedger`
+(sync, over a ``Store``). Both run the same plans (``ledger.store``): :class:`_Calls` turns each
+method's arguments into a plan once, and each facade method only runs it.
+
+>>> from stalwart.storage import open_store
+>>> from ledger.domain.models import NewAccount, NewTransfer
+>>> ledger = SyncLedger(open_store("sqlite:///:memory:?table=ledger"))
+>>> cash = ledger.create_account("acme", NewAccount(currency="USD", name="Cash",
+...                                                 normal_balance="debit"))
+>>> alice = ledger.create_account("acme", NewAccount(currency="USD", name="Alice"))
+>>> transfer, replayed = ledger.create_transfer(
+...     "acme",
+...     NewTransfer(debit_account_id=cash.id, credit_account_id=alice.id, amount=1250,
+...                 currency="USD"),
+...     idempotency_key="deposit-1",
+... )
+>>> ledger.get_balance("acme", alice.id).available, replayed
+(1250, False)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ledger import store as plans
+from ledger.domain.models import (
+    Account,
+    Balance,
+    Entry,
+    EntryKind,
+    NewAccount,
+    NewTransfer,
+    Page,
+    Transfer,
+)
+from ledger.store import CONTENTION_RETRY, Plan, check_tenant, run_async, run_sync
+from stalwart.resilience import RetryPolicy
+from stalwart.storage import AsyncStore, Store
+
+type MakePlan[T] = Callable[[], Plan[T]]
+
+
+def _paged[T](found: Plan[tuple[list[T], str | None]]) -> Plan[Page[T]]:
+    items, cursor = yield from found
+    return Page[T](data=items, has_more=cursor is not None, next_cursor=cursor)
+
+
+class _Calls:
+    """Each facade method's plan (checked arguments, the clock read when the plan starts)."""
+
+    def __init__(self, clock: Callable[[], float], max_transaction_items: int) -> None:
+        self.clock = clock
+        self.max_transaction_items = max_transaction_items
+
+    def create_account(self, tenant: str, new: NewAccount) -> MakePlan[Account]:
+        check_tenant(tenant)
+        return lambda: plans.create_account_plan(tenant, new, self.clock())
+
+    def get_account(self, tenant: str, account_id: str) -> MakePlan[Account]:
+        check_tenant(tenant)
+        return lambda: plans.get_account_plan(tenant, account_id)
+
+    def list_accounts(
+        self, tenant: str, limit: int, cursor: str | None, currency: str | None, status: str | None
+    ) -> MakePlan[Page[Account]]:
+        check_tenant(tenant)
+        plans.check_limit(limit)
+        return lambda: _paged(plans.list_accounts_plan(tenant, limit, cursor, currency, status))
+
+    def update_account_metadata(
+        self, tenant: str, account_id: str, metadata: dict[str, str], expected_version: int
+    ) -> MakePlan[Account]:
+        check_tenant(tenant)
+        return lambda: plans.update_metadata_plan(tenant, account_id, metadata, expected_version)
+
+    def close_account(
+        self, tenant: str, account_id: str, expected_version: int
+    ) -> MakePlan[Account]:
+        check_tenant(tenant)
+        return lambda: plans.close_account_plan(tenant, account_id, expected_version)
+
+    def get_balance(self, tenant: str, account_id: str) -> MakePlan[Balance]:
+        check_tenant(tenant)
+        return lambda: plans.get_balance_plan(tenant, account_id)
+
+    def list_entries(
+        self, tenant: str, account_id: str, limit: int, cursor: str | None
+    ) -> MakePlan[Page[Entry]]:
+        check_tenant(tenant)
+        plans.check_limit(limit)
+        return lambda: _paged(plans.list_entries_plan(tenant, account_id, limit, cursor))
+
+    def create_transfer(
+        self, tenant: str, new: NewTransfer, idempotency_key: str
+    ) -> MakePlan[tuple[Transfer, bool]]:
+        check_tenant(tenant)
+        return lambda: plans.create_transfer_plan(tenant, new, idempotency_key, self.clock())
+
+    def get_transfer(self, tenant: str, transfer_id: str) -> MakePlan[Transfer]:
+        check_tenant(tenant)
+        return lambda: plans.get_transfer_plan(tenant, transfer_id)
+
+    def list_transfers(
+        self,
+        tenant: str,
+        account_id: str | None,
+        status: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> MakePlan[Page[Transfer]]:
+        check_tenant(tenant)
+        plans.check_limit(limit)
+        return lambda: _paged(plans.list_transfers_plan(tenant, account_id, status, limit, cursor))
+
+    def resolve(
+        self, tenant: str, transfer_id: str, kind: EntryKind, amount: int | None
+    ) -> MakePlan[Transfer]:
+        check_tenant(tenant)
+        return lambda: plans.resolve_plan(tenant, transfer_id, kind, amount, self.clock())
+
+    def reverse_transfer(
+        self, tenant: str, transfer_id: str, idempotency_key: str
+    ) -> MakePlan[tuple[Transfer, bool]]:
+        check_tenant(tenant)
+        return lambda: plans.reverse_plan(tenant, transfer_id, idempotency_key, self.clock())
+
+    def create_batch(
+        self, tenant: str, transfers: list[NewTransfer], idempotency_key: str
+    ) -> MakePlan[tuple[list[Transfer], bool]]:
+        check_tenant(tenant)
+        return lambda: plans.create_batch_plan(
+            tenant, transfers, idempotency_key, self.clock(), self.max_transaction_items
+        )
+
+    def expire_pending(self, tenant: str, now: float | None) -> MakePlan[int]:
+        check_tenant(tenant)
+        return lambda: plans.expire_pending_plan(tenant, self.clock() if now is None else now)
+
+
+class Ledger:
+    """The ledger over an :class:`~stalwart.storage.AsyncStore` (what the API calls).
+
+    Errors are :class:`~ledger.domain.errors.LedgerError` subclasses with a stable ``code`` and
+    HTTP ``status``. ``retry_policy`` bounds the optimistic-lock retries of one call (default
+    :data:`ledger.store.CONTENTION_RETRY`); when they run out the call raises ``Contention``.
+    """
+
+    def __init__(
+        self,
+        store: AsyncStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        retry_policy: RetryPolicy = CONTENTION_RETRY,
+    ) -> None:
+        self.store = store
+        self.retry_policy = retry_policy
+        self._calls = _Calls(clock, store.max_transaction_items)
+
+    async def _run[T](self, make_plan: MakePlan[T]) -> T:
+        return await run_async(self.store, make_plan, self.retry_policy)
+
+    async def create_account(self, tenant: str, new: NewAccount) -> Account:
+        """Create an account (``ExternalIdTaken`` if its external id names another)."""
+        return await self._run(self._calls.create_account(tenant, new))
+
+    async def get_account(self, tenant: str, account_id: str) -> Account:
+        """The account (``NotFound``, also for another tenant's id)."""
+        return await self._run(self._calls.get_account(tenant, account_id))
+
+    async def list_accounts(
+        self,
+        tenant: str,
+        *,
+        limit: int = 10,
+        cursor: str | None = None,
+        currency: str | None = None,
+        status: str | None = None,
+    ) -> Page[Account]:
+        """Accounts in creation order, optionally of one currency or status."""
+        return await self._run(self._calls.list_accounts(tenant, limit, cursor, currency, status))
+
+    async def update_account_metadata(
+        self, tenant: str, account_id: str, metadata: dict[str, str], *, expected_version: int
+    ) -> Account:
+        """Replace the metadata if the account is at ``expected_version``, else
+        ``PreconditionFailed`` (nothing changes)."""
+        return await self._run(
+            self._calls.update_account_metadata(tenant, account_id, metadata, expected_version)
+        )
+
+    async def close_account(
+        self, tenant: str, account_id: str, *, expected_version: int
+    ) -> Account:
+        """Close the account (no new transfers) if it is at ``expected_version``."""
+        return await self._run(self._calls.close_account(tenant, account_id, expected_version))
+
+    async def get_balance(self, tenant: str, account_id: str) -> Balance:
+        """The account's totals and balances."""
+        return await self._run(self._calls.get_balance(tenant, account_id))
+
+    async def list_entries(
+        self, tenant: str, account_id: str, *, limit: int = 10, cursor: str | None = None
+    ) -> Page[Entry]:
+        """The account's journal, oldest first."""
+        return await self._run(self._calls.list_entries(tenant, account_id, limit, cursor))
+
+    async def create_transfer(
+        self, tenant: str, new: NewTransfer, *, idempotency_key: str
+    ) -> tuple[Transfer, bool]:
+        """Create a transfer once per (tenant, idempotency key): ``(transfer, replayed)``."""
+        return await self._run(self._calls.create_transfer(tenant, new, idempotency_key))
+
+    async def get_transfer(self, tenant: str, transfer_id: str) -> Transfer:
+        """The transfer (``NotFound``, also for another tenant's id)."""
+        return await self._run(self._calls.get_transfer(tenant, transfer_id))
+
+    async def list_transfers(
+        self,
+        tenant: str,
+        *,
+        account_id: str | None = None,
+        status: str | None = None,
+        limit: int = 10,
+        cursor: str | None = None,
+    ) -> Page[Transfer]:
+        """The tenant's transfers by id, or one account's in the order they reached it."""
+        return await self._run(
+            self._calls.list_transfers(tenant, account_id, status, limit, cursor)
+        )
+
+    async def post_transfer(
+        self, tenant: str, transfer_id: str, *, amount: int | None = None
+    ) -> Transfer:
+        """Post a pending transfer, all of it or ``amount`` of it (the rest is released)."""
+        return await self._run(self._calls.resolve(tenant, transfer_id, EntryKind.POST, amount))
+
+    async def void_transfer(self, tenant: str, transfer_id: str) -> Transfer:
+        """Void a pending transfer (its reservation is released)."""
+        return await self._run(self._calls.resolve(tenant, transfer_id, EntryKind.VOID, None))
+
+    async def reverse_transfer(
+        self, tenant: str, transfer_id: str, *, idempotency_key: str
+    ) -> tuple[Transfer, bool]:
+        """Reverse a posted transfer, at most once: ``(reversal, replayed)``."""
+        return await self._run(self._calls.reverse_transfer(tenant, transfer_id, idempotency_key))
+
+    async def create_batch(
+        self, tenant: str, transfers: list[NewTransfer], *, idempotency_key: str
+    ) -> tuple[list[Transfer], bool]:
+        """Linked transfers, all or none (``LedgerError.index`` names the failing one)."""
+        return await self._run(self._calls.create_batch(tenant, transfers, idempotency_key))
+
+    async def expire_pending(self, tenant: str, *, now: float | None = None) -> int:
+        """Void the pending transfers whose timeout passed; how many this call voided."""
+        return await self._run(self._calls.expire_pending(tenant, now))
+
+
+class SyncLedger:
+    """:class:`Ledger` over a synchronous :class:`~stalwart.storage.Store` (Flask, scripts,
+    jobs): the same methods and semantics, not awaited."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        retry_policy: RetryPolicy = CONTENTION_RETRY,
+    ) -> None:
+        self.store = store
+        self.retry_policy = retry_policy
+        self._calls = _Calls(clock, store.max_transaction_items)
+
+    def _run[T](self, make_plan: MakePlan[T]) -> T:
+        return run_sync(self.store, make_plan, self.retry_policy)
+
+    def create_account(self, tenant: str, new: NewAccount) -> Account:
+        """See :meth:`Ledger.create_account`."""
+        return self._run(self._calls.create_account(tenant, new))
+
+    def get_account(self, tenant: str, account_id: str) -> Account:
+        """See :meth:`Ledger.get_account`."""
+        return self._run(self._calls.get_account(tenant, account_id))
+
+    def list_accounts(
+        self,
+        tenant: str,
+        *,
+        limit: int = 10,
+        cursor: str | None = None,
+        currency: str | None = None,
+        status: str | None = None,
+    ) -> Page[Account]:
+        """See :meth:`Ledger.list_accounts`."""
+        return self._run(self._calls.list_accounts(tenant, limit, cursor, currency, status))
+
+    def update_account_metadata(
+        self, tenant: str, account_id: str, metadata: dict[str, str], *, expected_version: int
+    ) -> Account:
+        """See :meth:`Ledger.update_account_metadata`."""
+        return self._run(
+            self._calls.update_account_metadata(tenant, account_id, metadata, expected_version)
+        )
+
+    def close_account(self, tenant: str, account_id: str, *, expected_version: int) -> Account:
+        """See :meth:`Ledger.close_account`."""
+        return self._run(self._calls.close_account(tenant, account_id, expected_version))
+
+    def get_balance(self, tenant: str, account_id: str) -> Balance:
+        """See :meth:`Ledger.get_balance`."""
+        return self._run(self._calls.get_balance(tenant, account_id))
+
+    def list_entries(
+        self, tenant: str, account_id: str, *, limit: int = 10, cursor: str | None = None
+    ) -> Page[Entry]:
+        """See :meth:`Ledger.list_entries`."""
+        return self._run(self._calls.list_entries(tenant, account_id, limit, cursor))
+
+    def create_transfer(
+        self, tenant: str, new: NewTransfer, *, idempotency_key: str
+    ) -> tuple[Transfer, bool]:
+        """See :meth:`Ledger.create_transfer`."""
+        return self._run(self._calls.create_transfer(tenant, new, idempotency_key))
+
+    def get_transfer(self, tenant: str, transfer_id: str) -> Transfer:
+        """See :meth:`Ledger.get_transfer`."""
+        return self._run(self._calls.get_transfer(tenant, transfer_id))
+
+    def list_transfers(
+        self,
+        tenant: str,
+        *,
+        account_id: str | None = None,
+        status: str | None = None,
+        limit: int = 10,
+        cursor: str | None = None,
+    ) -> Page[Transfer]:
+        """See :meth:`Ledger.list_transfers`."""
+        return self._run(self._calls.list_transfers(tenant, account_id, status, limit, cursor))
+
+    def post_transfer(
+        self, tenant: str, transfer_id: str, *, amount: int | None = None
+    ) -> Transfer:
+        """See :meth:`Ledger.post_transfer`."""
+        return self._run(self._calls.resolve(tenant, transfer_id, EntryKind.POST, amount))
+
+    def void_transfer(self, tenant: str, transfer_id: str) -> Transfer:
+        """See :meth:`Ledger.void_transfer`."""
+        return self._run(self._calls.resolve(tenant, transfer_id, EntryKind.VOID, None))
+
+    def reverse_transfer(
+        self, tenant: str, transfer_id: str, *, idempotency_key: str
+    ) -> tuple[Transfer, bool]:
+        """See :meth:`Ledger.reverse_transfer`."""
+        return self._run(self._calls.reverse_transfer(tenant, transfer_id, idempotency_key))
+
+    def create_batch(
+        self, tenant: str, transfers: list[NewTransfer], *, idempotency_key: str
+    ) -> tuple[list[Transfer], bool]:
+        """See :meth:`Ledger.create_batch`."""
+        return self._run(self._calls.create_batch(tenant, transfers, idempotency_key))
+
+    def expire_pending(self, tenant: str, *, now: float | None = None) -> int:
+        """See :meth:`Ledger.expire_pending`."""
+        return self._run(self._calls.expire_pending(tenant, now))
