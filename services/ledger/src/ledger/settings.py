@@ -41,22 +41,25 @@ class LedgerSettings(Settings):
     secrets_manager_secret_id_env: ClassVar[str] = "LEDGER_SETTINGS_SECRET_ID"  # noqa: S105
 
     env: Environment = Field(
-        Environment.DEVELOPMENT,
+        default=Environment.DEVELOPMENT,
         description="development (embedded defaults, a first key printed at start) or "
         "production (refuses development defaults and missing secrets)",
     )
     # A secret: a Redis, MongoDB or DynamoDB URL may carry a password.
     store_url: SecretStr = Field(
-        SecretStr(DEVELOPMENT_STORE_URL), description="the stalwart storage URL of the ledger"
+        default=SecretStr(DEVELOPMENT_STORE_URL),
+        description="the stalwart storage URL of the ledger",
     )
-    host: str = Field("127.0.0.1", description="the address uvicorn binds")
-    port: int = Field(8000, ge=0, le=65535, description="the port uvicorn binds")
-    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes on one store")
+    host: str = Field(default="127.0.0.1", description="the address uvicorn binds")
+    port: int = Field(default=8000, ge=0, le=65535, description="the port uvicorn binds")
+    workers: int = Field(
+        default=1, ge=1, le=64, description="uvicorn worker processes on one store"
+    )
     otlp_endpoint: str | None = Field(
-        None, description="OTLP/HTTP collector URL; traces are exported only when it is set"
+        default=None, description="OTLP/HTTP collector URL; traces are exported only when it is set"
     )
-    log_level: str = Field("INFO", description="the root log level")
-    metrics_namespace: str = Field("Ledger", description="the CloudWatch EMF namespace")
+    log_level: str = Field(default="INFO", description="the root log level")
+    metrics_namespace: str = Field(default="Ledger", description="the CloudWatch EMF namespace")
 
     @model_validator(mode="after")
     def _production_is_explicit(self) -> LedgerSettings:

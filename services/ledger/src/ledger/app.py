@@ -1,0 +1,104 @@
+"""The FastAPI app: ``create_app(settings)``, and the factory ``ledger serve`` runs.
+
+What it wires: the stalwart web kit (problem+json errors, request ids, one JSON request line
+naming the tenant, ``/livez`` and ``/readyz`` with the store as a required check), every
+ledger error on the kit's registry, JSON logs, EMF metrics per API request, OpenTelemetry
+traces when ``LEDGER_OTLP_ENDPOINT`` is set, and the ``/v1`` routes over one
+:class:`~ledger.service.Ledger` on one async store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Final
+
+from fastapi import FastAPI
+
+from ledger.api import router
+from ledger.api.deps import tenant_of_request
+from ledger.api.problems import error_registry
+from ledger.service import Ledger
+from ledger.settings import LedgerSettings
+from ledger.store import CONTENTION_RETRY
+from stalwart.observability import (
+    configure_logging,
+    configure_metrics,
+    configure_tracing,
+    retry_hook,
+)
+from stalwart.storage import open_async_store
+from stalwart.web import Health, store_check
+from stalwart.web.fastapi import install
+
+SERVICE: Final = "ledger"
+DESCRIPTION: Final = """\
+A double-entry payments ledger: accounts in one currency each, transfers between two accounts
+(immediate or two-phase), reversals, linked batches, balances and the journal.
+
+* Amounts are **integers in minor units** of the currency (`1234` USD is $12.34).
+* Every `/v1` request needs an API key: `Authorization: Bearer ldg_...` (the Authorize button).
+  A key acts for one tenant; another tenant's ids answer 404.
+* Creating a transfer, a reversal or a batch needs an `Idempotency-Key` header: a retry with the
+  same key and body returns the first answer (`Idempotent-Replayed: true`), never a second
+  transfer.
+* Account updates need `If-Match` with the account's ETag (428 without it, 412 when stale).
+* Errors are RFC 9457 `application/problem+json` with a stable `code` (see docs/ledger.md).
+"""
+_tracing_configured = False
+
+
+def configure_observability(settings: LedgerSettings) -> None:
+    """JSON logs and EMF metrics for this process; OpenTelemetry traces (to the OTLP
+    endpoint, with the installed instrumentations: FastAPI, the store's client) once per
+    process, when an endpoint is set."""
+    global _tracing_configured  # noqa: PLW0603 - OpenTelemetry has one global provider per process
+    configure_logging(SERVICE, level=settings.log_level)
+    configure_metrics(settings.metrics_namespace, service=SERVICE)
+    if settings.otlp_endpoint and not _tracing_configured:
+        configure_tracing(SERVICE, endpoint=settings.otlp_endpoint)
+        _tracing_configured = True
+
+
+def create_app(settings: LedgerSettings | None = None) -> FastAPI:
+    """The ledger API on the store of ``settings`` (read from the environment by default).
+
+    The store is opened here (no I/O until the first request) and closed at shutdown.
+    """
+    settings = settings if settings is not None else LedgerSettings()
+    configure_observability(settings)
+    store = open_async_store(settings.store_url.get_secret_value())
+    health = Health()
+    health.add("store", store_check(store))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await store.close()
+
+    app = FastAPI(
+        title="ledger",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "accounts", "description": "Accounts, their balances and journals."},
+            {"name": "transfers", "description": "Moving money between two accounts."},
+            {"name": "health", "description": "Liveness and readiness probes (no API key)."},
+        ],
+    )
+    app.state.store = store
+    # Each optimistic-lock retry: an EMF RetryScheduled metric (retry_policy=ledger.contention)
+    # and a span event; no log line, hot accounts would flood the log.
+    counted = retry_hook(log=False)
+    retry_policy = dataclasses.replace(CONTENTION_RETRY, hooks=(*CONTENTION_RETRY.hooks, counted))
+    app.state.ledger = Ledger(store, retry_policy=retry_policy)
+    install(app, errors=error_registry(), health=health, principal=tenant_of_request)
+    app.include_router(router)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The uvicorn factory ``ledger serve`` runs in each worker (settings from LEDGER_*)."""
+    return create_app(LedgerSettings())
