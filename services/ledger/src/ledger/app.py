@@ -16,7 +16,7 @@ from typing import Final
 
 from fastapi import FastAPI
 
-from ledger.api import router
+from ledger.api import include_api
 from ledger.api.deps import tenant_of_request
 from ledger.api.problems import error_registry
 from ledger.service import Ledger
@@ -95,7 +95,7 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
     retry_policy = dataclasses.replace(CONTENTION_RETRY, hooks=(*CONTENTION_RETRY.hooks, counted))
     app.state.ledger = Ledger(store, retry_policy=retry_policy)
     install(app, errors=error_registry(), health=health, principal=tenant_of_request)
-    app.include_router(router)
+    include_api(app)
     return app
 
 

@@ -31,7 +31,7 @@ from stalwart.storage import Key, Record
 from stalwart.web import Precondition, etag
 from stalwart.web.fastapi import if_match, write_responses
 
-router = APIRouter(prefix="/accounts", tags=["accounts"])
+router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
 Limit = Annotated[
     int, Query(ge=1, le=MAX_PAGE_LIMIT, description="Page size, 1-100.", examples=[10])

@@ -37,7 +37,7 @@ from ledger.domain.errors import (
 from ledger.domain.models import MAX_PAGE_LIMIT, NewTransfer, Page, Transfer, TransferStatus
 from stalwart.observability import bind, get_logger, put_metric
 
-router = APIRouter(prefix="/transfers", tags=["transfers"])
+router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
 log = get_logger("ledger.api")
 
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
