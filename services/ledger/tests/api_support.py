@@ -72,6 +72,15 @@ class Served:
     def text(self) -> str:
         return "".join(self.output)
 
+    def wait_for(self, pattern: str, *, count: int = 1, timeout_s: float = 20) -> bool:
+        """Whether ``pattern`` matches ``count`` distinct groups of the output in time."""
+        deadline = time.monotonic() + timeout_s
+        while len(set(re.findall(pattern, self.text()))) < count:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
 
 @contextlib.contextmanager
 def ledger_serve(
@@ -116,3 +125,4 @@ def ledger_serve(
             proc.kill()
             proc.wait(timeout=5)
         reader.join(timeout=5)
+        stdout.close()

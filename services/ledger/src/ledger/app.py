@@ -54,7 +54,9 @@ def configure_observability(settings: LedgerSettings) -> None:
     endpoint, with the installed instrumentations: FastAPI, the store's client) once per
     process, when an endpoint is set."""
     global _tracing_configured  # noqa: PLW0603 - OpenTelemetry has one global provider per process
-    configure_logging(SERVICE, level=settings.log_level)
+    # uvicorn's access line says less than the web kit's; once the JSON handler takes uvicorn's
+    # loggers over, access_log=False no longer silences it, so its level does.
+    configure_logging(SERVICE, level=settings.log_level, levels={"uvicorn.access": "WARNING"})
     configure_metrics(settings.metrics_namespace, service=SERVICE)
     if settings.otlp_endpoint and not _tracing_configured:
         configure_tracing(SERVICE, endpoint=settings.otlp_endpoint)
