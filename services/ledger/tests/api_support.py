@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from ledger.app import create_app
 from ledger.auth import create_key
 from ledger.settings import LedgerSettings
+
 from servers import free_port, uvicorn_server
 from stalwart.storage import open_store
 

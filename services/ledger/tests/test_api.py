@@ -6,10 +6,9 @@ import uuid
 
 import httpx
 import pytest
-
 from api_support import client, idem, make_key, new_account, served_app, transfer
 from ledger.auth import revoke_key
-from servers import redis_server
+
 from stalwart.storage import open_store
 
 
@@ -18,8 +17,8 @@ def store_url(request, tmp_path_factory):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('ledger')}/ledger.db?synchronous=full"
         return
-    with redis_server() as server:
-        yield f"{server.url}?prefix=ledger-{uuid.uuid4().hex[:8]}"
+    server = request.getfixturevalue("redis_srv")  # the session's redis-server
+    yield f"{server.url}?prefix=ledger-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="module")

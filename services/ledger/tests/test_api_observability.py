@@ -4,6 +4,7 @@ id, the tenant and the transfer; EMF documents count transfers and time each req
 from __future__ import annotations
 
 from api_support import client, make_key, new_account, served_app
+
 from stalwart.observability import capture_logs, capture_metrics
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from api_support import served_app
 from ledger.api.problems import EXAMPLE_DETAILS
 from ledger.domain.errors import error_types

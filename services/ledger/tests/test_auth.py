@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from ledger.auth import (
     DEVELOPMENT_TENANT,
     authenticate,
@@ -14,6 +13,7 @@ from ledger.auth import (
     parse_key,
     revoke_key,
 )
+
 from stalwart.storage import open_async_store, open_store
 from stalwart.web import HttpProblem
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import uuid
 
 import httpx
-from typer.testing import CliRunner
-
 from api_support import KEY_LINE, ledger_serve
 from ledger.cli import app
-from servers import redis_server
+from typer.testing import CliRunner
 
 runner = CliRunner()
 
@@ -28,22 +26,21 @@ def test_serve_starts_on_the_sqlite_default_prints_docs_and_a_first_key(tmp_path
     assert (tmp_path / "ledger.db").exists()  # ./ledger.db, the embedded default
 
 
-def test_serve_with_two_workers_on_redis(tmp_path):
-    with redis_server() as redis:
-        store = f"{redis.url}?prefix=cli-{uuid.uuid4().hex[:8]}"
-        with ledger_serve("--workers", "2", "--store", store, cwd=tmp_path) as served:
-            (key,) = KEY_LINE.findall(served.text())
-            headers = {"Authorization": f"Bearer {key}"}
-            with httpx.Client(base_url=served.base, headers=headers, timeout=5) as api:
-                ids = [
-                    api.post("/v1/accounts", json={"currency": "USD", "name": f"a{n}"}).json()["id"]
-                    for n in range(6)
-                ]
-                assert len(api.get("/v1/accounts", params={"limit": 100}).json()["data"]) == 6
-                for n in range(6):
-                    assert api.get(f"/v1/accounts/{ids[n]}").status_code == 200
-            assert served.wait_for(r"Started server process \[(\d+)\]", count=2), served.text()
-            assert "uvicorn.access" not in served.text()  # one line per request: the kit's
+def test_serve_with_two_workers_on_redis(tmp_path, redis_srv):
+    store = f"{redis_srv.url}?prefix=cli-{uuid.uuid4().hex[:8]}"
+    with ledger_serve("--workers", "2", "--store", store, cwd=tmp_path) as served:
+        (key,) = KEY_LINE.findall(served.text())
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=served.base, headers=headers, timeout=5) as api:
+            ids = [
+                api.post("/v1/accounts", json={"currency": "USD", "name": f"a{n}"}).json()["id"]
+                for n in range(6)
+            ]
+            assert len(api.get("/v1/accounts", params={"limit": 100}).json()["data"]) == 6
+            for n in range(6):
+                assert api.get(f"/v1/accounts/{ids[n]}").status_code == 200
+        assert served.wait_for(r"Started server process \[(\d+)\]", count=2), served.text()
+        assert "uvicorn.access" not in served.text()  # one line per request: the kit's
 
 
 def test_keys_create_prints_the_key_once_and_revoke_refuses_it(tmp_path):

@@ -252,8 +252,12 @@ def transfer_key(tenant: str, transfer_id: str) -> Key:
     return Key(transfers_partition(tenant), transfer_id)
 
 
+def batches_partition(tenant: str) -> str:
+    return f"t/{tenant}/batches"
+
+
 def batch_key(tenant: str, batch_id: str) -> Key:
-    return Key(f"t/{tenant}/batches", batch_id)
+    return Key(batches_partition(tenant), batch_id)
 
 
 def timeouts_partition(tenant: str) -> str:
