@@ -88,7 +88,9 @@ def test_metadata_update_and_close_need_a_current_if_match(api, pair):
     stale = api.patch(url, json={"metadata": {"tier": "lead"}}, headers={"If-Match": tag})
     assert stale.status_code == 412
     assert api.get(url).json()["metadata"] == {"tier": "gold"}  # the stale write changed nothing
-    closed = api.post(f"{url}/close", headers={"If-Match": updated.headers["etag"]})
+    starred = api.patch(url, json={"metadata": {"tier": "gold+"}}, headers={"If-Match": "*"})
+    assert starred.json()["version"] == updated.json()["version"] + 1
+    closed = api.post(f"{url}/close", headers={"If-Match": starred.headers["etag"]})
     assert closed.status_code == 200
     assert closed.json()["status"] == "closed"
 

@@ -3,12 +3,13 @@ errors with examples, every model field has a description, every model an exampl
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from api_support import served_app
-from ledger.api.problems import EXAMPLE_DETAILS
+from ledger.api.problems import EXAMPLE_DETAILS, problem_type
 from ledger.domain.errors import error_types
 
 PROBLEM = "application/problem+json"
@@ -62,8 +63,12 @@ def test_money_moving_operations_declare_the_ledger_codes(openapi):
     assert "Idempotent-Replayed" in header
 
 
-def test_every_ledger_error_has_a_documented_example():
+def test_every_ledger_error_has_an_example_and_a_row_in_docs_ledger_md():
     assert {t.code for t in error_types()} == set(EXAMPLE_DETAILS)
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "ledger.md").read_text()
+    for error_type in error_types():
+        anchor = problem_type(error_type.code).partition("#")[2]
+        assert f'<a id="{anchor}"></a>`{error_type.code}`' in docs, error_type.code
 
 
 def test_every_model_field_has_a_description_and_an_example(openapi):

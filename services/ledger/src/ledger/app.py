@@ -23,10 +23,12 @@ from ledger.service import Ledger
 from ledger.settings import LedgerSettings
 from ledger.store import CONTENTION_RETRY
 from stalwart.observability import (
+    Tracing,
     configure_logging,
     configure_metrics,
     configure_tracing,
     retry_hook,
+    shutdown_tracing,
 )
 from stalwart.storage import open_async_store
 from stalwart.web import Health, store_check
@@ -46,21 +48,51 @@ A double-entry payments ledger: accounts in one currency each, transfers between
 * Account updates need `If-Match` with the account's ETag (428 without it, 412 when stale).
 * Errors are RFC 9457 `application/problem+json` with a stable `code` (see docs/ledger.md).
 """
-_tracing_configured = False
+OTLP_TRACES_PATH: Final = "/v1/traces"
+_tracing: list[Tracing] = []  # OpenTelemetry has one global provider per process: set once
 
 
-def configure_observability(settings: LedgerSettings) -> None:
-    """JSON logs and EMF metrics for this process; OpenTelemetry traces (to the OTLP
-    endpoint, with the installed instrumentations: FastAPI, the store's client) once per
-    process, when an endpoint is set."""
-    global _tracing_configured  # noqa: PLW0603 - OpenTelemetry has one global provider per process
+def configure_observability(settings: LedgerSettings) -> Tracing | None:
+    """JSON logs and EMF metrics for this process; OpenTelemetry traces (the installed
+    instrumentations: FastAPI, the store's client) exported to ``settings.otlp_endpoint``,
+    once per process, when it is set. Returns the process's tracing, if any."""
     # uvicorn's access line says less than the web kit's; once the JSON handler takes uvicorn's
     # loggers over, access_log=False no longer silences it, so its level does.
     configure_logging(SERVICE, level=settings.log_level, levels={"uvicorn.access": "WARNING"})
     configure_metrics(settings.metrics_namespace, service=SERVICE)
-    if settings.otlp_endpoint and not _tracing_configured:
-        configure_tracing(SERVICE, endpoint=settings.otlp_endpoint)
-        _tracing_configured = True
+    if settings.otlp_endpoint and not _tracing:
+        _tracing.append(
+            configure_tracing(
+                SERVICE,
+                endpoint=traces_url(settings.otlp_endpoint),
+                instrument=instrumentations(settings.store_url.get_secret_value()),
+            )
+        )
+    return _tracing[0] if _tracing else None
+
+
+def instrumentations(store_url: str) -> list[str]:
+    """FastAPI's and the store client's instrumentations (each one imported costs start-up
+    time; the others would trace nothing here).
+
+    >>> instrumentations("mongodb://db/ledger?collection=ledger")
+    ['fastapi', 'pymongo']
+    """
+    scheme = store_url.partition(":")[0]
+    client = {"redis": "redis", "rediss": "redis", "dynamodb": "botocore"}.get(scheme)
+    if scheme.startswith("mongodb"):
+        client = "pymongo"
+    return ["fastapi"] if client is None else ["fastapi", client]
+
+
+def traces_url(endpoint: str) -> str:
+    """The OTLP/HTTP traces URL of a collector's base URL (as OTEL_EXPORTER_OTLP_ENDPOINT).
+
+    >>> traces_url("http://collector:4318"), traces_url("http://collector:4318/v1/traces")
+    ('http://collector:4318/v1/traces', 'http://collector:4318/v1/traces')
+    """
+    base = endpoint.rstrip("/")
+    return base if base.endswith(OTLP_TRACES_PATH) else base + OTLP_TRACES_PATH
 
 
 def create_app(settings: LedgerSettings | None = None) -> FastAPI:
@@ -69,7 +101,7 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
     The store is opened here (no I/O until the first request) and closed at shutdown.
     """
     settings = settings if settings is not None else LedgerSettings()
-    configure_observability(settings)
+    tracing = configure_observability(settings)
     store = open_async_store(settings.store_url.get_secret_value())
     health = Health()
     health.add("store", store_check(store))
@@ -78,6 +110,8 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         await store.close()
+        if tracing is not None:
+            shutdown_tracing(tracing)  # flush the spans still batched
 
     app = FastAPI(
         title="ledger",
