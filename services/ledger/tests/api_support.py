@@ -34,9 +34,10 @@ def make_key(store_url: str, tenant: str) -> str:
 
 
 @contextlib.contextmanager
-def served_app(store_url: str) -> Iterator[str]:
-    """``create_app`` on a real uvicorn server (in this process, on a thread)."""
-    settings = LedgerSettings(_env_file=None, store_url=store_url)
+def served_app(store_url: str, **options: Any) -> Iterator[str]:
+    """``create_app`` on a real uvicorn server (in this process, on a thread); ``options`` are
+    more settings."""
+    settings = LedgerSettings(_env_file=None, store_url=store_url, **options)
     with uvicorn_server(create_app(settings)) as base:
         yield base
 

@@ -9,7 +9,10 @@ traces when ``LEDGER_OTLP_ENDPOINT`` is set, and the ``/v1`` routes over one
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
@@ -19,6 +22,7 @@ from fastapi import FastAPI
 from ledger.api import include_api
 from ledger.api.deps import tenant_of_request
 from ledger.api.problems import error_registry
+from ledger.auth import list_tenants
 from ledger.service import Ledger
 from ledger.settings import LedgerSettings
 from ledger.store import CONTENTION_RETRY
@@ -27,10 +31,13 @@ from stalwart.observability import (
     configure_logging,
     configure_metrics,
     configure_tracing,
+    get_logger,
+    put_metric,
     retry_hook,
     shutdown_tracing,
 )
-from stalwart.storage import open_async_store
+from stalwart.resilience import RetryPolicy
+from stalwart.storage import AsyncStore, open_async_store
 from stalwart.web import Health, store_check
 from stalwart.web.fastapi import install
 
@@ -49,6 +56,7 @@ A double-entry payments ledger: accounts in one currency each, transfers between
 * Errors are RFC 9457 `application/problem+json` with a stable `code` (see docs/ledger.md).
 """
 OTLP_TRACES_PATH: Final = "/v1/traces"
+log = get_logger("ledger.app")
 _tracing: list[Tracing] = []  # OpenTelemetry has one global provider per process: set once
 
 
@@ -95,6 +103,22 @@ def traces_url(endpoint: str) -> str:
     return base if base.endswith(OTLP_TRACES_PATH) else base + OTLP_TRACES_PATH
 
 
+async def expire_pending_forever(ledger: Ledger, store: AsyncStore, interval_s: float) -> None:
+    """Void the pending transfers whose timeout passed, for every tenant, every ``interval_s``
+    (jittered: several workers share the work without running in step). A failed round is
+    logged and the next one tries again."""
+    while True:
+        await asyncio.sleep(interval_s * random.uniform(0.5, 1.5))  # noqa: S311 - jitter only
+        try:
+            for tenant in await list_tenants(store):
+                expired = await ledger.expire_pending(tenant)
+                if expired:
+                    put_metric("TransfersExpired", expired)
+                    log.info("pending transfers expired", tenant=tenant, count=expired)
+        except Exception:
+            log.warning("expiring pending transfers failed; next round retries", exc_info=True)
+
+
 def create_app(settings: LedgerSettings | None = None) -> FastAPI:
     """The ledger API on the store of ``settings`` (read from the environment by default).
 
@@ -106,9 +130,20 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
     health = Health()
     health.add("store", store_check(store))
 
+    ledger = Ledger(store, retry_policy=_counted_retries())
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        sweeper = None
+        if settings.expire_interval_s > 0:
+            sweeper = asyncio.create_task(
+                expire_pending_forever(ledger, store, settings.expire_interval_s)
+            )
         yield
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         await store.close()
         if tracing is not None:
             shutdown_tracing(tracing)  # flush the spans still batched
@@ -125,14 +160,18 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
         ],
     )
     app.state.store = store
-    # Each optimistic-lock retry: an EMF RetryScheduled metric (retry_policy=ledger.contention)
-    # and a span event; no log line, hot accounts would flood the log.
-    counted = retry_hook(log=False)
-    retry_policy = dataclasses.replace(CONTENTION_RETRY, hooks=(*CONTENTION_RETRY.hooks, counted))
-    app.state.ledger = Ledger(store, retry_policy=retry_policy)
+    app.state.ledger = ledger
     install(app, errors=error_registry(), health=health, principal=tenant_of_request)
     include_api(app)
     return app
+
+
+def _counted_retries() -> RetryPolicy:
+    """The ledger's contention retries, each one an EMF ``RetryScheduled`` metric
+    (``retry_policy=ledger.contention``) and a span event; no log line: hot accounts would
+    flood the log."""
+    counted = retry_hook(log=False)
+    return dataclasses.replace(CONTENTION_RETRY, hooks=(*CONTENTION_RETRY.hooks, counted))
 
 
 def app_from_environment() -> FastAPI:

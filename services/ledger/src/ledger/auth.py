@@ -165,6 +165,18 @@ async def authenticate(store: AsyncStore, presented: str | None) -> str:
     return str(record.data["tenant"])
 
 
+async def list_tenants(store: AsyncStore) -> list[str]:
+    """Every tenant's name (those ``create_key`` made), in name order."""
+    names: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = await store.query(TENANTS_PARTITION, limit=100, cursor=cursor)
+        names += [record.key.sort for record in page.records]
+        cursor = page.cursor
+        if cursor is None:
+            return names
+
+
 __all__ = [
     "DEVELOPMENT_TENANT",
     "UNAUTHORIZED_EXAMPLE",
@@ -175,6 +187,7 @@ __all__ = [
     "ensure_development_key",
     "issue_key",
     "key_matches",
+    "list_tenants",
     "parse_key",
     "revoke_key",
     "unauthorized",

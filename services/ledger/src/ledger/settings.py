@@ -58,6 +58,12 @@ class LedgerSettings(Settings):
     otlp_endpoint: str | None = Field(
         default=None, description="OTLP/HTTP collector URL; traces are exported only when it is set"
     )
+    expire_interval_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="how often each worker voids the pending transfers whose timeout passed "
+        "(0: never; jittered so workers do not run in step)",
+    )
     log_level: str = Field(default="INFO", description="the root log level")
     metrics_namespace: str = Field(default="Ledger", description="the CloudWatch EMF namespace")
 
