@@ -27,6 +27,7 @@ from ledger.domain.errors import (
     IdempotencyKeyReused,
     InsufficientFunds,
     InvalidCursor,
+    LedgerError,
     NotFound,
     PostExceedsPending,
     SameAccount,
@@ -63,26 +64,27 @@ _MOVES_MONEY: Final = (
 )
 
 
-def _created(
-    response: Response, transfer: Transfer, *, replayed: bool, metric: str, message: str
-) -> Transfer:
-    response.headers["Location"] = f"/v1/transfers/{transfer.id}"
+def _created_responses(*errors: type[LedgerError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses of a request that creates transfers under an Idempotency-Key."""
+    return {
+        201: {"description": "Created, or replayed", "headers": _CREATED_HEADERS},
+        **ledger_responses(*errors, more=_IDEMPOTENT),
+    }
+
+
+def _answered(response: Response, *, replayed: bool, metric: str, created: int) -> None:
+    """Mark a replay (nothing new was written), else count what was created."""
     if replayed:
         response.headers[REPLAYED_HEADER] = "true"
     else:
-        put_metric(metric, 1)
-    log.info(message, transfer_id=transfer.id, replayed=replayed)
-    return transfer
+        put_metric(metric, created)
 
 
 @router.post(
     "",
     status_code=201,
     summary="Create a transfer (Idempotency-Key required)",
-    responses={
-        201: {"description": "Created, or replayed", "headers": _CREATED_HEADERS},
-        **ledger_responses(*_MOVES_MONEY, more=_IDEMPOTENT),
-    },
+    responses=_created_responses(*_MOVES_MONEY),
 )
 async def create_transfer(
     new: NewTransfer,
@@ -92,28 +94,23 @@ async def create_transfer(
     key: IdempotencyKey,
 ) -> Transfer:
     transfer, replayed = await ledger.create_transfer(tenant, new, idempotency_key=key)
-    return _created(
-        response, transfer, replayed=replayed, metric="TransfersCreated", message="transfer created"
-    )
+    response.headers["Location"] = f"/v1/transfers/{transfer.id}"
+    _answered(response, replayed=replayed, metric="TransfersCreated", created=1)
+    log.info("transfer created", transfer_id=transfer.id, replayed=replayed)
+    return transfer
 
 
 @router.post(
     "/batch",
     status_code=201,
     summary="Create linked transfers: all or nothing (Idempotency-Key required)",
-    responses={
-        201: {"description": "Created, or replayed", "headers": _CREATED_HEADERS},
-        **ledger_responses(*_MOVES_MONEY, BatchTooLarge, more=_IDEMPOTENT),
-    },
+    responses=_created_responses(*_MOVES_MONEY, BatchTooLarge),
 )
 async def create_batch(
     batch: NewBatch, response: Response, tenant: Tenant, ledger: LedgerDep, key: IdempotencyKey
 ) -> Batch:
     transfers, replayed = await ledger.create_batch(tenant, batch.transfers, idempotency_key=key)
-    if replayed:
-        response.headers[REPLAYED_HEADER] = "true"
-    else:
-        put_metric("TransfersCreated", len(transfers))
+    _answered(response, replayed=replayed, metric="TransfersCreated", created=len(transfers))
     log.info("batch created", transfer_ids=[t.id for t in transfers], replayed=replayed)
     return Batch(data=transfers)
 
@@ -186,32 +183,25 @@ async def void_transfer(transfer_id: str, tenant: Tenant, ledger: LedgerDep) -> 
     "/{transfer_id}/reverse",
     status_code=201,
     summary="Reverse a posted transfer: a new, linked transfer (Idempotency-Key required)",
-    responses={
-        201: {"description": "The reversal, created or replayed", "headers": _CREATED_HEADERS},
-        **ledger_responses(
-            NotFound,
-            TransferNotPosted,
-            AlreadyReversed,
-            InsufficientFunds,
-            AccountClosed,
-            Contention,
-            IdempotencyKeyReused,
-            more=_IDEMPOTENT,
-        ),
-    },
+    responses=_created_responses(
+        NotFound,
+        TransferNotPosted,
+        AlreadyReversed,
+        InsufficientFunds,
+        AccountClosed,
+        Contention,
+        IdempotencyKeyReused,
+    ),
 )
 async def reverse_transfer(
     transfer_id: str, response: Response, tenant: Tenant, ledger: LedgerDep, key: IdempotencyKey
 ) -> Transfer:
     bind(transfer_id=transfer_id)
     reversal, replayed = await ledger.reverse_transfer(tenant, transfer_id, idempotency_key=key)
-    return _created(
-        response,
-        reversal,
-        replayed=replayed,
-        metric="TransfersReversed",
-        message="transfer reversed",
-    )
+    response.headers["Location"] = f"/v1/transfers/{reversal.id}"
+    _answered(response, replayed=replayed, metric="TransfersReversed", created=1)
+    log.info("transfer reversed", reversal_id=reversal.id, replayed=replayed)
+    return reversal
 
 
 __all__ = ["router"]
