@@ -32,10 +32,6 @@ ENGINES = ("sqlite", "redis", "dynamodb", "mongodb")
 MODES = ("sync", "async")
 TENANT = "acme"
 
-# Contention retries in tests: as in production, bounded and jittered, sized for moto and
-# secantusdb (whose emulated transactions are slow) under the tests' few concurrent writers.
-TEST_RETRY = retry(on=Contention, attempts=30, base_s=0.002, cap_s=0.05, name="ledger.tests")
-
 
 class ManualClock:
     """Epoch seconds that stand still until a test moves them."""
@@ -64,12 +60,24 @@ class Driver:
         self.url = url
         self.clock = clock
         self._pool = pool
+        self._lock = threading.Lock()
+        self.retries = 0
+        """Contention retries so far (proof that concurrent writers really collided)."""
+        # As in production, bounded and jittered; sized for moto and secantusdb (whose emulated
+        # transactions are slow) under the tests' few concurrent writers.
+        policy = retry(
+            on=Contention, attempts=30, base_s=0.002, cap_s=0.05, hooks=(self._count_retry,)
+        )
         if mode == "sync":
             self.sync_store = open_store(url)
-            self.facade: Any = SyncLedger(self.sync_store, clock=clock, retry_policy=TEST_RETRY)
+            self.facade: Any = SyncLedger(self.sync_store, clock=clock, retry_policy=policy)
         else:
             self.async_store = open_async_store(url)
-            self.facade = Ledger(self.async_store, clock=clock, retry_policy=TEST_RETRY)
+            self.facade = Ledger(self.async_store, clock=clock, retry_policy=policy)
+
+    def _count_retry(self, event: object) -> None:
+        with self._lock:
+            self.retries += 1
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self.facade, name)
