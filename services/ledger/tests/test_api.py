@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -192,3 +193,22 @@ def test_missing_unknown_and_revoked_keys_get_401(store_url, base):
         with open_store(store_url) as store:
             assert revoke_key(store, key.split("_")[1])
         assert code(initech.get("/v1/accounts")) == "unauthorized"
+
+
+def test_concurrent_identical_posts_make_one_transfer_and_identical_answers(api, pair, base):
+    funding, wallet = pair
+    body = {"debit_account_id": funding, "credit_account_id": wallet, "amount": 25}
+    body |= {"currency": "USD"}
+    key = idem()
+    auth = {"Authorization": api.headers["Authorization"]}
+
+    def post(_: int) -> httpx.Response:
+        with httpx.Client(base_url=base, headers=auth, timeout=10) as own:  # own connection
+            return own.post("/v1/transfers", json=body, headers=key)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(post, range(8)))
+    assert {a.status_code for a in answers} == {201}
+    assert len({a.text for a in answers}) == 1
+    assert sum("idempotent-replayed" not in a.headers for a in answers) == 1
+    assert api.get(f"/v1/accounts/{wallet}/balance").json()["posted"] == 25

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from api_support import KEY_LINE, ledger_serve
+from api_support import KEY_LINE, ledger_serve, new_account
 from ledger.cli import app
 from typer.testing import CliRunner
 
@@ -29,17 +30,28 @@ def test_serve_starts_on_the_sqlite_default_prints_docs_and_a_first_key(tmp_path
 def test_serve_with_two_workers_on_redis(tmp_path, redis_srv):
     store = f"{redis_srv.url}?prefix=cli-{uuid.uuid4().hex[:8]}"
     with ledger_serve("--workers", "2", "--store", store, cwd=tmp_path) as served:
+        assert served.wait_for(r"Started server process \[(\d+)\]", count=2), served.text()
         (key,) = KEY_LINE.findall(served.text())
         headers = {"Authorization": f"Bearer {key}"}
-        with httpx.Client(base_url=served.base, headers=headers, timeout=5) as api:
-            ids = [
-                api.post("/v1/accounts", json={"currency": "USD", "name": f"a{n}"}).json()["id"]
-                for n in range(6)
-            ]
-            assert len(api.get("/v1/accounts", params={"limit": 100}).json()["data"]) == 6
-            for n in range(6):
-                assert api.get(f"/v1/accounts/{ids[n]}").status_code == 200
-        assert served.wait_for(r"Started server process \[(\d+)\]", count=2), served.text()
+        with httpx.Client(base_url=served.base, headers=headers, timeout=10) as api:
+            funding = new_account(api, normal_balance="debit")["id"]
+            wallet = new_account(api)["id"]
+        body = {"debit_account_id": funding, "credit_account_id": wallet, "amount": 40}
+        body |= {"currency": "USD"}
+
+        def post(_: int) -> httpx.Response:
+            # A connection of its own each: the two workers share the accepting socket.
+            with httpx.Client(base_url=served.base, headers=headers, timeout=10) as own:
+                return own.post("/v1/transfers", json=body, headers={"Idempotency-Key": "same"})
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(post, range(8)))
+        assert {a.status_code for a in answers} == {201}
+        assert len({a.text for a in answers}) == 1  # identical bodies
+        assert sum("idempotent-replayed" not in a.headers for a in answers) == 1
+        with httpx.Client(base_url=served.base, headers=headers, timeout=10) as api:
+            balance = api.get(f"/v1/accounts/{wallet}/balance").json()
+        assert balance["posted"] == 40  # one transfer, whichever worker answered
         assert "uvicorn.access" not in served.text()  # one line per request: the kit's
 
 
