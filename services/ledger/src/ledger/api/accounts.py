@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from ledger.api.deps import LedgerDep, Tenant
+from ledger.api.deps import Cursor, LedgerDep, Limit, Tenant
 from ledger.api.models import MetadataUpdate
 from ledger.api.problems import ledger_responses
 from ledger.domain.errors import (
@@ -18,7 +18,6 @@ from ledger.domain.errors import (
     PreconditionFailed,
 )
 from ledger.domain.models import (
-    MAX_PAGE_LIMIT,
     Account,
     AccountStatus,
     Balance,
@@ -32,14 +31,6 @@ from stalwart.web import Precondition, etag
 from stalwart.web.fastapi import if_match, write_responses
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
-
-Limit = Annotated[
-    int, Query(ge=1, le=MAX_PAGE_LIMIT, description="Page size, 1-100.", examples=[10])
-]
-Cursor = Annotated[
-    str | None,
-    Query(description="`next_cursor` of the previous page; omitted: the first page."),
-]
 
 
 def _key_of(tenant: Tenant, account_id: str) -> Key:

@@ -7,10 +7,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Final
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ledger.auth import UNAUTHORIZED_EXAMPLE, authenticate
+from ledger.domain.models import MAX_PAGE_LIMIT
 from ledger.service import Ledger
 from stalwart.idempotency import parse_idempotency_key
 from stalwart.observability import MetricUnit, bind, metrics_scope, put_metric
@@ -92,6 +93,13 @@ async def request_metrics(request: Request) -> AsyncIterator[None]:
 
 
 Tenant = Annotated[str, Depends(current_tenant)]
+Limit = Annotated[
+    int, Query(ge=1, le=MAX_PAGE_LIMIT, description="Page size, 1-100.", examples=[10])
+]
+Cursor = Annotated[
+    str | None,
+    Query(description="`next_cursor` of the previous page; omitted: the first page."),
+]
 LedgerDep = Annotated[Ledger, Depends(ledger_of)]
 IdempotencyKey = Annotated[str, Depends(idempotency_key)]
 AUTH_RESPONSES: Final = (UNAUTHORIZED_EXAMPLE,)

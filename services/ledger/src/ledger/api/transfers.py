@@ -10,8 +10,10 @@ from fastapi import APIRouter, Query, Response
 from ledger.api.deps import (
     IDEMPOTENCY_KEY_INVALID,
     IDEMPOTENCY_KEY_MISSING,
+    Cursor,
     IdempotencyKey,
     LedgerDep,
+    Limit,
     Tenant,
 )
 from ledger.api.models import Batch, NewBatch, PostTransfer
@@ -35,7 +37,7 @@ from ledger.domain.errors import (
     TransferNotPending,
     TransferNotPosted,
 )
-from ledger.domain.models import MAX_PAGE_LIMIT, NewTransfer, Page, Transfer, TransferStatus
+from ledger.domain.models import NewTransfer, Page, Transfer, TransferStatus
 from stalwart.observability import bind, get_logger, put_metric
 
 router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
@@ -124,12 +126,8 @@ async def list_transfers(
         str | None, Query(description="Only transfers debiting or crediting this account.")
     ] = None,
     status: Annotated[TransferStatus | None, Query(description="Only this status.")] = None,
-    limit: Annotated[
-        int, Query(ge=1, le=MAX_PAGE_LIMIT, description="Page size, 1-100.", examples=[10])
-    ] = 10,
-    cursor: Annotated[
-        str | None, Query(description="`next_cursor` of the previous page; omitted: the first.")
-    ] = None,
+    limit: Limit = 10,
+    cursor: Cursor = None,
 ) -> Page[Transfer]:
     return await ledger.list_transfers(
         tenant, account_id=account_id, status=status, limit=limit, cursor=cursor
