@@ -117,7 +117,11 @@ async def create_batch(
     return Batch(data=transfers)
 
 
-@router.get("", summary="List transfers (oldest first)", responses=ledger_responses(InvalidCursor))
+@router.get(
+    "",
+    summary="List transfers (by id; with account_id, in the order they reached the account)",
+    responses=ledger_responses(InvalidCursor),
+)
 async def list_transfers(
     *,
     tenant: Tenant,
