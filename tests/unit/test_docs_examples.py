@@ -5,8 +5,8 @@ A block runs the way a reader would run it as a script: in a fresh module (regis
 ``__future__`` flags, in a fresh temporary working directory that holds an empty ``data/``
 folder (for relative paths such as ``sqlite:///data/app.db``).
 
-Servers come from the session's test servers (tests/conftest.py), started only for the blocks
-that need them:
+Servers come from the session's test servers (tests/server_fixtures.py), started only for the
+blocks that need them:
 
 - Redis: ``REDIS_URL`` names the test server, and Redis' default local address
   (``redis://127.0.0.1:6379`` or ``redis://localhost:6379``) in a block is pointed at it;

@@ -13,6 +13,7 @@ from ledger.domain.errors import (
     IdempotencyKeyReused,
     InsufficientFunds,
     InvalidCursor,
+    InvalidRequest,
     NotFound,
     PostExceedsPending,
     PreconditionFailed,
@@ -54,6 +55,9 @@ async def test_accounts_create_get_list_and_external_ids(ledger):
 
     with pytest.raises(NotFound):
         await ledger.get_account(T, "nope")
+    for limit in (0, 101):
+        with pytest.raises(InvalidRequest):
+            await ledger.list_accounts(T, limit=limit)
     with pytest.raises(InvalidCursor):
         await ledger.list_accounts("other", cursor=cursor)
     assert await ledger.invariants() == []
@@ -199,6 +203,8 @@ async def test_batch_is_all_or_nothing_and_names_the_failing_item(ledger):
         await ledger.create_batch(T, good[:1], idempotency_key="b2")
     assert (await ledger.get_balance(T, alice.id)).posted == 40
 
+    with pytest.raises(InvalidRequest):
+        await ledger.create_batch(T, [], idempotency_key="b0")
     limit = ledger.facade.store.max_transaction_items
     too_many = [ledger.draft(cash, bob, 1) for _ in range(limit // 3 + 1)]
     with pytest.raises(BatchTooLarge) as large:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from pydantic import BaseModel
+
 from ledger import store as plans
 from ledger.domain.models import (
     Account,
@@ -41,9 +43,10 @@ from stalwart.storage import AsyncStore, Store
 type MakePlan[T] = Callable[[], Plan[T]]
 
 
-def _paged[T](found: Plan[tuple[list[T], str | None]]) -> Plan[Page[T]]:
+def _paged[T: BaseModel](model: type[T], found: Plan[tuple[list[T], str | None]]) -> Plan[Page[T]]:
     items, cursor = yield from found
-    return Page[T](data=items, has_more=cursor is not None, next_cursor=cursor)
+    page: type[Page[T]] = Page[model]  # type: ignore[valid-type]  # concrete: Page[Account]
+    return page(data=items, has_more=cursor is not None, next_cursor=cursor)
 
 
 class _Calls:
@@ -65,8 +68,10 @@ class _Calls:
         self, tenant: str, limit: int, cursor: str | None, currency: str | None, status: str | None
     ) -> MakePlan[Page[Account]]:
         check_tenant(tenant)
-        plans.check_limit(limit)
-        return lambda: _paged(plans.list_accounts_plan(tenant, limit, cursor, currency, status))
+        plans.check_limit(limit)  # refused before any I/O
+        return lambda: _paged(
+            Account, plans.list_accounts_plan(tenant, limit, cursor, currency, status)
+        )
 
     def update_account_metadata(
         self, tenant: str, account_id: str, metadata: dict[str, str], expected_version: int
@@ -88,8 +93,8 @@ class _Calls:
         self, tenant: str, account_id: str, limit: int, cursor: str | None
     ) -> MakePlan[Page[Entry]]:
         check_tenant(tenant)
-        plans.check_limit(limit)
-        return lambda: _paged(plans.list_entries_plan(tenant, account_id, limit, cursor))
+        plans.check_limit(limit)  # refused before any I/O
+        return lambda: _paged(Entry, plans.list_entries_plan(tenant, account_id, limit, cursor))
 
     def create_transfer(
         self, tenant: str, new: NewTransfer, idempotency_key: str
@@ -110,8 +115,10 @@ class _Calls:
         cursor: str | None,
     ) -> MakePlan[Page[Transfer]]:
         check_tenant(tenant)
-        plans.check_limit(limit)
-        return lambda: _paged(plans.list_transfers_plan(tenant, account_id, status, limit, cursor))
+        plans.check_limit(limit)  # refused before any I/O
+        return lambda: _paged(
+            Transfer, plans.list_transfers_plan(tenant, account_id, status, limit, cursor)
+        )
 
     def resolve(
         self, tenant: str, transfer_id: str, kind: EntryKind, amount: int | None

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from ledger.domain.accounts import initial_state, new_account_id
@@ -47,12 +46,10 @@ from ledger.domain.errors import (
     LedgerError,
     NotFound,
     PreconditionFailed,
-    TransferExpired,
     TransferNotPending,
 )
 from ledger.domain.models import (
     Account,
-    AccountFlags,
     AccountStatus,
     Balance,
     Entry,
@@ -60,7 +57,6 @@ from ledger.domain.models import (
     NewAccount,
     NewTransfer,
     NormalBalance,
-    Totals,
     Transfer,
     TransferStatus,
 )
@@ -277,28 +273,10 @@ def _timeout_sort(expires_at: float) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _time(epoch_s: float | None) -> datetime | None:
-    return None if epoch_s is None else datetime.fromtimestamp(epoch_s, UTC)
-
-
-def _created(epoch_s: float) -> datetime:
-    return datetime.fromtimestamp(epoch_s, UTC)
-
-
 def account_from_record(record: Record) -> Account:
-    data = record.data
-    return Account(
-        id=data["id"],
-        currency=data["currency"],
-        name=data["name"],
-        external_id=data["external_id"],
-        metadata=data["metadata"],
-        normal_balance=data["normal_balance"],
-        flags=AccountFlags(**data["flags"]),
-        status=data["status"],
-        created_at=_created(data["created_at"]),
-        version=record.version,
-    )
+    # Stored times are epoch seconds, which pydantic reads as UTC datetimes; extra stored
+    # fields (tenant, fingerprint) are ignored by the models.
+    return Account.model_validate({**record.data, "version": record.version})
 
 
 _STATE_FIELDS: Final = (
@@ -351,42 +329,11 @@ def balance_from_state(state: BalanceState) -> Balance:
 
 
 def entry_from_record(record: Record) -> Entry:
-    data = record.data
-    return Entry(
-        account_id=data["account_id"],
-        seq=int(record.key.sort),
-        transfer_id=data["transfer_id"],
-        side=data["side"],
-        kind=data["kind"],
-        amount=data["amount"],
-        pending_delta=data["pending_delta"],
-        posted_delta=data["posted_delta"],
-        balance_after=Totals(**data["balance_after"]),
-        created_at=_created(data["created_at"]),
-    )
+    return Entry.model_validate({**record.data, "seq": int(record.key.sort)})
 
 
 def transfer_from_record(record: Record) -> Transfer:
-    data = record.data
-    return Transfer(
-        id=data["id"],
-        debit_account_id=data["debit_account_id"],
-        credit_account_id=data["credit_account_id"],
-        amount=data["amount"],
-        currency=data["currency"],
-        status=data["status"],
-        posted_amount=data["posted_amount"],
-        pending=data["pending"],
-        timeout_s=data["timeout_s"],
-        expires_at=_time(data["expires_at"]),
-        metadata=data["metadata"],
-        external_id=data["external_id"],
-        reverses=data["reverses"],
-        reversed_by=data["reversed_by"],
-        batch_id=data["batch_id"],
-        created_at=_created(data["created_at"]),
-        resolved_at=_time(data["resolved_at"]),
-    )
+    return Transfer.model_validate(record.data)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -597,7 +544,6 @@ def scan_plan[T](
     right after the last record used: paging has no gaps or duplicates even while records are
     inserted. Filters that skip records read at most :data:`MAX_SCAN` of them per call.
     """
-    check_limit(limit)
     items: list[T] = []
     scanned = 0
     while True:
@@ -744,7 +690,7 @@ def _add_transfer(
         operations.append(
             Create(
                 timeout_key(journal.tenant, data["expires_at"], transfer_id),
-                {"transfer_id": transfer_id},
+                {"transfer_id": transfer_id, "expires_at": data["expires_at"]},
             )
         )
     return operations
@@ -772,7 +718,7 @@ def _exactly_once[T](
     answer is that request's (replayed), whatever the ledger looks like now."""
     try:
         result = yield from attempt
-    except (LedgerError, TransactionConflict):
+    except LedgerError:  # a refusal, or contention (also: the record at ``key`` exists)
         existing = yield from _replayed(key, request_fingerprint)
         if existing is None:
             raise
@@ -826,7 +772,7 @@ def resolve_plan(
         movements = post_movements(reserved, posted_amount)
     else:
         if kind is EntryKind.EXPIRE and (expires_at is None or now < expires_at):
-            raise TransferExpired(f"transfer {transfer_id} has not expired yet")
+            raise TransferNotPending(f"transfer {transfer_id} is not due to expire")
         posted_amount = 0
         movements = void_movements(reserved)
     journal = _Journal(tenant, now)
@@ -904,9 +850,11 @@ def create_batch_plan(
     request_fingerprint = fingerprint([t.model_dump(mode="json") for t in transfers])
 
     def attempt() -> Plan[list[Transfer]]:
-        if not 1 <= len(transfers) <= MAX_BATCH_TRANSFERS:
+        if not transfers:
+            raise InvalidRequest("a batch needs at least one transfer")
+        if len(transfers) > MAX_BATCH_TRANSFERS:
             raise BatchTooLarge(
-                f"a batch holds 1 to {MAX_BATCH_TRANSFERS} transfers, got {len(transfers)}"
+                f"a batch holds at most {MAX_BATCH_TRANSFERS} transfers, got {len(transfers)}"
             )
         needed = batch_operation_count(transfers)
         if needed > max_operations:
@@ -951,11 +899,10 @@ def _due_timeouts(tenant: str, now: float) -> Plan[list[str]]:
     """Ids of pending transfers whose timeout has passed, oldest first."""
     due: list[str] = []
     cursor: str | None = None
-    boundary = _timeout_sort(now)
     while True:
         page: Page = yield Query(timeouts_partition(tenant), 100, cursor)
         for record in page.records:
-            if record.key.sort.split("/")[0] > boundary:
+            if record.data["expires_at"] > now:
                 return due
             due.append(record.data["transfer_id"])
         cursor = page.cursor

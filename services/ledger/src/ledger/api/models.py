@@ -41,8 +41,9 @@ class NewBatch(BaseModel):
     transfers: list[NewTransfer] = Field(
         min_length=1,
         max_length=MAX_BATCH,
-        description=f"1 to {MAX_BATCH} transfers (fewer on stores with a smaller transaction "
-        "limit: 422 batch_too_large names it).",
+        description=f"1 to {MAX_BATCH} transfers, as many as one store transaction holds "
+        "(with the default 100 operations: up to 32 between two accounts; more is 422 "
+        "batch_too_large, naming the limit).",
     )
 
 
