@@ -49,6 +49,12 @@ def test_every_v1_operation_declares_its_errors_with_examples(openapi):
                 assert example["value"]["status"] == int(status), (method, path, status)
 
 
+def test_operation_ids_are_the_handlers_names(openapi):
+    ids = [operation["operationId"] for _, _, operation in operations(openapi)]
+    assert len(ids) == len(set(ids))
+    assert {"create_account", "create_transfer", "create_batch", "get_balance"} <= set(ids)
+
+
 def test_money_moving_operations_declare_the_ledger_codes(openapi):
     create = openapi["paths"]["/v1/transfers"]["post"]["responses"]
     declared = {

@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Final
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from ledger.api import include_api
 from ledger.api.deps import tenant_of_request
@@ -153,6 +154,9 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Operation ids are the handlers' names (create_transfer, not
+        # create_transfer_v1_transfers_post): the method names of a generated client.
+        generate_unique_id_function=_operation_id,
         openapi_tags=[
             {"name": "accounts", "description": "Accounts, their balances and journals."},
             {"name": "transfers", "description": "Moving money between two accounts."},
@@ -164,6 +168,10 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
     install(app, errors=error_registry(), health=health, principal=tenant_of_request)
     include_api(app)
     return app
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
 
 
 def _counted_retries() -> RetryPolicy:
