@@ -82,8 +82,10 @@ def serve(
             issued = ensure_development_key(sync_store)
         if issued is not None:
             _print_key(issued, "No API key existed: made one")
-    # The workers read their settings again; the command line's choices go by environment.
-    os.environ["LEDGER_STORE_URL"] = settings.store_url.get_secret_value()
+    if store is not None:
+        # The workers read their settings again (from the same sources): only the command
+        # line's store needs handing over. A URL from Secrets Manager stays out of environ.
+        os.environ["LEDGER_STORE_URL"] = store
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(f"ledger API on {base} ({settings.workers} worker(s)); docs: {base}/docs")
     uvicorn.run(
