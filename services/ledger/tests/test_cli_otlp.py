@@ -1,5 +1,6 @@
-"""With LEDGER_OTLP_ENDPOINT set, ``ledger serve`` exports OpenTelemetry spans over OTLP/HTTP:
-a real subprocess, a real HTTP receiver standing in for the collector."""
+"""With LEDGER_OTLP_ENDPOINT set, ``ledger serve`` exports OpenTelemetry spans over OTLP/HTTP
+(each request, and the store calls it made): a real subprocess, a real HTTP receiver standing
+in for the collector."""
 
 from __future__ import annotations
 
@@ -64,5 +65,14 @@ def test_serve_exports_request_spans_to_the_otlp_endpoint(tmp_path, collector):
         ]
     server_spans = [s for s in spans if s.name == "POST /v1/accounts"]
     assert server_spans, [s.name for s in spans]
-    attributes = {a.key: a.value.string_value for a in server_spans[0].attributes}
+    (server,) = server_spans
+    attributes = {a.key: a.value.string_value for a in server.attributes}
     assert attributes["http.request.id"] == "req-traced"  # the web kit tags the server span
+    # The store's calls are its children, on SQLite too (no client instrumentation there).
+    store_spans = [
+        s for s in spans if s.name.startswith("store.") and s.trace_id == server.trace_id
+    ]
+    names = {s.name for s in store_spans}
+    assert {"store.get", "store.transact"} <= names, names  # the API key read, the create
+    engine = {a.key: a.value.string_value for a in store_spans[0].attributes}["db.system.name"]
+    assert engine == "sqlite"

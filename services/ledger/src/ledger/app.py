@@ -27,6 +27,7 @@ from ledger.auth import list_tenants
 from ledger.service import Ledger
 from ledger.settings import LedgerSettings
 from ledger.store import CONTENTION_RETRY
+from ledger.tracing import TracedAsyncStore, engine_of
 from stalwart.observability import (
     Tracing,
     configure_logging,
@@ -127,7 +128,10 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
     """
     settings = settings if settings is not None else LedgerSettings()
     tracing = configure_observability(settings)
-    store = open_async_store(settings.store_url.get_secret_value())
+    url = settings.store_url.get_secret_value()
+    store: AsyncStore = open_async_store(url)
+    if tracing is not None:
+        store = TracedAsyncStore(store, engine_of(url))
     health = Health()
     health.add("store", store_check(store))
 
