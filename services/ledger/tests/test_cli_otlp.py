@@ -51,6 +51,7 @@ def test_serve_exports_request_spans_to_the_otlp_endpoint(tmp_path, collector):
             timeout=5,
         )
         assert created.status_code == 201
+        assert httpx.get(f"{served.base}/readyz", timeout=5).json()["status"] == "ok"
     # Stopping the server flushed the batched spans.
     assert received, "no OTLP export reached the collector"
     assert {path for path, _ in received} == {"/v1/traces"}
