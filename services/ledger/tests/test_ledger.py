@@ -266,3 +266,23 @@ async def test_a_tenant_never_reaches_another_tenants_objects(ledger):
     assert (await ledger.get_transfer(T, hold.id)).status is TransferStatus.PENDING
     assert await ledger.invariants() == []
     assert await ledger.invariants(other) == []
+
+
+async def test_unstorable_input_is_a_client_error_and_writes_nothing(ledger):
+    cash = await ledger.account("cash", normal=NormalBalance.DEBIT)
+    alice = await ledger.account("alice")
+    lone = "\ud800"  # valid in a Python str (and in JSON escapes), not in UTF-8
+    for metadata in ({"note": lone}, {"k" * 41: "v"}, {str(i): "v" for i in range(51)}):
+        with pytest.raises(InvalidRequest):
+            await ledger.update_account_metadata(T, alice.id, metadata, expected_version=1)
+    for key in ("", "k" * 256, lone):
+        with pytest.raises(InvalidRequest):
+            await ledger.create_transfer(T, ledger.draft(cash, alice, 1), idempotency_key=key)
+    for strange in (lone, "a/b", "x" * 65, "\x00"):
+        with pytest.raises(NotFound):
+            await ledger.get_transfer(T, strange)
+        with pytest.raises(NotFound):
+            await ledger.get_balance(T, strange)
+    assert (await ledger.list_transfers(T)).data == []
+    assert (await ledger.get_account(T, alice.id)).version == 1
+    assert await ledger.invariants() == []

@@ -12,6 +12,7 @@ from ledger.domain.errors import (
     IdempotencyKeyReused,
     InsufficientFunds,
     LedgerError,
+    PreconditionFailed,
     TransferNotPending,
 )
 from ledger.domain.models import NormalBalance, TransferStatus
@@ -200,3 +201,20 @@ async def test_pagination_under_concurrent_inserts_has_no_gaps_or_duplicates(led
         await task
     assert await ledger.invariants() == []
     assert all(t.status is TransferStatus.POSTED for t in before)
+
+
+async def test_concurrent_updates_of_one_version_let_exactly_one_through(ledger):
+    alice = await ledger.account("alice")
+    outcomes = await asyncio.gather(
+        *(
+            ledger.update_account_metadata(T, alice.id, {"n": str(i)}, expected_version=1)
+            for i in range(6)
+        ),
+        ledger.close_account(T, alice.id, expected_version=1),
+        return_exceptions=True,
+    )
+    winners = [o for o in outcomes if not isinstance(o, Exception)]
+    assert len(winners) == 1, outcomes
+    assert all(isinstance(o, PreconditionFailed) for o in outcomes if isinstance(o, Exception))
+    assert await ledger.get_account(T, alice.id) == winners[0]
+    assert winners[0].version == 2

@@ -26,6 +26,8 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pydantic import TypeAdapter, ValidationError
+
 from ledger.domain.accounts import initial_state, new_account_id
 from ledger.domain.balances import (
     BalanceState,
@@ -54,6 +56,7 @@ from ledger.domain.models import (
     Balance,
     Entry,
     EntryKind,
+    Metadata,
     NewAccount,
     NewTransfer,
     NormalBalance,
@@ -202,11 +205,13 @@ def check_tenant(tenant: str) -> str:
 
 
 def _known_id(object_id: str, what: str) -> str:
-    """An id that can name a record; anything else cannot exist (NotFound, not a store error)."""
+    """An id that can name a record (ours are UUIDs: short printable ASCII); anything else
+    cannot exist, so it is NotFound rather than a store error about the key."""
     if (
         not isinstance(object_id, str)
         or not 0 < len(object_id) <= MAX_ID_CHARS
-        or ("/" in object_id)
+        or not (object_id.isascii() and object_id.isprintable())
+        or "/" in object_id
     ):
         raise NotFound(f"{what} {object_id!r} not found")
     return object_id
@@ -423,7 +428,14 @@ def _commit(operations: Sequence[Operation], what: str) -> Plan[list[Record | No
         results: list[Record | None] = yield Transact(operations)
     except TransactionConflict as exc:
         raise Contention(f"{what}: records changed concurrently; retry later") from exc
+    except InvalidRecord as exc:
+        raise _unstorable(exc) from exc
     return results
+
+
+def _unstorable(exc: InvalidRecord) -> InvalidRequest:
+    """What the store refused to hold (e.g. text with a lone surrogate): the request's fault."""
+    return InvalidRequest(f"the request cannot be stored: {exc}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -450,6 +462,8 @@ def create_account_plan(tenant: str, new: NewAccount, now: float) -> Plan[Accoun
         )
     try:
         results = yield Transact(operations)
+    except InvalidRecord as exc:
+        raise _unstorable(exc) from exc
     except TransactionConflict as exc:
         if new.external_id is not None:
             owner = yield Get(external_id_key(tenant, new.external_id))
@@ -481,9 +495,21 @@ def _check_version(record: Record, expected_version: int) -> None:
         )
 
 
+_METADATA: Final = TypeAdapter(Metadata)
+
+
+def check_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    """The metadata rules of the models, for callers that pass a plain dict."""
+    try:
+        return _METADATA.validate_python(metadata, strict=True)
+    except ValidationError as exc:
+        raise InvalidRequest(f"invalid metadata: {exc.errors()[0]['msg']}") from None
+
+
 def update_metadata_plan(
     tenant: str, account_id: str, metadata: dict[str, str], expected_version: int
 ) -> Plan[Account]:
+    metadata = check_metadata(metadata)
     record = yield from _account_record(tenant, account_id)
     _check_version(record, expected_version)
     updated = yield from _commit(

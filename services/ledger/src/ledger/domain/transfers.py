@@ -28,6 +28,7 @@ from ledger.domain.errors import (
     AlreadyReversed,
     CurrencyMismatch,
     InvalidAmount,
+    InvalidRequest,
     PostExceedsPending,
     SameAccount,
     TransferExpired,
@@ -39,6 +40,7 @@ from ledger.domain.models import NewTransfer, Side, TransferStatus
 LEDGER_NAMESPACE: Final = uuid.UUID("6c0f3e0a-4a8e-5b52-9d1c-2f6e3b8a9c41")
 """Namespace of the derived (UUIDv5) transfer ids."""
 MAX_BATCH_TRANSFERS: Final = 100
+MAX_IDEMPOTENCY_KEY_CHARS: Final = 255
 
 
 def transfer_id(tenant: str, idempotency_key: str, *scope: str) -> str:
@@ -49,7 +51,21 @@ def transfer_id(tenant: str, idempotency_key: str, *scope: str) -> str:
     >>> transfer_id("acme", "k1") == transfer_id("acme", "k1") != transfer_id("other", "k1")
     True
     """
+    check_idempotency_key(idempotency_key)
     return str(uuid.uuid5(LEDGER_NAMESPACE, "\n".join((tenant, idempotency_key, *scope))))
+
+
+def check_idempotency_key(key: str) -> str:
+    """An idempotency key is 1 to 255 characters of valid text (Stripe's limit)."""
+    if not isinstance(key, str) or not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
+        raise InvalidRequest(
+            f"an idempotency key is 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters, got {key!r}"
+        )
+    try:
+        key.encode()
+    except UnicodeEncodeError:
+        raise InvalidRequest("an idempotency key must be valid text (no lone surrogate)") from None
+    return key
 
 
 def fingerprint(payload: object) -> str:
