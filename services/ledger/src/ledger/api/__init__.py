@@ -1,0 +1,25 @@
+"""The HTTP API under ``/v1``: every route needs an API key (``Authorization: Bearer``)."""
+
+from fastapi import Depends, FastAPI
+
+from ledger.api import accounts, transfers
+from ledger.api.deps import AUTH_RESPONSES, current_tenant, request_metrics
+from stalwart.web import problem_responses
+
+
+def include_api(app: FastAPI) -> None:
+    """Add the ``/v1`` routes to ``app``.
+
+    Each router carries its full path prefix and is included without one: FastAPI (0.165)
+    keeps an included router's routes as they were declared, so a prefix given here would be
+    missing from the route template the web kit logs (``/transfers`` for ``/v1/transfers``).
+    """
+    for router in (accounts.router, transfers.router):
+        app.include_router(
+            router,
+            dependencies=[Depends(current_tenant), Depends(request_metrics)],
+            responses=problem_responses(*AUTH_RESPONSES),
+        )
+
+
+__all__ = ["include_api"]

@@ -1,0 +1,105 @@
+"""The routes' dependencies: the caller's tenant, the ledger, the Idempotency-Key, metrics.
+
+No ``from __future__ import annotations``: FastAPI reads these annotations at runtime.
+"""
+
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Final
+
+from fastapi import Depends, Header, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ledger.auth import UNAUTHORIZED_EXAMPLE, authenticate
+from ledger.domain.models import MAX_PAGE_LIMIT
+from ledger.service import Ledger
+from stalwart.idempotency import parse_idempotency_key
+from stalwart.observability import MetricUnit, bind, metrics_scope, put_metric
+from stalwart.storage import AsyncStore
+from stalwart.web import HttpProblem
+
+bearer = HTTPBearer(
+    auto_error=False,  # a missing key gets the ledger's 401 problem, not FastAPI's 403
+    scheme_name="ApiKey",
+    bearerFormat="ldg_<key id>_<secret>",
+    description="An API key (`ledger keys create --tenant NAME`; in development `ledger "
+    "serve` prints one on its first start). Each key acts for one tenant.",
+)
+
+IDEMPOTENCY_KEY_MISSING: Final = HttpProblem(
+    400,
+    "idempotency-key-missing",
+    "this request needs an Idempotency-Key header (a UUID4 you generate per logical request)",
+)
+IDEMPOTENCY_KEY_INVALID: Final = HttpProblem(
+    400, "idempotency-key-invalid", "the Idempotency-Key is empty"
+)
+
+
+def ledger_of(request: Request) -> Ledger:
+    ledger: Ledger = request.app.state.ledger
+    return ledger
+
+
+def store_of(request: Request) -> AsyncStore:
+    store: AsyncStore = request.app.state.store
+    return store
+
+
+async def current_tenant(
+    request: Request,
+    store: Annotated[AsyncStore, Depends(store_of)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> str:
+    """The tenant of the request's API key (401 without a valid one)."""
+    tenant = await authenticate(store, credentials.credentials if credentials else None)
+    request.state.tenant = tenant  # the request log line's principal
+    bind(tenant=tenant)  # every log line of this request names it
+    return tenant
+
+
+def tenant_of_request(request: Request) -> str | None:
+    """The web kit's ``principal``: the authenticated tenant, if any."""
+    tenant: str | None = getattr(request.state, "tenant", None)
+    return tenant
+
+
+def idempotency_key(
+    value: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Required (400 without it): a unique key per logical request, e.g. a "
+            "UUID4; a retry with the same key and body returns the first answer, with "
+            "`Idempotent-Replayed: true`. Scoped to your tenant.",
+            examples=["8e03978e-40d5-43e8-bc93-6894a57f9324"],
+        ),
+    ] = None,
+) -> str:
+    """The request's parsed ``Idempotency-Key`` (400 when missing or malformed)."""
+    if value is None:
+        raise IDEMPOTENCY_KEY_MISSING
+    return parse_idempotency_key(value)  # InvalidIdempotencyKey: 400 by the kit's table
+
+
+async def request_metrics(request: Request) -> AsyncIterator[None]:
+    """One EMF document per API request: its latency, and what the handler counted."""
+    route = request.scope.get("route")
+    operation = getattr(route, "name", None) or "unknown"
+    began = time.perf_counter()
+    with metrics_scope(dimensions={"operation": operation}):
+        yield
+        put_metric("Latency", (time.perf_counter() - began) * 1000, MetricUnit.MILLISECONDS)
+
+
+Tenant = Annotated[str, Depends(current_tenant)]
+Limit = Annotated[
+    int, Query(ge=1, le=MAX_PAGE_LIMIT, description="Page size, 1-100.", examples=[10])
+]
+Cursor = Annotated[
+    str | None,
+    Query(description="`next_cursor` of the previous page; omitted: the first page."),
+]
+LedgerDep = Annotated[Ledger, Depends(ledger_of)]
+IdempotencyKey = Annotated[str, Depends(idempotency_key)]
+AUTH_RESPONSES: Final = (UNAUTHORIZED_EXAMPLE,)

@@ -1,0 +1,108 @@
+"""The ledger's settings: ``LEDGER_*`` variables, ``.env`` locally, Secrets Manager in production.
+
+Read once at start-up through :class:`stalwart.config.Settings` (init > environment >
+``.env.local`` > ``.env`` > the Secrets Manager JSON secret named by
+``LEDGER_SETTINGS_SECRET_ID``, whose keys are the field names: ``{"store_url": "rediss://..."}``).
+
+>>> settings = LedgerSettings(_env_file=None)
+>>> settings.env.value, settings.port, settings.store_url.get_secret_value()
+('development', 8000, 'sqlite:///./ledger.db?synchronous=full')
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar, Final
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from stalwart.config import ConfigError, Settings
+
+DEVELOPMENT_STORE_URL: Final = "sqlite:///./ledger.db?synchronous=full"
+"""The embedded default: SQLite in ``./ledger.db``, fsync on every commit (a payments ledger
+must not lose an acknowledged write to a power cut)."""
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class ProductionSettingsError(ConfigError):
+    """``LEDGER_ENV=production`` with a development default or a missing secret."""
+
+
+class LedgerSettings(Settings):
+    """Everything ``ledger serve`` and ``create_app`` need; see ``docs/ledger.md``."""
+
+    model_config = SettingsConfigDict(env_prefix="LEDGER_")  # merged with the base config
+    # The name of an environment variable, not a secret.
+    secrets_manager_secret_id_env: ClassVar[str] = "LEDGER_SETTINGS_SECRET_ID"  # noqa: S105
+
+    env: Environment = Field(
+        default=Environment.DEVELOPMENT,
+        description="development (embedded defaults, a first key printed at start) or "
+        "production (refuses development defaults and missing secrets)",
+    )
+    # A secret: a Redis, MongoDB or DynamoDB URL may carry a password.
+    store_url: SecretStr = Field(
+        default=SecretStr(DEVELOPMENT_STORE_URL),
+        description="the stalwart storage URL of the ledger",
+    )
+    host: str = Field(default="127.0.0.1", description="the address uvicorn binds")
+    port: int = Field(default=8000, ge=0, le=65535, description="the port uvicorn binds")
+    workers: int = Field(
+        default=1, ge=1, le=64, description="uvicorn worker processes on one store"
+    )
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP collector URL; traces are exported only when it is set"
+    )
+    expire_interval_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="how often each worker voids the pending transfers whose timeout passed "
+        "(0: never; jittered so workers do not run in step)",
+    )
+    log_level: str = Field(default="INFO", description="the root log level")
+    metrics_namespace: str = Field(default="Ledger", description="the CloudWatch EMF namespace")
+
+    @model_validator(mode="after")
+    def _production_is_explicit(self) -> LedgerSettings:
+        if self.env is Environment.PRODUCTION:
+            problems = production_problems(self)
+            if problems:
+                raise ProductionSettingsError(
+                    "LEDGER_ENV=production refuses to start: " + "; ".join(problems)
+                )
+        return self
+
+
+def production_problems(settings: LedgerSettings) -> list[str]:
+    """What keeps ``settings`` from being a production configuration (empty when fine).
+
+    >>> [problem] = production_problems(LedgerSettings(_env_file=None))
+    >>> problem.startswith("LEDGER_STORE_URL is the development default")
+    True
+    """
+    problems = []
+    url = settings.store_url.get_secret_value()
+    if not url:
+        problems.append("LEDGER_STORE_URL is empty (a missing secret?)")
+    elif url == DEVELOPMENT_STORE_URL:
+        problems.append(
+            "LEDGER_STORE_URL is the development default (a local SQLite file): set it, or "
+            "store_url in the secret named by LEDGER_SETTINGS_SECRET_ID"
+        )
+    elif url.startswith("sqlite:") and ":memory:" in url:
+        problems.append("LEDGER_STORE_URL is an in-memory SQLite database: nothing would persist")
+    return problems
+
+
+__all__ = [
+    "DEVELOPMENT_STORE_URL",
+    "Environment",
+    "LedgerSettings",
+    "ProductionSettingsError",
+    "production_problems",
+]
