@@ -336,12 +336,15 @@ def reclaim_loggers() -> None:
     A server that configures its logging after ``configure_logging`` ran (``uvicorn.Config``
     applies its ``log_config`` with ``dictConfig``, re-attaching its own handlers) would
     otherwise print its lines as plain, coloured text; the FastAPI web kit calls this at
-    lifespan startup. Does nothing before ``configure_logging``.
+    lifespan startup. Does nothing before ``configure_logging``. A logger left with no handler
+    and not propagating was silenced on purpose (uvicorn's ``access_log=False``) and stays so.
 
     >>> reclaim_loggers()
     """
     for name in _taken_over:
         taken = logging.getLogger(name)
+        if not taken.handlers and not taken.propagate:
+            continue
         for existing in list(taken.handlers):
             taken.removeHandler(existing)
         taken.propagate = True

@@ -59,3 +59,16 @@ def test_server_lines_are_json_without_colour(json_stream: io.StringIO) -> None:
     ]
     assert werkzeug_404, "werkzeug colours 404 lines: the JSON line must hold the plain text"
     assert '"GET /nowhere HTTP/1.1" 404' in werkzeug_404[0]["message"]
+
+
+def test_uvicorn_access_log_off_leaves_one_line_per_request(json_stream: io.StringIO) -> None:
+    """``access_log=False`` (docs/web.md's advice) silences uvicorn's access line: the kit's
+    line is the only one per request, even after the kit reclaims the server's loggers."""
+    with uvicorn_server(make_fastapi(), log_level="info", access_log=False) as base:
+        for _ in range(3):
+            assert httpx.get(base + "/items/7").status_code == 200
+    lines = [json.loads(line) for line in json_stream.getvalue().splitlines()]
+    assert [line["logger"] for line in lines if line.get("route")].count(
+        "stalwart.web.access"
+    ) == 3
+    assert not [line for line in lines if line["logger"] == "uvicorn.access"]

@@ -66,9 +66,7 @@ def configure_observability(settings: LedgerSettings) -> Tracing | None:
     """JSON logs and EMF metrics for this process; OpenTelemetry traces (the installed
     instrumentations: FastAPI, the store's client) exported to ``settings.otlp_endpoint``,
     once per process, when it is set. Returns the process's tracing, if any."""
-    # uvicorn's access line says less than the web kit's; once the JSON handler takes uvicorn's
-    # loggers over, access_log=False no longer silences it, so its level does.
-    configure_logging(SERVICE, level=settings.log_level, levels={"uvicorn.access": "WARNING"})
+    configure_logging(SERVICE, level=settings.log_level)
     configure_metrics(settings.metrics_namespace, service=SERVICE)
     if settings.otlp_endpoint and not _tracing:
         _tracing.append(

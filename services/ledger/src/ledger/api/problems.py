@@ -35,7 +35,7 @@ EXAMPLE_DETAILS: Final[dict[str, str]] = {
     "idempotency_key_reused": "this Idempotency-Key was used with another request",
     "external_id_taken": "external_id 'wallet-cus_1042' is already used by another account",
     "batch_too_large": "the batch needs 104 store operations; this store allows 100",
-    "precondition_failed": "the account changed since this ETag was read",
+    "precondition-failed": "the account changed since this ETag was read",
     "contention": "too many concurrent writes on these accounts; retry later",
 }
 

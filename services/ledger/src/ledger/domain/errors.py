@@ -20,7 +20,7 @@ Exception tree::
     ├── IdempotencyKeyReused    422 idempotency_key_reused
     ├── ExternalIdTaken         409 external_id_taken
     ├── BatchTooLarge           422 batch_too_large
-    ├── PreconditionFailed      412 precondition_failed (a stale account version)
+    ├── PreconditionFailed      412 precondition-failed (a stale account version)
     └── Contention              409 contention (optimistic-lock retries ran out; retry later)
 
 A batch item's error carries its position in ``index`` (``extensions`` gives it to a problem
@@ -163,8 +163,9 @@ class BatchTooLarge(LedgerError):
 
 
 class PreconditionFailed(LedgerError):
+    # The web kit's code for every other 412 (a weak or foreign ETag): one code for clients.
     status = 412
-    code = "precondition_failed"
+    code = "precondition-failed"
     title = "Precondition failed"
 
 
