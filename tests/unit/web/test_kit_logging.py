@@ -68,7 +68,5 @@ def test_uvicorn_access_log_off_leaves_one_line_per_request(json_stream: io.Stri
         for _ in range(3):
             assert httpx.get(base + "/items/7").status_code == 200
     lines = [json.loads(line) for line in json_stream.getvalue().splitlines()]
-    assert [line["logger"] for line in lines if line.get("route")].count(
-        "stalwart.web.access"
-    ) == 3
+    assert [line["logger"] for line in lines if line.get("route")].count("stalwart.web.access") == 3
     assert not [line for line in lines if line["logger"] == "uvicorn.access"]
