@@ -33,7 +33,7 @@ from stalwart.web.fastapi import if_match, write_responses
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
 
-def _key_of(tenant: Tenant, account_id: str) -> Key:
+async def _key_of(tenant: Tenant, account_id: str) -> Key:
     return account_key(tenant, account_id)
 
 
