@@ -6,6 +6,9 @@ from ledger.api import accounts, transfers
 from ledger.api.deps import AUTH_RESPONSES, current_tenant, request_metrics
 from stalwart.web import problem_responses
 
+V1_DEPENDENCIES = (Depends(current_tenant), Depends(request_metrics))
+"""What every ``/v1`` route depends on: the caller's tenant, and one EMF document per request."""
+
 
 def include_api(app: FastAPI) -> None:
     """Add the ``/v1`` routes to ``app``.
@@ -17,9 +20,9 @@ def include_api(app: FastAPI) -> None:
     for router in (accounts.router, transfers.router):
         app.include_router(
             router,
-            dependencies=[Depends(current_tenant), Depends(request_metrics)],
+            dependencies=list(V1_DEPENDENCIES),
             responses=problem_responses(*AUTH_RESPONSES),
         )
 
 
-__all__ = ["include_api"]
+__all__ = ["V1_DEPENDENCIES", "include_api"]
