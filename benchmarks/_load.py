@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import math
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -42,29 +43,44 @@ def process_cpu_s(pid: int) -> float:
 def load_process(script: str, *args: str) -> Iterator[int]:
     """``python script *args --port N`` in its own process, until its port answers; yields N."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, script, *args, "--port", str(port)])
+    with served_process([sys.executable, script, *args, "--port", str(port)], port):
+        yield port
+
+
+@contextlib.contextmanager
+def served_process(
+    argv: list[str],
+    port: int,
+    *,
+    env: dict[str, str] | None = None,
+    quiet: bool = False,
+    start_s: float = 30.0,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``argv`` (a server on ``port``) until its port accepts connections; stop it after.
+
+    ``quiet`` discards its output (e.g. one log line per request)."""
+    output = subprocess.DEVNULL if quiet else None
+    proc = subprocess.Popen(argv, env=env, stdout=output, stderr=output)
     APP_PIDS[port] = proc.pid
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + start_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"app process exited with {proc.returncode}")
+                raise RuntimeError(f"{argv[0]} exited with {proc.returncode}")
             with contextlib.suppress(OSError):
-                import socket  # noqa: PLC0415
-
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 break
             time.sleep(0.1)
         else:
-            raise RuntimeError("app process did not start")
-        yield port
+            raise RuntimeError(f"{argv[0]} did not start")
+        yield proc
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait(timeout=10)
+            proc.wait(timeout=15)
 
 
 async def _request(

@@ -52,7 +52,7 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 import httpx  # noqa: E402
 
-from _load import LoadResult, load_process, load_requests  # noqa: E402
+from _load import LoadResult, load_process, load_requests, served_process  # noqa: E402
 from servers import free_port, mongodb_server, moto_server, redis_server  # noqa: E402
 
 ENGINES = ("sqlite", "redis", "dynamodb", "mongodb")
@@ -79,33 +79,12 @@ def api_key(store_url: str) -> str:
 
 @contextlib.contextmanager
 def ledger_server(store_url: str) -> Iterator[int]:
+    """``ledger serve`` on ``store_url``, its output (a JSON line per request) discarded."""
     port = free_port()
+    argv = [*ledger_command(), "serve", "--store", store_url, "--port", str(port)]
     env = {**os.environ, "LEDGER_ENV": "development"}
-    proc = subprocess.Popen(
-        [*ledger_command(), "serve", "--store", store_url, "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,  # one JSON line per request: rendered, then discarded
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"ledger serve exited with {proc.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/livez", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("ledger serve did not start")
-            time.sleep(0.1)
+    with served_process(argv, port, env=env, quiet=True, start_s=60):
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 def make_accounts(port: int, key: str, run: str) -> list[str]:
