@@ -158,10 +158,13 @@ async def test_concurrent_linked_batches_are_all_or_nothing(ledger):
 async def test_pagination_under_concurrent_inserts_has_no_gaps_or_duplicates(ledger):
     cash = await ledger.account("cash", normal=NormalBalance.DEBIT)
     alice = await ledger.account("alice")
-    before = [
-        (await ledger.create_transfer(T, ledger.draft(cash, alice, 1), idempotency_key=k))[0]
-        for k in "abcdef"
-    ]
+    start = ledger.clock()
+    before = []
+    for key in "abcdef":
+        before.append(
+            (await ledger.create_transfer(T, ledger.draft(cash, alice, 1), idempotency_key=key))[0]
+        )
+        ledger.clock.advance(0.001)
     writing = True
 
     async def writer() -> None:
@@ -170,30 +173,36 @@ async def test_pagination_under_concurrent_inserts_has_no_gaps_or_duplicates(led
             await ledger.create_transfer(T, ledger.draft(cash, alice, 1), idempotency_key=f"w{i}")
             i += 1
 
+    listings = {  # a page of each listing: (what identifies its items, the page)
+        "entries": (
+            lambda e: e.seq,
+            lambda cursor: ledger.list_entries(T, alice.id, limit=2, cursor=cursor),
+        ),
+        "transfers": (
+            lambda t: t.id,
+            lambda cursor: ledger.list_transfers(T, account_id=alice.id, limit=2, cursor=cursor),
+        ),
+        "all": (lambda t: t.id, lambda cursor: ledger.list_transfers(T, limit=2, cursor=cursor)),
+        "by time": (
+            lambda t: t.id,
+            lambda cursor: ledger.list_transfers(T, created_gte=start, limit=2, cursor=cursor),
+        ),
+    }
     task = asyncio.ensure_future(writer())
     try:
-        for listing in ("entries", "transfers", "all"):
+        for listing, (identify, fetch) in listings.items():
             seen, cursor = [], None
             while True:
-                if listing == "entries":
-                    page = await ledger.list_entries(T, alice.id, limit=2, cursor=cursor)
-                    seen += [entry.seq for entry in page.data]
-                elif listing == "transfers":
-                    page = await ledger.list_transfers(
-                        T, account_id=alice.id, limit=2, cursor=cursor
-                    )
-                    seen += [transfer.id for transfer in page.data]
-                else:
-                    page = await ledger.list_transfers(T, limit=2, cursor=cursor)
-                    seen += [transfer.id for transfer in page.data]
+                page = await fetch(cursor)
+                seen += [identify(item) for item in page.data]
                 cursor = page.next_cursor
                 if not page.has_more or len(seen) >= 14:
                     break
             assert len(seen) == len(set(seen)), listing  # no duplicates
             if listing == "entries":
                 assert seen == list(range(1, len(seen) + 1))  # no gaps
-            elif listing == "transfers":
-                assert seen[:6] == [t.id for t in before]  # journal order, nothing skipped
+            elif listing in {"transfers", "by time"}:
+                assert seen[:6] == [t.id for t in before]  # journal/time order, none skipped
             else:
                 assert seen == sorted(seen)
     finally:

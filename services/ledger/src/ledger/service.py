@@ -113,11 +113,24 @@ class _Calls:
         status: str | None,
         limit: int,
         cursor: str | None,
+        *,
+        created_gte: float | None,
+        created_lt: float | None,
     ) -> MakePlan[Page[Transfer]]:
         check_tenant(tenant)
         plans.check_limit(limit)  # refused before any I/O
         return lambda: _paged(
-            Transfer, plans.list_transfers_plan(tenant, account_id, status, limit, cursor)
+            Transfer,
+            plans.list_transfers_plan(
+                tenant,
+                account_id,
+                status,
+                limit,
+                cursor,
+                created_gte=created_gte,
+                created_lt=created_lt,
+                now=self.clock(),
+            ),
         )
 
     def resolve(
@@ -230,10 +243,22 @@ class Ledger:
         status: str | None = None,
         limit: int = 10,
         cursor: str | None = None,
+        created_gte: float | None = None,
+        created_lt: float | None = None,
     ) -> Page[Transfer]:
-        """The tenant's transfers by id, or one account's in the order they reached it."""
+        """The tenant's transfers by id, or one account's in the order they reached it. With
+        ``created_gte`` (epoch seconds; ``created_lt`` defaults to now), only those created in
+        that range, oldest first; a range covers at most 366 days (``invalid_request``)."""
         return await self._run(
-            self._calls.list_transfers(tenant, account_id, status, limit, cursor)
+            self._calls.list_transfers(
+                tenant,
+                account_id,
+                status,
+                limit,
+                cursor,
+                created_gte=created_gte,
+                created_lt=created_lt,
+            )
         )
 
     async def post_transfer(
@@ -341,9 +366,21 @@ class SyncLedger:
         status: str | None = None,
         limit: int = 10,
         cursor: str | None = None,
+        created_gte: float | None = None,
+        created_lt: float | None = None,
     ) -> Page[Transfer]:
         """See :meth:`Ledger.list_transfers`."""
-        return self._run(self._calls.list_transfers(tenant, account_id, status, limit, cursor))
+        return self._run(
+            self._calls.list_transfers(
+                tenant,
+                account_id,
+                status,
+                limit,
+                cursor,
+                created_gte=created_gte,
+                created_lt=created_lt,
+            )
+        )
 
     def post_transfer(
         self, tenant: str, transfer_id: str, *, amount: int | None = None
