@@ -85,7 +85,7 @@ class Served:
 
 @contextlib.contextmanager
 def ledger_serve(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout_s: float = 30
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout_s: float = 90
 ) -> Iterator[Served]:
     """``ledger serve --port N *args`` as a real subprocess; waits until /livez answers."""
     port = free_port()

@@ -262,7 +262,9 @@ def test_a_deadline_is_never_overrun(
     assert elapsed <= budget + 0.3
     arrivals = [r.at for r in server.received[path]]
     assert 1 <= len(arrivals) <= 3
-    assert all(at < started + budget for at in arrivals)  # no attempt started past it
+    # No attempt started past it. An arrival is when the server got to the request: on a busy
+    # machine it trails the client's send by up to the scheduling slack allowed above.
+    assert all(at < started + budget + 0.3 for at in arrivals)
 
 
 def test_no_wait_is_started_past_the_deadline(server: ScriptedApp, mode: str) -> None:
