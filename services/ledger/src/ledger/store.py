@@ -22,6 +22,7 @@ reaches the caller.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -109,6 +110,14 @@ class Get:
 
 
 @dataclass(frozen=True, slots=True)
+class GetAll:
+    """Several records at once: the async runner sends the reads together (one round trip on
+    Redis, overlapping requests elsewhere); the reply is the records in order."""
+
+    keys: tuple[Key, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Query:
     partition: str
     limit: int
@@ -120,7 +129,7 @@ class Transact:
     operations: Sequence[Operation]
 
 
-type Command = Get | Query | Transact
+type Command = Get | GetAll | Query | Transact
 type Plan[T] = Generator[Command, Any, T]
 
 CONTENTION_RETRY: Final = retry(
@@ -155,6 +164,8 @@ def _drive_sync[T](store: Store, plan: Plan[T]) -> T:
                 reply: object
                 if isinstance(command, Get):
                     reply = store.get(command.key)
+                elif isinstance(command, GetAll):
+                    reply = [store.get(key) for key in command.keys]
                 elif isinstance(command, Query):
                     reply = store.query(
                         command.partition, limit=command.limit, cursor=command.cursor
@@ -178,6 +189,8 @@ async def _drive_async[T](store: AsyncStore, plan: Plan[T]) -> T:
                 reply: object
                 if isinstance(command, Get):
                     reply = await store.get(command.key)
+                elif isinstance(command, GetAll):
+                    reply = await asyncio.gather(*(store.get(key) for key in command.keys))
                 elif isinstance(command, Query):
                     reply = await store.query(
                         command.partition, limit=command.limit, cursor=command.cursor
@@ -380,12 +393,18 @@ class _Journal:
         self.states: dict[str, BalanceState] = {}
         self.entries: list[Operation] = []
 
-    def load(self, account_id: str) -> Plan[BalanceState]:
-        if account_id not in self.states:
-            record = yield from _required(balance_key, self.tenant, account_id, "account")
-            self.versions[account_id] = record.version
-            self.states[account_id] = state_from_record(record)
-        return self.states[account_id]
+    def load(self, *account_ids: str) -> Plan[list[BalanceState]]:
+        """The accounts' balance states; those not read yet are read together."""
+        missing = list(dict.fromkeys(a for a in account_ids if a not in self.states))
+        if missing:
+            keys = tuple(balance_key(self.tenant, _known_id(a, "account")) for a in missing)
+            records: list[Record | None] = yield GetAll(keys)
+            for account_id, record in zip(missing, records, strict=True):
+                if record is None:
+                    raise NotFound(f"account {account_id!r} not found")
+                self.versions[account_id] = record.version
+                self.states[account_id] = state_from_record(record)
+        return [self.states[a] for a in account_ids]
 
     def move(
         self, account_id: str, movement: Movement, transfer_id: str, kind: EntryKind, amount: int
@@ -827,8 +846,7 @@ def _add_transfer(
     batch_id: str | None = None,
 ) -> Plan[list[Operation]]:
     """Apply a new transfer to the journal; return its own records (transfer, timeout)."""
-    debit = yield from journal.load(new.debit_account_id)
-    credit = yield from journal.load(new.credit_account_id)
+    debit, credit = yield from journal.load(new.debit_account_id, new.credit_account_id)
     check_new_transfer(new, debit, credit)
     kind = EntryKind.PENDING if new.pending else EntryKind.POSTED
     movements = create_movements(new.amount, pending=new.pending)
@@ -937,8 +955,7 @@ def resolve_plan(
         posted_amount = 0
         movements = void_movements(reserved)
     journal = _Journal(tenant, now)
-    yield from journal.load(data["debit_account_id"])
-    yield from journal.load(data["credit_account_id"])
+    yield from journal.load(data["debit_account_id"], data["credit_account_id"])
     journal.move_both(
         debit_id=data["debit_account_id"],
         credit_id=data["credit_account_id"],
