@@ -116,10 +116,11 @@ class _Calls:
         """One plan per transact-sized chunk of ``requests``, in order."""
         check_tenant(tenant)
         requests = list(requests)  # the plans run later: a caller's list may change meanwhile
+        run = plans.TransfersRun()
 
         def chunk_plan(chunk: range) -> MakePlan[list[TransferOutcome]]:
             return lambda: plans.create_transfers_plan(
-                tenant, [requests[i] for i in chunk], self.clock()
+                tenant, [requests[i] for i in chunk], self.clock(), run
             )
 
         return [

@@ -23,7 +23,7 @@ reaches the caller.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from pydantic import TypeAdapter, ValidationError
@@ -351,16 +351,21 @@ class _Journal:
     transfers of a batch may touch one account: each account is read once and replaced once
     (at the version read), its entries numbered on from its entry count."""
 
-    def __init__(self, tenant: str, now: float) -> None:
+    def __init__(self, tenant: str, now: float, known: dict[str, Record] | None = None) -> None:
         self.tenant = tenant
         self.now = now
+        self.known = {} if known is None else known
+        """Balance records written by this process's previous transact, used instead of a
+        read (see :func:`create_transfers_plan`); a stale one makes the transact fail."""
         self.versions: dict[str, int] = {}
         self.states: dict[str, BalanceState] = {}
         self.entries: list[Operation] = []
 
     def load(self, account_id: str) -> Plan[BalanceState]:
         if account_id not in self.states:
-            record = yield from _required(balance_key, self.tenant, account_id, "account")
+            record = self.known.get(account_id)
+            if record is None:
+                record = yield from _required(balance_key, self.tenant, account_id, "account")
             self.versions[account_id] = record.version
             self.states[account_id] = state_from_record(record)
         return self.states[account_id]
@@ -830,8 +835,18 @@ def transfer_chunks(requests: Sequence[TransferRequest], max_operations: int) ->
     return chunks
 
 
+@dataclass
+class TransfersRun:
+    """What one ``create_transfers`` call carries from a chunk's transact to the next."""
+
+    balances: dict[str, Record] = field(default_factory=dict)
+    """The balance records this run's transacts wrote last, by account id."""
+    careful: bool = False
+    """Read everything (whether each transfer exists, every balance) before writing."""
+
+
 def create_transfers_plan(
-    tenant: str, requests: Sequence[TransferRequest], now: float
+    tenant: str, requests: Sequence[TransferRequest], now: float, run: TransfersRun
 ) -> Plan[list[TransferOutcome]]:
     """Independent (not linked) transfers in ONE transact, each exactly once per idempotency
     key with the id :func:`create_transfer_plan` derives: one already created with the same
@@ -839,8 +854,51 @@ def create_transfers_plan(
     refuse is ``rejected`` alone (the journal rolls back to before it). Balances touched by
     several transfers are computed cumulatively and replaced once. ``requests`` must fit one
     transact (:func:`transfer_chunks`); a concurrent change is ``Contention`` (the runner
-    re-runs the whole plan, re-reading)."""
-    journal = _Journal(tenant, now)
+    re-runs the plan, which then reads everything).
+
+    An import is mostly new transfers on the balances its previous transact wrote, so a chunk
+    is first written *optimistically*: no read of whether each transfer exists (its ``Create``
+    fails if it does) and the balances as ``run`` remembers them (their ``Replace`` fails if
+    another writer changed one). Only if that transact fails, or a transfer was refused on that
+    view, is the chunk done again *carefully*, reading everything, which then decides. Reading
+    everything every time doubled the store operations of a 100,000-row import (each transfer
+    read, each touched balance read per chunk: ~180,000 reads beside ~380,000 writes) and made
+    it ~30% slower end to end.
+    """
+    if not run.careful:
+        outcomes = yield from _transfers_attempt(tenant, requests, now, run, careful=False)
+        if outcomes is not None:
+            return outcomes
+    run.careful, run.balances = True, {}
+    outcomes = yield from _transfers_attempt(tenant, requests, now, run, careful=True)
+    assert outcomes is not None
+    # A re-run or a resumed run meets its duplicates in a row: stay careful while it does.
+    run.careful = any(outcome.status == "duplicate" for outcome in outcomes)
+    return outcomes
+
+
+def _created_before(new_id: str, earlier: str, request_fingerprint: str) -> TransferOutcome:
+    """The outcome of a request whose transfer exists (made by a request of fingerprint
+    ``earlier``)."""
+    if earlier == request_fingerprint:
+        return TransferOutcome(new_id, "duplicate")
+    reused = IdempotencyKeyReused(
+        "this idempotency key was used with another request; nothing was written"
+    )
+    return TransferOutcome(new_id, "rejected", reused)
+
+
+def _transfers_attempt(
+    tenant: str,
+    requests: Sequence[TransferRequest],
+    now: float,
+    run: TransfersRun,
+    *,
+    careful: bool,
+) -> Plan[list[TransferOutcome] | None]:
+    """One attempt of :func:`create_transfers_plan`; ``None``: an optimistic one gave up
+    (nothing written)."""
+    journal = _Journal(tenant, now, None if careful else run.balances)
     outcomes: list[TransferOutcome] = []
     own: list[Operation] = []
     planned: dict[str, str] = {}  # id -> fingerprint of the transfers this transact creates
@@ -852,29 +910,34 @@ def create_transfers_plan(
             continue
         request_fingerprint = fingerprint(new.model_dump(mode="json"))
         earlier = planned.get(new_id)
-        if earlier is None:
+        if earlier is None and careful:
             existing: Record | None = yield Get(transfer_key(tenant, new_id))
             earlier = None if existing is None else existing.data["fingerprint"]
         if earlier is not None:
-            if earlier == request_fingerprint:
-                outcomes.append(TransferOutcome(new_id, "duplicate"))
-            else:
-                reused = IdempotencyKeyReused(
-                    "this idempotency key was used with another request; nothing was written"
-                )
-                outcomes.append(TransferOutcome(new_id, "rejected", reused))
+            outcomes.append(_created_before(new_id, earlier, request_fingerprint))
             continue
         saved = journal.checkpoint()
         try:
             own += yield from _add_transfer(journal, new, new_id, request_fingerprint)
         except LedgerError as exc:
+            if not careful:
+                return None  # refused on a remembered view: decide on a fresh one
             journal.rollback(saved)
             outcomes.append(TransferOutcome(new_id, "rejected", exc))
             continue
         planned[new_id] = request_fingerprint
         outcomes.append(TransferOutcome(new_id, "created"))
-    if own:
-        yield from _commit(own + journal.operations(), "transfers")
+    if not own:
+        return outcomes
+    balances = journal.operations()
+    try:
+        results = yield from _commit(own + balances, "transfers")
+    except Contention:
+        if careful:
+            raise
+        return None
+    written = results[len(own) : len(own) + len(journal.states)]  # the balances' Replaces
+    run.balances.update((record.key.sort, record) for record in written if record is not None)
     return outcomes
 
 
