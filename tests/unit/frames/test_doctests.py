@@ -7,7 +7,13 @@ import importlib
 
 import pytest
 
-MODULES = ["stalwart.frames", "stalwart.frames._pages"]
+MODULES = [
+    "stalwart.frames",
+    "stalwart.frames._convert",
+    "stalwart.frames._pages",
+    "stalwart.frames._read",
+    "stalwart.frames._write",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
