@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -62,7 +61,6 @@ def test_a_100000_row_import_posts_every_row_once_and_a_rerun_posts_nothing(stor
     transfer_rows(rows).to_parquet(path)
     seen: list[tuple[int, int]] = []
 
-    started = time.perf_counter()
     summary = import_file(
         ledger,
         T,
@@ -71,7 +69,6 @@ def test_a_100000_row_import_posts_every_row_once_and_a_rerun_posts_nothing(stor
         rejects_path=tmp_path / "rejects.csv",
         progress=lambda done, total: seen.append((done, total)),
     )
-    elapsed = time.perf_counter() - started
 
     assert (summary.rows, summary.posted, summary.duplicates, summary.rejected) == (
         rows,
@@ -86,7 +83,6 @@ def test_a_100000_row_import_posts_every_row_once_and_a_rerun_posts_nothing(stor
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
     assert _wallet_total(ledger) == expected_minor_units(rows)
     assert check_invariants(store, T) == []
-    assert elapsed < 60, f"100,000 rows took {elapsed:.1f} s"  # ~10-20 s on an idle 2-core box
 
     again = import_file(ledger, T, path, kind="transfers", rejects_path=tmp_path / "rejects.csv")
     assert (again.posted, again.duplicates, again.rejected) == (0, rows, 0)

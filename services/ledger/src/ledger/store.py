@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Literal
 
 from pydantic import TypeAdapter, ValidationError
@@ -251,6 +252,27 @@ def transfers_partition(tenant: str) -> str:
 
 def transfer_key(tenant: str, transfer_id: str) -> Key:
     return Key(transfers_partition(tenant), transfer_id)
+
+
+def transfer_days_partition(tenant: str, day: date) -> str:
+    """The time index of one UTC day: a record per transfer created that day, sorted by
+    creation time (a query per day keeps a time range's reads near its own transfers)."""
+    return f"t/{tenant}/transfers-on/{day.isoformat()}"
+
+
+def transfer_time_key(tenant: str, created_at: float, transfer_id: str) -> Key:
+    return Key(
+        transfer_days_partition(tenant, utc_day(created_at)),
+        f"{_time_sort(created_at)}/{transfer_id}",
+    )
+
+
+def utc_day(epoch_seconds: float) -> date:
+    return datetime.fromtimestamp(epoch_seconds, UTC).date()
+
+
+def _time_sort(epoch_seconds: float) -> str:
+    return f"{round(epoch_seconds * 1_000_000):017d}"
 
 
 def batches_partition(tenant: str) -> str:
@@ -585,9 +607,12 @@ def scan_plan[T](
     limit: int,
     cursor: str | None,
     convert: Callable[[Record], Plan[T | None]],
+    *,
+    past_end: Callable[[Record], bool] | None = None,
 ) -> Plan[tuple[list[T], str | None]]:
     """Up to ``limit`` items of ``partition`` in sort-key order, each record converted (``None``
-    skips it), and the cursor after the last record read (``None``: nothing follows).
+    skips it), and the cursor after the last record read (``None``: nothing follows). A
+    record for which ``past_end`` holds ends the list (it and what follows are not read).
 
     Each query asks for exactly the items still missing, so the store's cursor always points
     right after the last record used: paging has no gaps or duplicates even while records are
@@ -601,6 +626,8 @@ def scan_plan[T](
         except InvalidRecord as exc:
             raise InvalidCursor("the cursor does not belong to this list") from exc
         for record in page.records:
+            if past_end is not None and past_end(record):
+                return items, None
             item = yield from convert(record)
             if item is not None:
                 items.append(item)
@@ -643,32 +670,134 @@ def list_entries_plan(
 _CREATING_KINDS: Final = frozenset({EntryKind.PENDING, EntryKind.POSTED})
 
 
+MAX_RANGE_DAYS: Final = 366
+"""Longest time range one transfer list covers (it reads one index partition per day)."""
+
+
 def list_transfers_plan(
-    tenant: str, account_id: str | None, status: str | None, limit: int, cursor: str | None
+    tenant: str,
+    account_id: str | None,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+    *,
+    created_gte: float | None = None,
+    created_lt: float | None = None,
+    now: float,
 ) -> Plan[tuple[list[Transfer], str | None]]:
-    """All of a tenant's transfers by id, or one account's in the order they reached it."""
+    """A tenant's transfers: with a time range, oldest first (``created_lt`` defaults to now);
+    else by id; with ``account_id``, in the order they reached that account."""
 
     def keep(transfer: Transfer) -> Transfer | None:
         return transfer if status is None or transfer.status == status else None
 
-    if account_id is None:
+    if created_gte is None and created_lt is not None:
+        raise InvalidRequest("a time range needs created_gte (created_lt defaults to now)")
+    timed = created_gte is not None
+    start = created_gte if created_gte is not None else 0.0
+    end = created_lt if created_lt is not None else now + 1e-6  # now itself included
+
+    if account_id is None and not timed:
 
         def convert(record: Record) -> Plan[Transfer | None]:
             return _plain(keep(transfer_from_record(record)))
 
         return (yield from scan_plan(transfers_partition(tenant), limit, cursor, convert))
 
+    if account_id is None:
+        return (
+            yield from _transfers_in_range(
+                tenant, start, end, keep=keep, limit=limit, cursor=cursor
+            )
+        )
+
     yield from _account_record(tenant, account_id)
 
     def convert_entry(record: Record) -> Plan[Transfer | None]:
-        if record.data["kind"] not in _CREATING_KINDS:
-            return None  # a later step of a transfer already listed
+        data = record.data
+        if data["kind"] not in _CREATING_KINDS or data["created_at"] < start:
+            return None  # a later step of a transfer already listed, or before the range
+        found: Record = yield Get(transfer_key(tenant, data["transfer_id"]))
+        return keep(transfer_from_record(found))
+
+    def entry_past_end(record: Record) -> bool:
+        created_at: float = record.data["created_at"]
+        return created_at >= end
+
+    return (
+        yield from scan_plan(
+            entries_partition(tenant, account_id),
+            limit,
+            cursor,
+            convert_entry,
+            past_end=entry_past_end if timed else None,
+        )
+    )
+
+
+def _transfers_in_range(
+    tenant: str,
+    start: float,
+    end: float,
+    *,
+    keep: Callable[[Transfer], Transfer | None],
+    limit: int,
+    cursor: str | None,
+) -> Plan[tuple[list[Transfer], str | None]]:
+    """Transfers created in [start, end), oldest first, walking the time index day by day.
+    The cursor is ``<day>/<that day's store cursor>``."""
+    if end <= start:
+        return [], None
+    first, last = _range_days(start, end)
+    day, day_cursor = _range_cursor(cursor, first, last)
+    low, high = _time_sort(start), _time_sort(end)
+
+    def in_range(record: Record) -> Plan[Transfer | None]:
+        if record.key.sort < low:
+            return None
         found: Record = yield Get(transfer_key(tenant, record.data["transfer_id"]))
         return keep(transfer_from_record(found))
 
-    return (
-        yield from scan_plan(entries_partition(tenant, account_id), limit, cursor, convert_entry)
-    )
+    def past_end(record: Record) -> bool:
+        return record.key.sort >= high
+
+    items: list[Transfer] = []
+    while True:
+        found, day_cursor = yield from scan_plan(
+            transfer_days_partition(tenant, day),
+            limit - len(items),
+            day_cursor,
+            in_range,
+            past_end=past_end,
+        )
+        items += found
+        if day_cursor is None:
+            if day == last:
+                return items, None
+            day += timedelta(days=1)
+        if len(items) == limit or day_cursor is not None:
+            # A full page, or a day cut short by the scan bound: continue from here.
+            return items, f"{day.isoformat()}/{day_cursor or ''}"
+
+
+def _range_days(start: float, end: float) -> tuple[date, date]:
+    first, last = utc_day(start), utc_day(end - 1e-6)
+    if (last - first).days >= MAX_RANGE_DAYS:
+        raise InvalidRequest(f"a time range covers at most {MAX_RANGE_DAYS} days")
+    return first, last
+
+
+def _range_cursor(cursor: str | None, first: date, last: date) -> tuple[date, str | None]:
+    if cursor is None:
+        return first, None
+    day_text, _, day_cursor = cursor.partition("/")
+    try:
+        day = date.fromisoformat(day_text)
+    except ValueError:
+        day = date.min
+    if not first <= day <= last:
+        raise InvalidCursor("the cursor does not belong to this list")
+    return day, day_cursor or None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -734,7 +863,13 @@ def _add_transfer(
     data = _transfer_data(
         new, transfer_id, journal.now, request_fingerprint, reverses=reverses, batch_id=batch_id
     )
-    operations: list[Operation] = [Create(transfer_key(journal.tenant, transfer_id), data)]
+    operations: list[Operation] = [
+        Create(transfer_key(journal.tenant, transfer_id), data),
+        Create(
+            transfer_time_key(journal.tenant, journal.now, transfer_id),
+            {"transfer_id": transfer_id},
+        ),
+    ]
     if data["expires_at"] is not None:
         operations.append(
             Create(
@@ -812,8 +947,9 @@ type TransferRequest = tuple[NewTransfer, str]
 
 
 def _transfer_operation_count(new: NewTransfer) -> int:
-    """Records a new transfer writes besides balances: itself, two entries, maybe a timeout."""
-    return 3 + (new.timeout_s is not None)
+    """Records a new transfer writes besides balances: itself, its time index, two entries,
+    maybe a timeout."""
+    return 4 + (new.timeout_s is not None)
 
 
 def transfer_chunks(requests: Sequence[TransferRequest], max_operations: int) -> list[range]:
@@ -1021,11 +1157,12 @@ def reverse_plan(
 
 
 def batch_operation_count(transfers: Sequence[NewTransfer]) -> int:
-    """Store operations a batch's transact needs: the batch record, one record per transfer
-    (two with a timeout), one balance per distinct account, two journal entries per transfer."""
+    """Store operations a batch's transact needs: the batch record, two records per transfer
+    (itself and its time index; three with a timeout), one balance per distinct account, two
+    journal entries per transfer."""
     accounts = {t.debit_account_id for t in transfers} | {t.credit_account_id for t in transfers}
     timeouts = sum(1 for t in transfers if t.timeout_s is not None)
-    return 1 + 3 * len(transfers) + timeouts + len(accounts)
+    return 1 + 4 * len(transfers) + timeouts + len(accounts)
 
 
 def create_batch_plan(
@@ -1051,7 +1188,7 @@ def create_batch_plan(
         if needed > max_operations:
             raise BatchTooLarge(
                 f"this batch needs {needed} store operations in one transaction; this store "
-                f"allows {max_operations} (each transfer takes 3, plus 1 per account and 1 for "
+                f"allows {max_operations} (each transfer takes 4, plus 1 per account and 1 for "
                 "the batch)"
             )
         journal = _Journal(tenant, now)
