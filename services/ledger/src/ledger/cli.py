@@ -6,6 +6,7 @@
     ledger import FILE --kind accounts|transfers --tenant T [--rejects PATH] [--store URL]
     ledger export accounts|balances|transfers|entries --tenant T --out PATH [--account ID]
                   [--from DATE --to DATE] [--store URL]
+    ledger report --tenant T --from DATE --to DATE --out DIR [--format png|svg] [--store URL]
 
 Options override the ``LEDGER_*`` settings (``.env``, environment, Secrets Manager).
 """
@@ -35,6 +36,7 @@ from ledger.auth import IssuedKey, create_key, ensure_development_key, revoke_ke
 from ledger.domain.errors import LedgerError
 from ledger.ops.exporter import export
 from ledger.ops.importer import ImportFileError, import_file
+from ledger.ops.reports import build_report, write_report
 from ledger.service import SyncLedger
 from ledger.settings import Environment, LedgerSettings
 from stalwart.config import ConfigError
@@ -264,6 +266,37 @@ def export_command(
         except (LedgerError, ValueError, OSError) as exc:
             raise _fail(exc) from exc
     typer.echo(f"{rows} {what} rows written to {out}")
+
+
+@app.command("report")
+def report_command(
+    *,
+    tenant: TenantOption,
+    start: Annotated[
+        datetime,
+        typer.Option("--from", formats=["%Y-%m-%d"], help="First day (UTC), included."),
+    ],
+    end: Annotated[
+        datetime,
+        typer.Option("--to", formats=["%Y-%m-%d"], help="Day after the last (UTC), excluded."),
+    ],
+    out: Annotated[Path, typer.Option(help="Directory for the CSV files and the chart.")],
+    chart_format: Annotated[
+        Literal["png", "svg"], typer.Option("--format", help="The chart's image format.")
+    ] = "png",
+    store: StoreOption = None,
+) -> None:
+    """Daily volume and count per currency, a trial balance (must sum to zero) and the largest
+    movements of [FROM, TO), as CSV files and a chart."""
+    settings = load_settings(store_url=store)
+    with opened_store(settings) as sync_store:
+        try:
+            report = build_report(SyncLedger(sync_store), tenant, start.date(), end.date())
+            written = write_report(report, out, chart_format=chart_format)
+        except (LedgerError, ValueError, OSError) as exc:
+            raise _fail(exc) from exc
+    for path in written:
+        typer.echo(f"wrote {path}")
 
 
 def main() -> None:
