@@ -34,9 +34,6 @@ from rich.progress import (
 
 from ledger.auth import IssuedKey, create_key, ensure_development_key, revoke_key
 from ledger.domain.errors import LedgerError
-from ledger.ops.exporter import export
-from ledger.ops.importer import ImportFileError, import_file
-from ledger.ops.reports import build_report, write_report
 from ledger.service import SyncLedger
 from ledger.settings import Environment, LedgerSettings
 from stalwart.config import ConfigError
@@ -149,6 +146,10 @@ def keys_revoke(
     typer.echo(f"revoked API key {key_id}")
 
 
+# The file commands (import, export, report) import ledger.ops -- pandas, pyarrow, pandera,
+# matplotlib: seconds of imports -- only when they run, so `ledger serve` and its workers start
+# without them.
+
 TenantOption = Annotated[str, typer.Option(help="The tenant whose ledger this is.")]
 
 
@@ -173,6 +174,8 @@ def import_command(
     Exit status: 0 when every row is posted or already present, 1 when rows were rejected (see
     the rejects file), 2 when the file or the configuration is unusable (nothing written).
     """
+    from ledger.ops.importer import ImportFileError, import_file  # noqa: PLC0415  # see above
+
     settings = load_settings(store_url=store)
     rejects_path = rejects or file.with_name(f"{file.stem}.rejects.csv")
     columns = (
@@ -249,6 +252,8 @@ def export_command(
 
     --from/--to select transfers and entries created in [FROM, TO) (UTC days; TO excluded).
     """
+    from ledger.ops.exporter import export  # noqa: PLC0415  # see above
+
     settings = load_settings(store_url=store)
     if end is not None and start is None:
         raise _fail("--to needs --from")
@@ -288,6 +293,8 @@ def report_command(
 ) -> None:
     """Daily volume and count per currency, a trial balance (must sum to zero) and the largest
     movements of [FROM, TO), as CSV files and a chart."""
+    from ledger.ops.reports import build_report, write_report  # noqa: PLC0415  # see above
+
     settings = load_settings(store_url=store)
     with opened_store(settings) as sync_store:
         try:
