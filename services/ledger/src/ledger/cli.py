@@ -3,6 +3,10 @@
     ledger serve [--store URL] [--host H] [--port P] [--workers N]
     ledger keys create --tenant NAME [--store URL]
     ledger keys revoke KEY_ID [--store URL]
+    ledger import FILE --kind accounts|transfers --tenant T [--rejects PATH] [--store URL]
+    ledger export accounts|balances|transfers|entries --tenant T --out PATH [--account ID]
+                  [--from DATE --to DATE] [--store URL]
+    ledger report --tenant T --from DATE --to DATE --out DIR [--format png|svg] [--store URL]
 
 Options override the ``LEDGER_*`` settings (``.env``, environment, Secrets Manager).
 """
@@ -12,13 +16,25 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Literal
 
 import typer
 import uvicorn
 from pydantic import ValidationError
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from ledger.auth import IssuedKey, create_key, ensure_development_key, revoke_key
+from ledger.domain.errors import LedgerError
+from ledger.service import SyncLedger
 from ledger.settings import Environment, LedgerSettings
 from stalwart.config import ConfigError
 from stalwart.storage import Store, StoreConfigurationError, open_store
@@ -128,6 +144,166 @@ def keys_revoke(
         typer.echo(f"ledger: no live API key with id {key_id!r}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked API key {key_id}")
+
+
+# The file commands (import, export, report) import ledger.ops -- pandas, pyarrow, pandera,
+# matplotlib: seconds of imports -- only when they run, so `ledger serve` and its workers start
+# without them.
+
+TenantOption = Annotated[str, typer.Option(help="The tenant whose ledger this is.")]
+
+
+def _fail(message: object, status: int = 2) -> typer.Exit:
+    typer.echo(f"ledger: {message}", err=True)
+    return typer.Exit(status)
+
+
+@app.command("import")
+def import_command(
+    file: Annotated[Path, typer.Argument(help="A .csv or .parquet file.")],
+    kind: Annotated[Literal["accounts", "transfers"], typer.Option(help="What the file holds.")],
+    tenant: TenantOption,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(help="Where rejected rows go (default: FILE's name + .rejects.csv)."),
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Import accounts or transfers, exactly once (a re-run posts nothing twice).
+
+    Exit status: 0 when every row is posted or already present, 1 when rows were rejected (see
+    the rejects file), 2 when the file or the configuration is unusable (nothing written).
+    """
+    from ledger.ops.importer import ImportFileError, import_file  # noqa: PLC0415  # see above
+
+    settings = load_settings(store_url=store)
+    rejects_path = rejects or file.with_name(f"{file.stem}.rejects.csv")
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
+    with opened_store(settings) as sync_store, Progress(*columns, transient=False) as bar:
+        task = bar.add_task(f"importing {kind}", total=None, rate="")
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+            speed = bar.tasks[task].speed
+            bar.update(task, rate="" if speed is None else f"{speed:,.0f} rows/s")
+
+        try:
+            summary = import_file(
+                SyncLedger(sync_store),
+                tenant,
+                file,
+                kind=kind,
+                rejects_path=rejects_path,
+                progress=progress,
+            )
+        except (ImportFileError, LedgerError) as exc:
+            raise _fail(exc) from exc
+    typer.echo(
+        f"{summary.rows} rows: {summary.posted} posted, {summary.duplicates} skipped as "
+        f"duplicate, {summary.rejected} rejected"
+        + (f" (see {summary.rejects_path})" if summary.rejects_path else "")
+    )
+    if summary.rejected:
+        raise typer.Exit(1)
+
+
+FromOption = Annotated[
+    datetime | None,
+    typer.Option("--from", formats=["%Y-%m-%d"], help="First day (UTC, YYYY-MM-DD), included."),
+]
+ToOption = Annotated[
+    datetime | None,
+    typer.Option("--to", formats=["%Y-%m-%d"], help="Day after the last (UTC), excluded."),
+]
+
+
+def _epoch(day: datetime | date | None) -> float | None:
+    """Midnight UTC of ``day`` in epoch seconds."""
+    if day is None:
+        return None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+
+
+@app.command("export")
+def export_command(
+    what: Annotated[
+        Literal["accounts", "balances", "transfers", "entries"],
+        typer.Argument(help="What to export."),
+    ],
+    *,
+    tenant: TenantOption,
+    out: Annotated[Path, typer.Option(help="The .csv or .parquet file to write.")],
+    account: Annotated[
+        str | None,
+        typer.Option(help="Only this account (its balance, its transfers, its journal)."),
+    ] = None,
+    start: FromOption = None,
+    end: ToOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Export to CSV or Parquet, streamed page by page (memory stays bounded).
+
+    --from/--to select transfers and entries created in [FROM, TO) (UTC days; TO excluded).
+    """
+    from ledger.ops.exporter import export  # noqa: PLC0415  # see above
+
+    settings = load_settings(store_url=store)
+    if end is not None and start is None:
+        raise _fail("--to needs --from")
+    with opened_store(settings) as sync_store:
+        try:
+            rows = export(
+                SyncLedger(sync_store),
+                tenant,
+                what,
+                out,
+                account_id=account,
+                created_gte=_epoch(start),
+                created_lt=_epoch(end),
+            )
+        except (LedgerError, ValueError, OSError) as exc:
+            raise _fail(exc) from exc
+    typer.echo(f"{rows} {what} rows written to {out}")
+
+
+@app.command("report")
+def report_command(
+    *,
+    tenant: TenantOption,
+    start: Annotated[
+        datetime,
+        typer.Option("--from", formats=["%Y-%m-%d"], help="First day (UTC), included."),
+    ],
+    end: Annotated[
+        datetime,
+        typer.Option("--to", formats=["%Y-%m-%d"], help="Day after the last (UTC), excluded."),
+    ],
+    out: Annotated[Path, typer.Option(help="Directory for the CSV files and the chart.")],
+    chart_format: Annotated[
+        Literal["png", "svg"], typer.Option("--format", help="The chart's image format.")
+    ] = "png",
+    store: StoreOption = None,
+) -> None:
+    """Daily volume and count per currency, a trial balance (must sum to zero) and the largest
+    movements of [FROM, TO), as CSV files and a chart."""
+    from ledger.ops.reports import build_report, write_report  # noqa: PLC0415  # see above
+
+    settings = load_settings(store_url=store)
+    with opened_store(settings) as sync_store:
+        try:
+            report = build_report(SyncLedger(sync_store), tenant, start.date(), end.date())
+            written = write_report(report, out, chart_format=chart_format)
+        except (LedgerError, ValueError, OSError) as exc:
+            raise _fail(exc) from exc
+    for path in written:
+        typer.echo(f"wrote {path}")
 
 
 def main() -> None:

@@ -41,7 +41,15 @@ from ledger.domain.models import (
     Page,
     Transfer,
 )
-from ledger.store import CONTENTION_RETRY, Plan, check_tenant, run_async, run_sync
+from ledger.store import (
+    CONTENTION_RETRY,
+    Plan,
+    TransferOutcome,
+    TransferRequest,
+    check_tenant,
+    run_async,
+    run_sync,
+)
 from stalwart.resilience import RetryPolicy
 from stalwart.storage import AsyncStore, Store
 
@@ -106,6 +114,29 @@ class _Calls:
     ) -> MakePlan[tuple[Transfer, bool]]:
         check_tenant(tenant)
         return lambda: plans.create_transfer_plan(tenant, new, idempotency_key, self.clock())
+
+    def create_transfers(
+        self, tenant: str, requests: Sequence[TransferRequest]
+    ) -> list[tuple[list[str], MakePlan[list[TransferOutcome]]]]:
+        """One plan per transact-sized chunk of ``requests``, in order, with the accounts it
+        touches."""
+        check_tenant(tenant)
+        requests = list(requests)  # the plans run later: a caller's list may change meanwhile
+        run = plans.TransfersRun()
+
+        def chunk_plan(chunk: range) -> tuple[list[str], MakePlan[list[TransferOutcome]]]:
+            part = [requests[i] for i in chunk]
+            accounts = [a for new, _ in part for a in (new.debit_account_id, new.credit_account_id)]
+            return accounts, lambda: plans.create_transfers_plan(tenant, part, self.clock(), run)
+
+        return [
+            chunk_plan(chunk)
+            for chunk in plans.transfer_chunks(requests, self.max_transaction_items)
+        ]
+
+    def get_account_by_external_id(self, tenant: str, external_id: str) -> MakePlan[Account]:
+        check_tenant(tenant)
+        return lambda: plans.get_account_by_external_id_plan(tenant, external_id)
 
     def get_transfer(self, tenant: str, transfer_id: str) -> MakePlan[Transfer]:
         check_tenant(tenant)
@@ -258,6 +289,26 @@ class Ledger:
         async with self._accounts_held(tenant, new.debit_account_id, new.credit_account_id):
             return await self._run(make_plan)
 
+    async def create_transfers(
+        self, tenant: str, requests: Sequence[TransferRequest]
+    ) -> list[TransferOutcome]:
+        """Many independent transfers, each ``(new, idempotency_key)`` created exactly once as
+        :meth:`create_transfer` would (same id, same fingerprint), written many per transact
+        (as many as the store's ``max_transaction_items`` allows). One outcome per request, in
+        order: ``created``, ``duplicate`` (already created by the same request: a re-run), or
+        ``rejected`` with its error (refused by the rules, or ``idempotency_key_reused``), the
+        others unaffected. Not linked: unlike :meth:`create_batch`, one refusal rejects only
+        its own transfer. For imports (``ledger import``)."""
+        outcomes: list[TransferOutcome] = []
+        for accounts, make_plan in self._calls.create_transfers(tenant, requests):
+            async with self._accounts_held(tenant, *accounts):
+                outcomes += await self._run(make_plan)
+        return outcomes
+
+    async def get_account_by_external_id(self, tenant: str, external_id: str) -> Account:
+        """The account with this ``external_id`` (``NotFound`` if none)."""
+        return await self._run(self._calls.get_account_by_external_id(tenant, external_id))
+
     async def get_transfer(self, tenant: str, transfer_id: str) -> Transfer:
         """The transfer (``NotFound``, also for another tenant's id)."""
         return await self._run(self._calls.get_transfer(tenant, transfer_id))
@@ -391,6 +442,20 @@ class SyncLedger:
         make_plan = self._calls.create_transfer(tenant, new, idempotency_key)
         with self._accounts_held(tenant, new.debit_account_id, new.credit_account_id):
             return self._run(make_plan)
+
+    def create_transfers(
+        self, tenant: str, requests: Sequence[TransferRequest]
+    ) -> list[TransferOutcome]:
+        """See :meth:`Ledger.create_transfers`."""
+        outcomes: list[TransferOutcome] = []
+        for accounts, make_plan in self._calls.create_transfers(tenant, requests):
+            with self._accounts_held(tenant, *accounts):
+                outcomes += self._run(make_plan)
+        return outcomes
+
+    def get_account_by_external_id(self, tenant: str, external_id: str) -> Account:
+        """See :meth:`Ledger.get_account_by_external_id`."""
+        return self._run(self._calls.get_account_by_external_id(tenant, external_id))
 
     def get_transfer(self, tenant: str, transfer_id: str) -> Transfer:
         """See :meth:`Ledger.get_transfer`."""
