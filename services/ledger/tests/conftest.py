@@ -156,3 +156,15 @@ async def ledger(
         yield driver
     finally:
         await driver.close()
+
+
+@pytest.fixture
+def cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2 at its cheapest for the back-office tests (the default costs up to 1 s per hash
+    on this machine by design; the tests check logins, not the hash's cost)."""
+    from argon2 import PasswordHasher  # noqa: PLC0415 - only the back-office tests need it
+    from ledger.backoffice import operators  # noqa: PLC0415
+
+    monkeypatch.setattr(
+        operators, "HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
