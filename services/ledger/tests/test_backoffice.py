@@ -8,7 +8,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
+from api_support import ledger_serve
 from backoffice_support import (
     KEY_FIELD,
     PASSWORD,
@@ -415,3 +417,26 @@ def test_ledger_operators_create_reads_the_password_from_stdin(tmp_path):
     assert "at least 12 characters" in short.output
     with open_store(url) as store:
         assert log_in(store, "ops", PASSWORD, max_failures=5, lockout_s=60).role is Role.VIEWER
+
+
+def test_ledger_serve_prints_and_mounts_the_backoffice(tmp_path):
+    with ledger_serve(cwd=tmp_path) as served:
+        admin = f"{served.base}/admin"
+        assert f"back-office: {admin}/" in served.text()
+        with httpx.Client(timeout=10) as browser:
+            login_page = browser.get(f"{admin}/accounts", follow_redirects=True)
+            assert login_page.url == f"{admin}/login?next=/accounts?"
+            assert "Sign in" in login_page.text
+            assert "X-Request-ID" in login_page.headers  # the web kit wraps the mount
+            assert browser.get(f"{admin}/static/style.css").status_code == 200
+
+
+def test_a_session_made_by_one_worker_is_valid_in_another(store):
+    # Each uvicorn worker builds its own app: the session secret must be the same in all of
+    # them (LEDGER_SECRET_KEY, or the fixed development key), never one random per process.
+    first, second = make_app(store).test_client(), make_app(store).test_client()
+    assert login(first, "olivia") == 302
+    cookie = first.get_cookie("ledger_backoffice")
+    assert cookie is not None
+    second.set_cookie("ledger_backoffice", cookie.value)
+    assert second.get("/accounts").status_code == 200
