@@ -4,6 +4,7 @@
     ledger keys create --tenant NAME [--store URL]
     ledger keys revoke KEY_ID [--store URL]
     ledger operators create --username U --tenant T [--role viewer|operator] [--password-stdin]
+    ledger import FILE --kind accounts|transfers --tenant T [--rejects PATH] [--store URL]
 
 Options override the ``LEDGER_*`` settings (``.env``, environment, Secrets Manager).
 """
@@ -14,15 +15,27 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Literal
 
 import typer
 import uvicorn
 from pydantic import ValidationError
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from ledger.auth import IssuedKey, create_key, ensure_development_key, revoke_key
 from ledger.backoffice import BACKOFFICE_PATH
 from ledger.backoffice.operators import Role, create_operator
+from ledger.domain.errors import LedgerError
+from ledger.ops.importer import ImportFileError, import_file
+from ledger.service import SyncLedger
 from ledger.settings import Environment, LedgerSettings
 from stalwart.config import ConfigError
 from stalwart.storage import AlreadyExists, Store, StoreConfigurationError, open_store
@@ -167,6 +180,68 @@ def operators_create(
             typer.echo(f"ledger: an operator named {username!r} exists already", err=True)
             raise typer.Exit(1) from exc
     typer.echo(f"operator {made.username!r} ({made.role}) for tenant {made.tenant!r} created")
+
+
+TenantOption = Annotated[str, typer.Option(help="The tenant whose ledger this is.")]
+
+
+def _fail(message: object, status: int = 2) -> typer.Exit:
+    typer.echo(f"ledger: {message}", err=True)
+    return typer.Exit(status)
+
+
+@app.command("import")
+def import_command(
+    file: Annotated[Path, typer.Argument(help="A .csv or .parquet file.")],
+    kind: Annotated[Literal["accounts", "transfers"], typer.Option(help="What the file holds.")],
+    tenant: TenantOption,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(help="Where rejected rows go (default: FILE's name + .rejects.csv)."),
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Import accounts or transfers, exactly once (a re-run posts nothing twice).
+
+    Exit status: 0 when every row is posted or already present, 1 when rows were rejected (see
+    the rejects file), 2 when the file or the configuration is unusable (nothing written).
+    """
+    settings = load_settings(store_url=store)
+    rejects_path = rejects or file.with_name(f"{file.stem}.rejects.csv")
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
+    with opened_store(settings) as sync_store, Progress(*columns, transient=False) as bar:
+        task = bar.add_task(f"importing {kind}", total=None, rate="")
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+            speed = bar.tasks[task].speed
+            bar.update(task, rate="" if speed is None else f"{speed:,.0f} rows/s")
+
+        try:
+            summary = import_file(
+                SyncLedger(sync_store),
+                tenant,
+                file,
+                kind=kind,
+                rejects_path=rejects_path,
+                progress=progress,
+            )
+        except (ImportFileError, LedgerError) as exc:
+            raise _fail(exc) from exc
+    typer.echo(
+        f"{summary.rows} rows: {summary.posted} posted, {summary.duplicates} skipped as "
+        f"duplicate, {summary.rejected} rejected"
+        + (f" (see {summary.rejects_path})" if summary.rejects_path else "")
+    )
+    if summary.rejected:
+        raise typer.Exit(1)
 
 
 def main() -> None:

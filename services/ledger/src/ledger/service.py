@@ -21,7 +21,7 @@ method's arguments into a plan once, and each facade method only runs it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel
 
@@ -36,7 +36,15 @@ from ledger.domain.models import (
     Page,
     Transfer,
 )
-from ledger.store import CONTENTION_RETRY, Plan, check_tenant, run_async, run_sync
+from ledger.store import (
+    CONTENTION_RETRY,
+    Plan,
+    TransferOutcome,
+    TransferRequest,
+    check_tenant,
+    run_async,
+    run_sync,
+)
 from stalwart.resilience import RetryPolicy
 from stalwart.storage import AsyncStore, Store
 
@@ -101,6 +109,27 @@ class _Calls:
     ) -> MakePlan[tuple[Transfer, bool]]:
         check_tenant(tenant)
         return lambda: plans.create_transfer_plan(tenant, new, idempotency_key, self.clock())
+
+    def create_transfers(
+        self, tenant: str, requests: Sequence[TransferRequest]
+    ) -> list[MakePlan[list[TransferOutcome]]]:
+        """One plan per transact-sized chunk of ``requests``, in order."""
+        check_tenant(tenant)
+        requests = list(requests)  # the plans run later: a caller's list may change meanwhile
+
+        def chunk_plan(chunk: range) -> MakePlan[list[TransferOutcome]]:
+            return lambda: plans.create_transfers_plan(
+                tenant, [requests[i] for i in chunk], self.clock()
+            )
+
+        return [
+            chunk_plan(chunk)
+            for chunk in plans.transfer_chunks(requests, self.max_transaction_items)
+        ]
+
+    def get_account_by_external_id(self, tenant: str, external_id: str) -> MakePlan[Account]:
+        check_tenant(tenant)
+        return lambda: plans.get_account_by_external_id_plan(tenant, external_id)
 
     def get_transfer(self, tenant: str, transfer_id: str) -> MakePlan[Transfer]:
         check_tenant(tenant)
@@ -218,6 +247,25 @@ class Ledger:
         """Create a transfer once per (tenant, idempotency key): ``(transfer, replayed)``."""
         return await self._run(self._calls.create_transfer(tenant, new, idempotency_key))
 
+    async def create_transfers(
+        self, tenant: str, requests: Sequence[TransferRequest]
+    ) -> list[TransferOutcome]:
+        """Many independent transfers, each ``(new, idempotency_key)`` created exactly once as
+        :meth:`create_transfer` would (same id, same fingerprint), written many per transact
+        (as many as the store's ``max_transaction_items`` allows). One outcome per request, in
+        order: ``created``, ``duplicate`` (already created by the same request: a re-run), or
+        ``rejected`` with its error (refused by the rules, or ``idempotency_key_reused``), the
+        others unaffected. Not linked: unlike :meth:`create_batch`, one refusal rejects only
+        its own transfer. For imports (``ledger import``)."""
+        outcomes: list[TransferOutcome] = []
+        for make_plan in self._calls.create_transfers(tenant, requests):
+            outcomes += await self._run(make_plan)
+        return outcomes
+
+    async def get_account_by_external_id(self, tenant: str, external_id: str) -> Account:
+        """The account with this ``external_id`` (``NotFound`` if none)."""
+        return await self._run(self._calls.get_account_by_external_id(tenant, external_id))
+
     async def get_transfer(self, tenant: str, transfer_id: str) -> Transfer:
         """The transfer (``NotFound``, also for another tenant's id)."""
         return await self._run(self._calls.get_transfer(tenant, transfer_id))
@@ -328,6 +376,19 @@ class SyncLedger:
     ) -> tuple[Transfer, bool]:
         """See :meth:`Ledger.create_transfer`."""
         return self._run(self._calls.create_transfer(tenant, new, idempotency_key))
+
+    def create_transfers(
+        self, tenant: str, requests: Sequence[TransferRequest]
+    ) -> list[TransferOutcome]:
+        """See :meth:`Ledger.create_transfers`."""
+        outcomes: list[TransferOutcome] = []
+        for make_plan in self._calls.create_transfers(tenant, requests):
+            outcomes += self._run(make_plan)
+        return outcomes
+
+    def get_account_by_external_id(self, tenant: str, external_id: str) -> Account:
+        """See :meth:`Ledger.get_account_by_external_id`."""
+        return self._run(self._calls.get_account_by_external_id(tenant, external_id))
 
     def get_transfer(self, tenant: str, transfer_id: str) -> Transfer:
         """See :meth:`Ledger.get_transfer`."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -401,6 +401,15 @@ class _Journal:
         self.move(debit_id, movements[0], transfer_id, kind, amount)
         self.move(credit_id, movements[1], transfer_id, kind, amount)
 
+    def checkpoint(self) -> tuple[dict[str, int], dict[str, BalanceState], int]:
+        """The journal's state now, to :meth:`rollback` to if the next transfer is refused."""
+        return dict(self.versions), dict(self.states), len(self.entries)
+
+    def rollback(self, saved: tuple[dict[str, int], dict[str, BalanceState], int]) -> None:
+        versions, states, entry_count = saved
+        self.versions, self.states = versions, states
+        del self.entries[entry_count:]
+
     def operations(self) -> list[Operation]:
         replaces: list[Operation] = [
             Replace(
@@ -542,6 +551,12 @@ def close_account_plan(tenant: str, account_id: str, expected_version: int) -> P
     )
     result = _written(updated)
     return account_from_record(result)
+
+
+def get_account_by_external_id_plan(tenant: str, external_id: str) -> Plan[Account]:
+    """The account whose ``external_id`` this is (``NotFound`` if none)."""
+    owner = yield from _required(external_id_key, tenant, external_id, "account with external_id")
+    return (yield from get_account_plan(tenant, owner.data["account_id"]))
 
 
 def get_balance_plan(tenant: str, account_id: str) -> Plan[Balance]:
@@ -774,6 +789,93 @@ def create_transfer_plan(
 
     key = transfer_key(tenant, new_id)
     return (yield from _exactly_once(key, request_fingerprint, attempt(), _replay_transfer))
+
+
+@dataclass(frozen=True, slots=True)
+class TransferOutcome:
+    """What :func:`create_transfers_plan` did with one request: ``created`` it, found it already
+    created by the same request (``duplicate``: a re-run or a resumed run), or ``rejected`` it
+    (``error`` says why; nothing of it was written)."""
+
+    transfer_id: str | None
+    status: Literal["created", "duplicate", "rejected"]
+    error: LedgerError | None = None
+
+
+type TransferRequest = tuple[NewTransfer, str]
+"""A transfer to create and its idempotency key."""
+
+
+def _transfer_operation_count(new: NewTransfer) -> int:
+    """Records a new transfer writes besides balances: itself, two entries, maybe a timeout."""
+    return 3 + (new.timeout_s is not None)
+
+
+def transfer_chunks(requests: Sequence[TransferRequest], max_operations: int) -> list[range]:
+    """Consecutive slices of ``requests`` whose transfers fit one transact each (their own
+    records plus one balance per distinct account), in order."""
+    chunks: list[range] = []
+    start, operations, accounts = 0, 0, set[str]()
+    for index, (new, _) in enumerate(requests):
+        touched = {new.debit_account_id, new.credit_account_id}
+        cost = _transfer_operation_count(new) + len(touched - accounts)
+        if index > start and operations + cost > max_operations:
+            chunks.append(range(start, index))
+            start, operations, accounts = index, 0, set()
+            cost = _transfer_operation_count(new) + len(touched)
+        operations += cost
+        accounts |= touched
+    if start < len(requests):
+        chunks.append(range(start, len(requests)))
+    return chunks
+
+
+def create_transfers_plan(
+    tenant: str, requests: Sequence[TransferRequest], now: float
+) -> Plan[list[TransferOutcome]]:
+    """Independent (not linked) transfers in ONE transact, each exactly once per idempotency
+    key with the id :func:`create_transfer_plan` derives: one already created with the same
+    request is a ``duplicate``, with another request ``idempotency_key_reused``; one the rules
+    refuse is ``rejected`` alone (the journal rolls back to before it). Balances touched by
+    several transfers are computed cumulatively and replaced once. ``requests`` must fit one
+    transact (:func:`transfer_chunks`); a concurrent change is ``Contention`` (the runner
+    re-runs the whole plan, re-reading)."""
+    journal = _Journal(tenant, now)
+    outcomes: list[TransferOutcome] = []
+    own: list[Operation] = []
+    planned: dict[str, str] = {}  # id -> fingerprint of the transfers this transact creates
+    for new, idempotency_key in requests:
+        try:
+            new_id = transfer_id(tenant, idempotency_key)
+        except LedgerError as exc:
+            outcomes.append(TransferOutcome(None, "rejected", exc))
+            continue
+        request_fingerprint = fingerprint(new.model_dump(mode="json"))
+        earlier = planned.get(new_id)
+        if earlier is None:
+            existing: Record | None = yield Get(transfer_key(tenant, new_id))
+            earlier = None if existing is None else existing.data["fingerprint"]
+        if earlier is not None:
+            if earlier == request_fingerprint:
+                outcomes.append(TransferOutcome(new_id, "duplicate"))
+            else:
+                reused = IdempotencyKeyReused(
+                    "this idempotency key was used with another request; nothing was written"
+                )
+                outcomes.append(TransferOutcome(new_id, "rejected", reused))
+            continue
+        saved = journal.checkpoint()
+        try:
+            own += yield from _add_transfer(journal, new, new_id, request_fingerprint)
+        except LedgerError as exc:
+            journal.rollback(saved)
+            outcomes.append(TransferOutcome(new_id, "rejected", exc))
+            continue
+        planned[new_id] = request_fingerprint
+        outcomes.append(TransferOutcome(new_id, "created"))
+    if own:
+        yield from _commit(own + journal.operations(), "transfers")
+    return outcomes
 
 
 def _transfer_record(tenant: str, transfer_id: str) -> Plan[Record]:
