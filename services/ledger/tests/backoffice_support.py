@@ -78,3 +78,14 @@ def seed(ledger: SyncLedger, tenant: str = TENANT) -> Seeded:
         idempotency_key="hold-1",
     )
     return Seeded(cash, alice, bob, deposits, pending)
+
+
+IMPORT_CSV = """external_id,debit_account,credit_account,amount,currency
+imp-1,cash,wallet-alice,10.00,USD
+imp-2,cash,wallet-bob,12.345,USD
+imp-3,cash,nobody,1.00,USD
+imp-4,wallet-alice,wallet-bob,2.50,USD
+imp-5,cash,wallet-bob,0.75,USD
+"""
+"""Five transfers between the seeded accounts: rows 2 (three decimals in USD) and 3 (an
+unknown account) are rejected, the other three posted."""

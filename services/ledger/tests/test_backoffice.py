@@ -3,7 +3,9 @@ page, the idempotent adjustment, friendly error pages. SQLite file store (as ``l
 
 from __future__ import annotations
 
+import io
 import logging
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +14,7 @@ import httpx
 import pytest
 from api_support import ledger_serve
 from backoffice_support import (
+    IMPORT_CSV,
     KEY_FIELD,
     PASSWORD,
     TENANT,
@@ -440,3 +443,82 @@ def test_a_session_made_by_one_worker_is_valid_in_another(store):
     assert cookie is not None
     second.set_cookie("ledger_backoffice", cookie.value)
     assert second.get("/accounts").status_code == 200
+
+
+# -- imports ---------------------------------------------------------------------------------
+
+
+def wait_for_import(client: FlaskClient, location: str) -> str:
+    """The import page once the job is no longer running (bounded: 15 s)."""
+    deadline = time.monotonic() + 15
+    while True:
+        page = client.get(location).text
+        if '<meta http-equiv="refresh"' not in page:
+            return page
+        assert time.monotonic() < deadline, "the import did not finish"
+        time.sleep(0.1)
+
+
+def upload(client: FlaskClient, content: bytes, name: str, kind: str = "transfers") -> TestResponse:
+    token = csrf_token(client.get("/imports").text)
+    form = {"csrf_token": token, "kind": kind, "file": (io.BytesIO(content), name)}
+    return client.post("/imports", data=form, content_type="multipart/form-data")
+
+
+def test_an_import_runs_in_the_background_and_its_rejects_download(store, ledger, seeded, tmp_path):
+    app = make_app(store, import_dir=tmp_path / "imports")
+    client = app.test_client()
+    assert login(client, "olivia") == 302
+    started = upload(client, IMPORT_CSV.encode(), "march.csv")
+    assert started.status_code == 303
+    location = started.headers["Location"]
+    page = wait_for_import(client, location)
+    assert "Import of march.csv" in page
+    assert ">done<" in page
+    summary = re.findall(r"<span>([^<]+)</span><b>(\d+)</b>", page)
+    assert summary == [
+        ("Rows in the file", "5"),
+        ("Posted", "3"),
+        ("Skipped as duplicates", "0"),
+        ("Rejected", "2"),
+    ]
+    with client.get(f"{location}/rejects") as rejects:  # a file response: closed after use
+        assert rejects.status_code == 200
+        assert rejects.mimetype == "text/csv"
+        assert "attachment" in rejects.headers["Content-Disposition"]
+        lines = rejects.text.splitlines()
+    assert lines[0].startswith("row,column,reason,external_id")
+    assert [line.split(",")[:2] for line in lines[1:]] == [["2", "amount"], ["3", "credit_account"]]
+    assert ledger.get_balance(TENANT, seeded.bob.id).pending == 5000 + 250 + 75
+    # The same file again: every good row is a duplicate, nothing is posted twice.
+    again = wait_for_import(
+        client, upload(client, IMPORT_CSV.encode(), "march.csv").headers["Location"]
+    )
+    assert "<span>Skipped as duplicates</span><b>3</b>" in again
+    assert ledger.get_balance(TENANT, seeded.bob.id).pending == 5000 + 250 + 75
+    listed = client.get("/imports").text
+    assert listed.count("march.csv") == 2
+
+
+def test_an_unusable_file_fails_the_job_with_its_reason(store, tmp_path):
+    client = make_app(store, import_dir=tmp_path / "imports").test_client()
+    assert login(client, "olivia") == 302
+    started = upload(client, b"who,what\n1,2\n", "wrong.csv")
+    page = wait_for_import(client, started.headers["Location"])
+    assert ">failed<" in page
+    assert "The import failed:" in page
+    assert "/rejects" not in page
+    assert client.get(f"{started.headers['Location']}/rejects").status_code == 404
+    refused = upload(client, b"x", "notes.txt")
+    assert refused.status_code == 422
+    assert "Choose a .csv or .parquet file" in refused.text
+
+
+def test_a_viewer_sees_imports_but_cannot_upload(viewer):
+    page = viewer.get("/imports").text
+    assert "Recent imports" in page
+    assert 'type="file"' not in page
+    token = csrf_token(viewer.get("/accounts").text)
+    form = {"csrf_token": token, "kind": "transfers", "file": (io.BytesIO(b"x"), "a.csv")}
+    refused = viewer.post("/imports", data=form, content_type="multipart/form-data")
+    assert refused.status_code == 403

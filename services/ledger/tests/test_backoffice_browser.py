@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import pytest
 from api_support import served_app
-from backoffice_support import PASSWORD, TENANT, Seeded, make_operators, seed
+from backoffice_support import IMPORT_CSV, PASSWORD, TENANT, Seeded, make_operators, seed
 from ledger.domain.models import NewTransfer
 from ledger.service import SyncLedger
 
@@ -96,8 +96,11 @@ def ledger(store_url: str) -> Iterator[SyncLedger]:
 
 
 @pytest.fixture(scope="module")
-def admin(store_url: str, seeded: Seeded) -> Iterator[str]:
-    with served_app(store_url, expire_interval_s=0) as base:
+def admin(
+    store_url: str, seeded: Seeded, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    imports = tmp_path_factory.mktemp("imports")
+    with served_app(store_url, expire_interval_s=0, import_dir=imports) as base:
         yield f"{base}/admin"
 
 
@@ -202,3 +205,30 @@ def test_a_double_clicked_adjustment_posts_exactly_once(page, admin, seeded, led
     assert adjustments[0].amount == 4200
     assert posts == [f"{admin}/adjustments"] * 2  # the browser really submitted twice
     assert sorted(calls) == [False, True]  # the second one found the first's transfer
+
+
+def test_upload_an_import_and_download_its_rejects(page, admin, seeded, tmp_path):
+    sign_in(page, admin)
+    page.click("nav >> text=Import")
+    upload = tmp_path / "april.csv"
+    upload.write_text(IMPORT_CSV)
+    page.set_input_files("input[type=file]", str(upload))
+    page.select_option("select[name=kind]", "transfers")
+    page.click("main button[type=submit]")
+    # The progress page refreshes itself (a meta refresh: no JavaScript) until the job is done.
+    page.wait_for_selector("h1 .tag.done", timeout=15_000)
+    summary = page.locator(".balances").inner_text()
+    assert "Posted\n3" in summary
+    assert "Rejected\n2" in summary
+    shot(page, "import-done")
+    with page.expect_download() as download:
+        page.click("text=Download the rejects file")
+    saved = tmp_path / "rejects.csv"
+    download.value.save_as(saved)
+    assert download.value.suggested_filename == "april.rejects.csv"
+    rows = saved.read_text().splitlines()
+    assert rows[0].startswith("row,column,reason")
+    assert [row.split(",")[:2] for row in rows[1:]] == [["2", "amount"], ["3", "credit_account"]]
+    page.click("text=Imports")
+    assert page.locator("table tbody tr").count() == 1
+    shot(page, "imports")
