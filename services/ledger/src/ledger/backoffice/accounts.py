@@ -8,10 +8,9 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from ledger.backoffice.charts import balance_chart
-from ledger.backoffice.context import PAGE_SIZE, backoffice, ledger, login_required, operator
+from ledger.backoffice.context import PAGE_SIZE, ledger, login_required, operator
 from ledger.domain.errors import LedgerError
 from ledger.domain.models import Account, Entry
-from ledger.store import external_id_key
 
 blueprint = Blueprint("accounts", __name__)
 CHART_MAX_ENTRIES: Final = 5_000
@@ -30,14 +29,12 @@ def find_account(tenant: str, text: str) -> Account | None:
     """The account whose id or external id is ``text`` (None when neither)."""
     if not text:
         return None
-    try:
-        return ledger().get_account(tenant, text)
-    except LedgerError:  # not an id of this tenant (or not shaped like one)
-        pass
-    owner = backoffice().store.get(external_id_key(tenant, text))
-    if owner is None:
-        return None
-    return ledger().get_account(tenant, str(owner.data["account_id"]))
+    for lookup in (ledger().get_account, ledger().get_account_by_external_id):
+        try:
+            return lookup(tenant, text)
+        except LedgerError:  # not one of this tenant's (or not shaped like an id)
+            continue
+    return None
 
 
 def _name_search(tenant: str, text: str, cursor: str | None) -> tuple[list[Account], str | None]:
