@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Final
 
 from ledger.backoffice.operators import Role, create_operator
 from ledger.domain.models import Account, NewAccount, NewTransfer, Transfer
@@ -11,6 +12,10 @@ from ledger.service import SyncLedger
 
 from stalwart.storage import Store
 
+CHROMIUM_INSTALL_HINT: Final = (
+    "the back-office browser tests need Debian's chromium: sudo apt-get install chromium"
+)
+BROWSER_SKIP_REASON: Final = f"NOT RUN: {CHROMIUM_INSTALL_HINT}"
 PASSWORD = "correct horse battery"
 TENANT = "acme"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -173,7 +173,7 @@ def cheap_password_hashes() -> Iterator[None]:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Say loudly when the back-office browser tests were skipped (no chromium)."""
-    from test_backoffice_browser import BROWSER_SKIP_REASON  # noqa: PLC0415
+    from backoffice_support import BROWSER_SKIP_REASON  # noqa: PLC0415
 
     skipped = terminalreporter.stats.get("skipped", [])
     if any(BROWSER_SKIP_REASON in str(report.longrepr) for report in skipped):

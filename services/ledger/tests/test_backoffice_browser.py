@@ -17,17 +17,22 @@ from typing import Any, Final
 
 import pytest
 from api_support import served_app
-from backoffice_support import IMPORT_CSV, PASSWORD, TENANT, Seeded, make_operators, seed
+from backoffice_support import (
+    BROWSER_SKIP_REASON,
+    CHROMIUM_INSTALL_HINT,
+    IMPORT_CSV,
+    PASSWORD,
+    TENANT,
+    Seeded,
+    make_operators,
+    seed,
+)
 from ledger.domain.models import NewTransfer
 from ledger.service import SyncLedger
 
 from stalwart.storage import open_store
 
 CHROMIUM: Final = shutil.which("chromium")
-INSTALL_HINT: Final = (
-    "the back-office browser tests need Debian's chromium: sudo apt-get install chromium"
-)
-BROWSER_SKIP_REASON: Final = f"NOT RUN: {INSTALL_HINT}"
 SCREENSHOTS: Final = Path(__file__).resolve().parents[3] / "test-artifacts" / "screenshots"
 
 pytestmark = pytest.mark.usefixtures("cheap_password_hashes")
@@ -37,7 +42,7 @@ pytestmark = pytest.mark.usefixtures("cheap_password_hashes")
 def browser() -> Iterator[Any]:
     if CHROMIUM is None:
         if os.environ.get("CI"):
-            pytest.fail(f"chromium is missing in CI: {INSTALL_HINT}")
+            pytest.fail(f"chromium is missing in CI: {CHROMIUM_INSTALL_HINT}")
         pytest.skip(BROWSER_SKIP_REASON)
     from playwright.sync_api import sync_playwright  # noqa: PLC0415 - only with chromium
 
