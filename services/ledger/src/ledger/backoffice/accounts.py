@@ -8,15 +8,19 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from ledger.backoffice.charts import balance_chart
-from ledger.backoffice.context import PAGE_SIZE, ledger, login_required, operator
+from ledger.backoffice.context import (
+    PAGE_SIZE,
+    filtered_scan,
+    ledger,
+    login_required,
+    operator,
+)
 from ledger.domain.errors import LedgerError
 from ledger.domain.models import Account, Entry
 
 blueprint = Blueprint("accounts", __name__)
 CHART_MAX_ENTRIES: Final = 5_000
 """The chart reads at most this many journal entries (the oldest): a bounded page."""
-SEARCH_SCAN_PAGES: Final = 40
-"""A name search reads at most this many pages of accounts per result page."""
 
 
 @blueprint.get("/")
@@ -38,17 +42,13 @@ def find_account(tenant: str, text: str) -> Account | None:
 
 
 def _name_search(tenant: str, text: str, cursor: str | None) -> tuple[list[Account], str | None]:
-    """Accounts whose name contains ``text`` (case-insensitive), one result page at most,
-    reading a bounded number of pages; the cursor continues the scan."""
+    """Accounts whose name contains ``text`` (case-insensitive)."""
     needle = text.casefold()
-    found: list[Account] = []
-    for _ in range(SEARCH_SCAN_PAGES):
-        page = ledger().list_accounts(tenant, limit=100, cursor=cursor)
-        found += [account for account in page.data if needle in account.name.casefold()]
-        cursor = page.next_cursor
-        if cursor is None or len(found) >= PAGE_SIZE:
-            break
-    return found, cursor
+    return filtered_scan(
+        lambda after: ledger().list_accounts(tenant, limit=100, cursor=after),
+        lambda account: needle in account.name.casefold(),
+        cursor,
+    )
 
 
 @blueprint.get("/accounts")

@@ -11,12 +11,15 @@ from flask import abort, current_app, g, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
 from ledger.backoffice.operators import Operator, find_operator
+from ledger.domain.models import Page
 from ledger.service import SyncLedger
 from ledger.settings import LedgerSettings
 from stalwart.storage import Store
 
 EXTENSION: Final = "ledger.backoffice"
 PAGE_SIZE: Final = 25
+SEARCH_SCAN_PAGES: Final = 40
+"""A search that filters a list reads at most this many pages of 100 per result page."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,21 @@ def load_operator() -> None:
         g.operator = find_operator(backoffice().store, username)
         if g.operator is None:
             session.clear()
+
+
+def filtered_scan[T](
+    list_page: Callable[[str | None], Page[T]], keep: Callable[[T], bool], cursor: str | None
+) -> tuple[list[T], str | None]:
+    """About one result page of the items ``keep`` accepts, from ``list_page(cursor)`` pages,
+    reading at most :data:`SEARCH_SCAN_PAGES` of them; the cursor continues the scan."""
+    found: list[T] = []
+    for _ in range(SEARCH_SCAN_PAGES):
+        page = list_page(cursor)
+        found += [item for item in page.data if keep(item)]
+        cursor = page.next_cursor
+        if cursor is None or len(found) >= PAGE_SIZE:
+            break
+    return found, cursor
 
 
 type View = Callable[..., Response | str | tuple[str, int]]

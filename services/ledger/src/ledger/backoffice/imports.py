@@ -16,16 +16,18 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from flask import Blueprint, abort, redirect, render_template, request, send_file, url_for
 from werkzeug.utils import secure_filename
 from werkzeug.wrappers import Response
 
 from ledger.backoffice.context import backoffice, login_required, operator, operator_required
-from ledger.ops.importer import ImportFileError, ImportSummary, import_file
 from ledger.service import SyncLedger
 from stalwart.storage import Key, Record, StorageError, Store
+
+if TYPE_CHECKING:
+    from ledger.ops.importer import ImportSummary
 
 blueprint = Blueprint("imports", __name__)
 log = logging.getLogger("ledger.backoffice")
@@ -88,6 +90,9 @@ def run_import(
     ledger: SyncLedger, job: _JobRecord, *, tenant: str, path: Path, kind: str, rejects: Path
 ) -> None:
     """The background thread: import, then record the summary (or why it failed)."""
+    # Imported here: pandas and pandera add seconds to the start of every worker otherwise.
+    from ledger.ops.importer import ImportFileError, import_file  # noqa: PLC0415
+
     try:
         summary = import_file(
             ledger,

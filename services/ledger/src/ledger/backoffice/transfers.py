@@ -4,6 +4,7 @@ adjustment form, idempotent by the key embedded in it."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Final
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
@@ -11,14 +12,19 @@ from pydantic import ValidationError
 from werkzeug.wrappers import Response
 
 from ledger.backoffice.accounts import find_account
-from ledger.backoffice.context import PAGE_SIZE, ledger, login_required, operator, operator_required
+from ledger.backoffice.context import (
+    PAGE_SIZE,
+    filtered_scan,
+    ledger,
+    login_required,
+    operator,
+    operator_required,
+)
 from ledger.domain.errors import LedgerError
 from ledger.domain.models import NewTransfer, Transfer, TransferStatus
 from ledger.domain.money import parse_amount
 
 blueprint = Blueprint("transfers", __name__)
-SEARCH_SCAN_PAGES: Final = 40
-"""A search by external id reads at most this many pages of transfers per result page."""
 ADJUSTMENT_KEY_PREFIX: Final = "backoffice-adjustment:"
 STATUSES: Final = [status.value for status in TransferStatus]
 
@@ -26,14 +32,11 @@ STATUSES: Final = [status.value for status in TransferStatus]
 def _external_id_search(
     tenant: str, text: str, status: str | None, cursor: str | None
 ) -> tuple[list[Transfer], str | None]:
-    found: list[Transfer] = []
-    for _ in range(SEARCH_SCAN_PAGES):
-        page = ledger().list_transfers(tenant, status=status, limit=100, cursor=cursor)
-        found += [transfer for transfer in page.data if transfer.external_id == text]
-        cursor = page.next_cursor
-        if cursor is None or len(found) >= PAGE_SIZE:
-            break
-    return found, cursor
+    return filtered_scan(
+        lambda after: ledger().list_transfers(tenant, status=status, limit=100, cursor=after),
+        lambda transfer: transfer.external_id == text,
+        cursor,
+    )
 
 
 @blueprint.get("/transfers")
@@ -87,32 +90,37 @@ def transfer_detail(transfer_id: str) -> str:
     return render_template("transfer.html", transfer=transfer)
 
 
+def _resolved(transfer_id: str, resolve: Callable[[], object], done: str) -> Response:
+    """Run ``resolve`` (a post or a void) and go back to the transfer, with what happened."""
+    try:
+        resolve()
+    except LedgerError as exc:
+        flash(f"Not {done}: {exc.detail}", "error")
+    else:
+        flash(f"Transfer {done}.", "info")
+    return redirect(url_for("transfers.transfer_detail", transfer_id=transfer_id))
+
+
 @blueprint.post("/transfers/<transfer_id>/post")
 @operator_required
 def post_transfer(transfer_id: str) -> Response:
     tenant = operator().tenant
     transfer = ledger().get_transfer(tenant, transfer_id)
     text = request.form.get("amount", "").strip()
-    try:
-        amount = parse_amount(text, transfer.currency) if text else None
+
+    def post() -> None:
+        amount = parse_amount(text, transfer.currency) if text else None  # InvalidAmount
         ledger().post_transfer(tenant, transfer_id, amount=amount)
-    except LedgerError as exc:
-        flash(f"Not posted: {exc.detail}", "error")
-    else:
-        flash("Transfer posted.", "info")
-    return redirect(url_for("transfers.transfer_detail", transfer_id=transfer_id))
+
+    return _resolved(transfer_id, post, "posted")
 
 
 @blueprint.post("/transfers/<transfer_id>/void")
 @operator_required
 def void_transfer(transfer_id: str) -> Response:
-    try:
-        ledger().void_transfer(operator().tenant, transfer_id)
-    except LedgerError as exc:
-        flash(f"Not voided: {exc.detail}", "error")
-    else:
-        flash("Transfer voided.", "info")
-    return redirect(url_for("transfers.transfer_detail", transfer_id=transfer_id))
+    return _resolved(
+        transfer_id, lambda: ledger().void_transfer(operator().tenant, transfer_id), "voided"
+    )
 
 
 @blueprint.get("/adjustments/new")
