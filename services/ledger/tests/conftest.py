@@ -75,6 +75,17 @@ class Driver:
             self.async_store = open_async_store(url)
             self.facade = Ledger(self.async_store, clock=clock, retry_policy=policy)
 
+    def twin(self) -> Driver:
+        """Another facade on the same store, clock and policy: what a second process is (with
+        its own per-process account locks), so writers of the two collide in the store."""
+        twin = object.__new__(Driver)
+        twin.__dict__.update(self.__dict__)
+        store = self.sync_store if self.mode == "sync" else self.async_store
+        twin.facade = type(self.facade)(
+            store, clock=self.clock, retry_policy=self.facade.retry_policy
+        )
+        return twin
+
     def _count_retry(self, event: object) -> None:
         with self._lock:
             self.retries += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -117,6 +118,24 @@ def test_a_transfer_needs_an_idempotency_key_and_replays_exactly(api, pair):
     assert (balance["posted"], balance["available"]) == (700, 700)  # one transfer, not two
     entries = api.get(f"/v1/accounts/{wallet}/entries").json()["data"]
     assert [e["transfer_id"] for e in entries] == [first.json()["id"]]
+
+
+def test_transfers_listed_by_creation_time(api, pair):
+    funding, wallet = pair
+    since = datetime.now(UTC).isoformat()
+    made = [transfer(api, funding, wallet, amount).json()["id"] for amount in (1, 2, 3)]
+    listed = api.get("/v1/transfers", params={"created_gte": since, "limit": 2}).json()
+    page2 = api.get(
+        "/v1/transfers", params={"created_gte": since, "limit": 2, "cursor": listed["next_cursor"]}
+    ).json()
+    assert [t["id"] for t in listed["data"] + page2["data"]] == made  # oldest first
+    assert not page2["has_more"]
+    until = api.get("/v1/transfers", params={"created_gte": since, "created_lt": since}).json()
+    assert until["data"] == []
+    naive = api.get("/v1/transfers", params={"created_gte": "2026-12-01T00:00:00"})
+    assert naive.status_code == 422  # a time without its UTC offset is ambiguous
+    alone = api.get("/v1/transfers", params={"created_lt": since})
+    assert code(alone) == "invalid_request"
 
 
 def test_two_phase_post_void_reverse_and_batch(api, pair):

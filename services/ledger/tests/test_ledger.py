@@ -106,6 +106,52 @@ async def test_transfer_balances_entries_and_exactly_once(ledger):
     assert await ledger.invariants() == []
 
 
+async def test_transfers_by_time_range_oldest_first_across_days(ledger):
+    cash = await ledger.account("cash", normal=NormalBalance.DEBIT)
+    alice = await ledger.account("alice")
+    bob = await ledger.account("bob")
+    day = 86_400
+    start = ledger.clock()
+    made = []  # two transfers a day for three days, the second of each day pending
+    for n in range(3):
+        for to, pending in ((alice, False), (bob, True)):
+            draft = ledger.draft(cash, to, 1, pending=pending)
+            made.append(
+                (await ledger.create_transfer(T, draft, idempotency_key=f"{n}{to.name}"))[0]
+            )
+            ledger.clock.advance(1)
+        ledger.clock.advance(day)
+
+    everything = await ledger.list_transfers(T, created_gte=start, limit=100)
+    assert everything.data == made  # oldest first, now included by default
+    assert not everything.has_more
+    middle = await ledger.list_transfers(T, created_gte=start + day, created_lt=start + 2 * day)
+    assert middle.data == made[2:4]
+
+    seen, cursor = [], None  # one per page, across the days' index partitions
+    while True:
+        page = await ledger.list_transfers(T, created_gte=start, limit=1, cursor=cursor)
+        seen += page.data
+        if not page.has_more:
+            break
+        cursor = page.next_cursor
+    assert seen == made
+
+    alices = await ledger.list_transfers(T, account_id=alice.id, created_gte=start + day)
+    assert alices.data == [made[2], made[4]]
+    pending = await ledger.list_transfers(T, status="pending", created_gte=start, limit=100)
+    assert pending.data == made[1::2]
+    assert (await ledger.list_transfers(T, created_gte=ledger.clock() + 1)).data == []
+
+    with pytest.raises(InvalidRequest, match="created_gte"):
+        await ledger.list_transfers(T, created_lt=start)
+    with pytest.raises(InvalidRequest, match="366 days"):
+        await ledger.list_transfers(T, created_gte=start - 400 * day)
+    with pytest.raises(InvalidCursor):
+        await ledger.list_transfers(T, created_gte=start, cursor="1999-01-01/")
+    assert await ledger.invariants() == []
+
+
 async def test_two_phase_post_partial_void_and_expiry(ledger):
     cash = await ledger.account("cash", normal=NormalBalance.DEBIT)
     alice = await ledger.account("alice", no_overdraft=True)

@@ -38,13 +38,16 @@ async def test_hot_accounts_keep_sums_journal_and_constraint(ledger):
     rounds, fund = (10, 100) if fast else (5, 40)
     await ledger.create_transfer(T, ledger.draft(cash, wallet, fund), idempotency_key="fund")
 
+    # Two facades, as two processes would be: inside one, transfers sharing an account wait
+    # for each other; between the two, they collide in the store and are retried.
+    facades = (ledger, ledger.twin())
+
     async def worker(n: int) -> list[str]:
         outcomes = []
         for i in range(rounds):
             new = ledger.draft(wallet, shop, 7) if i % 3 else ledger.draft(shop, wallet, 3)
-            outcomes.append(
-                await _outcome(ledger.create_transfer(T, new, idempotency_key=f"{n}-{i}"))
-            )
+            create = facades[n % 2].create_transfer(T, new, idempotency_key=f"{n}-{i}")
+            outcomes.append(await _outcome(create))
         return outcomes
 
     results = Counter(
@@ -56,6 +59,21 @@ async def test_hot_accounts_keep_sums_journal_and_constraint(ledger):
     balance = await ledger.get_balance(T, wallet.id)
     assert balance.available >= 0
     assert balance.debits_posted <= balance.credits_posted
+    assert await ledger.invariants() == []
+
+
+async def test_one_process_queues_transfers_on_shared_accounts_instead_of_colliding(ledger):
+    cash = await ledger.account("cash", normal=NormalBalance.DEBIT)
+    shop = await ledger.account("shop")
+
+    async def worker(n: int) -> None:
+        for i in range(3):
+            draft = ledger.draft(cash, shop, 1)
+            await ledger.create_transfer(T, draft, idempotency_key=f"{n}-{i}")
+
+    await asyncio.gather(*map(worker, range(4)))
+    assert ledger.retries == 0  # 12 concurrent transfers on 2 accounts, not one collision
+    assert (await ledger.get_balance(T, shop.id)).posted == 12
     assert await ledger.invariants() == []
 
 
@@ -158,10 +176,13 @@ async def test_concurrent_linked_batches_are_all_or_nothing(ledger):
 async def test_pagination_under_concurrent_inserts_has_no_gaps_or_duplicates(ledger):
     cash = await ledger.account("cash", normal=NormalBalance.DEBIT)
     alice = await ledger.account("alice")
-    before = [
-        (await ledger.create_transfer(T, ledger.draft(cash, alice, 1), idempotency_key=k))[0]
-        for k in "abcdef"
-    ]
+    start = ledger.clock()
+    before = []
+    for key in "abcdef":
+        before.append(
+            (await ledger.create_transfer(T, ledger.draft(cash, alice, 1), idempotency_key=key))[0]
+        )
+        ledger.clock.advance(0.001)
     writing = True
 
     async def writer() -> None:
@@ -170,30 +191,36 @@ async def test_pagination_under_concurrent_inserts_has_no_gaps_or_duplicates(led
             await ledger.create_transfer(T, ledger.draft(cash, alice, 1), idempotency_key=f"w{i}")
             i += 1
 
+    listings = {  # a page of each listing: (what identifies its items, the page)
+        "entries": (
+            lambda e: e.seq,
+            lambda cursor: ledger.list_entries(T, alice.id, limit=2, cursor=cursor),
+        ),
+        "transfers": (
+            lambda t: t.id,
+            lambda cursor: ledger.list_transfers(T, account_id=alice.id, limit=2, cursor=cursor),
+        ),
+        "all": (lambda t: t.id, lambda cursor: ledger.list_transfers(T, limit=2, cursor=cursor)),
+        "by time": (
+            lambda t: t.id,
+            lambda cursor: ledger.list_transfers(T, created_gte=start, limit=2, cursor=cursor),
+        ),
+    }
     task = asyncio.ensure_future(writer())
     try:
-        for listing in ("entries", "transfers", "all"):
+        for listing, (identify, fetch) in listings.items():
             seen, cursor = [], None
             while True:
-                if listing == "entries":
-                    page = await ledger.list_entries(T, alice.id, limit=2, cursor=cursor)
-                    seen += [entry.seq for entry in page.data]
-                elif listing == "transfers":
-                    page = await ledger.list_transfers(
-                        T, account_id=alice.id, limit=2, cursor=cursor
-                    )
-                    seen += [transfer.id for transfer in page.data]
-                else:
-                    page = await ledger.list_transfers(T, limit=2, cursor=cursor)
-                    seen += [transfer.id for transfer in page.data]
+                page = await fetch(cursor)
+                seen += [identify(item) for item in page.data]
                 cursor = page.next_cursor
                 if not page.has_more or len(seen) >= 14:
                     break
             assert len(seen) == len(set(seen)), listing  # no duplicates
             if listing == "entries":
                 assert seen == list(range(1, len(seen) + 1))  # no gaps
-            elif listing == "transfers":
-                assert seen[:6] == [t.id for t in before]  # journal order, nothing skipped
+            elif listing in {"transfers", "by time"}:
+                assert seen[:6] == [t.id for t in before]  # journal/time order, none skipped
             else:
                 assert seen == sorted(seen)
     finally:

@@ -23,7 +23,8 @@ reaches the caller.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Literal
 
 from pydantic import TypeAdapter, ValidationError
@@ -253,6 +254,27 @@ def transfer_key(tenant: str, transfer_id: str) -> Key:
     return Key(transfers_partition(tenant), transfer_id)
 
 
+def transfer_days_partition(tenant: str, day: date) -> str:
+    """The time index of one UTC day: a record per transfer created that day, sorted by
+    creation time (a query per day keeps a time range's reads near its own transfers)."""
+    return f"t/{tenant}/transfers-on/{day.isoformat()}"
+
+
+def transfer_time_key(tenant: str, created_at: float, transfer_id: str) -> Key:
+    return Key(
+        transfer_days_partition(tenant, utc_day(created_at)),
+        f"{_time_sort(created_at)}/{transfer_id}",
+    )
+
+
+def utc_day(epoch_seconds: float) -> date:
+    return datetime.fromtimestamp(epoch_seconds, UTC).date()
+
+
+def _time_sort(epoch_seconds: float) -> str:
+    return f"{round(epoch_seconds * 1_000_000):017d}"
+
+
 def batches_partition(tenant: str) -> str:
     return f"t/{tenant}/batches"
 
@@ -351,16 +373,21 @@ class _Journal:
     transfers of a batch may touch one account: each account is read once and replaced once
     (at the version read), its entries numbered on from its entry count."""
 
-    def __init__(self, tenant: str, now: float) -> None:
+    def __init__(self, tenant: str, now: float, known: dict[str, Record] | None = None) -> None:
         self.tenant = tenant
         self.now = now
+        self.known = {} if known is None else known
+        """Balance records written by this process's previous transact, used instead of a
+        read (see :func:`create_transfers_plan`); a stale one makes the transact fail."""
         self.versions: dict[str, int] = {}
         self.states: dict[str, BalanceState] = {}
         self.entries: list[Operation] = []
 
     def load(self, account_id: str) -> Plan[BalanceState]:
         if account_id not in self.states:
-            record = yield from _required(balance_key, self.tenant, account_id, "account")
+            record = self.known.get(account_id)
+            if record is None:
+                record = yield from _required(balance_key, self.tenant, account_id, "account")
             self.versions[account_id] = record.version
             self.states[account_id] = state_from_record(record)
         return self.states[account_id]
@@ -580,9 +607,12 @@ def scan_plan[T](
     limit: int,
     cursor: str | None,
     convert: Callable[[Record], Plan[T | None]],
+    *,
+    past_end: Callable[[Record], bool] | None = None,
 ) -> Plan[tuple[list[T], str | None]]:
     """Up to ``limit`` items of ``partition`` in sort-key order, each record converted (``None``
-    skips it), and the cursor after the last record read (``None``: nothing follows).
+    skips it), and the cursor after the last record read (``None``: nothing follows). A
+    record for which ``past_end`` holds ends the list (it and what follows are not read).
 
     Each query asks for exactly the items still missing, so the store's cursor always points
     right after the last record used: paging has no gaps or duplicates even while records are
@@ -596,6 +626,8 @@ def scan_plan[T](
         except InvalidRecord as exc:
             raise InvalidCursor("the cursor does not belong to this list") from exc
         for record in page.records:
+            if past_end is not None and past_end(record):
+                return items, None
             item = yield from convert(record)
             if item is not None:
                 items.append(item)
@@ -638,32 +670,134 @@ def list_entries_plan(
 _CREATING_KINDS: Final = frozenset({EntryKind.PENDING, EntryKind.POSTED})
 
 
+MAX_RANGE_DAYS: Final = 366
+"""Longest time range one transfer list covers (it reads one index partition per day)."""
+
+
 def list_transfers_plan(
-    tenant: str, account_id: str | None, status: str | None, limit: int, cursor: str | None
+    tenant: str,
+    account_id: str | None,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+    *,
+    created_gte: float | None = None,
+    created_lt: float | None = None,
+    now: float,
 ) -> Plan[tuple[list[Transfer], str | None]]:
-    """All of a tenant's transfers by id, or one account's in the order they reached it."""
+    """A tenant's transfers: with a time range, oldest first (``created_lt`` defaults to now);
+    else by id; with ``account_id``, in the order they reached that account."""
 
     def keep(transfer: Transfer) -> Transfer | None:
         return transfer if status is None or transfer.status == status else None
 
-    if account_id is None:
+    if created_gte is None and created_lt is not None:
+        raise InvalidRequest("a time range needs created_gte (created_lt defaults to now)")
+    timed = created_gte is not None
+    start = created_gte if created_gte is not None else 0.0
+    end = created_lt if created_lt is not None else now + 1e-6  # now itself included
+
+    if account_id is None and not timed:
 
         def convert(record: Record) -> Plan[Transfer | None]:
             return _plain(keep(transfer_from_record(record)))
 
         return (yield from scan_plan(transfers_partition(tenant), limit, cursor, convert))
 
+    if account_id is None:
+        return (
+            yield from _transfers_in_range(
+                tenant, start, end, keep=keep, limit=limit, cursor=cursor
+            )
+        )
+
     yield from _account_record(tenant, account_id)
 
     def convert_entry(record: Record) -> Plan[Transfer | None]:
-        if record.data["kind"] not in _CREATING_KINDS:
-            return None  # a later step of a transfer already listed
+        data = record.data
+        if data["kind"] not in _CREATING_KINDS or data["created_at"] < start:
+            return None  # a later step of a transfer already listed, or before the range
+        found: Record = yield Get(transfer_key(tenant, data["transfer_id"]))
+        return keep(transfer_from_record(found))
+
+    def entry_past_end(record: Record) -> bool:
+        created_at: float = record.data["created_at"]
+        return created_at >= end
+
+    return (
+        yield from scan_plan(
+            entries_partition(tenant, account_id),
+            limit,
+            cursor,
+            convert_entry,
+            past_end=entry_past_end if timed else None,
+        )
+    )
+
+
+def _transfers_in_range(
+    tenant: str,
+    start: float,
+    end: float,
+    *,
+    keep: Callable[[Transfer], Transfer | None],
+    limit: int,
+    cursor: str | None,
+) -> Plan[tuple[list[Transfer], str | None]]:
+    """Transfers created in [start, end), oldest first, walking the time index day by day.
+    The cursor is ``<day>/<that day's store cursor>``."""
+    if end <= start:
+        return [], None
+    first, last = _range_days(start, end)
+    day, day_cursor = _range_cursor(cursor, first, last)
+    low, high = _time_sort(start), _time_sort(end)
+
+    def in_range(record: Record) -> Plan[Transfer | None]:
+        if record.key.sort < low:
+            return None
         found: Record = yield Get(transfer_key(tenant, record.data["transfer_id"]))
         return keep(transfer_from_record(found))
 
-    return (
-        yield from scan_plan(entries_partition(tenant, account_id), limit, cursor, convert_entry)
-    )
+    def past_end(record: Record) -> bool:
+        return record.key.sort >= high
+
+    items: list[Transfer] = []
+    while True:
+        found, day_cursor = yield from scan_plan(
+            transfer_days_partition(tenant, day),
+            limit - len(items),
+            day_cursor,
+            in_range,
+            past_end=past_end,
+        )
+        items += found
+        if day_cursor is None:
+            if day == last:
+                return items, None
+            day += timedelta(days=1)
+        if len(items) == limit or day_cursor is not None:
+            # A full page, or a day cut short by the scan bound: continue from here.
+            return items, f"{day.isoformat()}/{day_cursor or ''}"
+
+
+def _range_days(start: float, end: float) -> tuple[date, date]:
+    first, last = utc_day(start), utc_day(end - 1e-6)
+    if (last - first).days >= MAX_RANGE_DAYS:
+        raise InvalidRequest(f"a time range covers at most {MAX_RANGE_DAYS} days")
+    return first, last
+
+
+def _range_cursor(cursor: str | None, first: date, last: date) -> tuple[date, str | None]:
+    if cursor is None:
+        return first, None
+    day_text, _, day_cursor = cursor.partition("/")
+    try:
+        day = date.fromisoformat(day_text)
+    except ValueError:
+        day = date.min
+    if not first <= day <= last:
+        raise InvalidCursor("the cursor does not belong to this list")
+    return day, day_cursor or None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -729,7 +863,13 @@ def _add_transfer(
     data = _transfer_data(
         new, transfer_id, journal.now, request_fingerprint, reverses=reverses, batch_id=batch_id
     )
-    operations: list[Operation] = [Create(transfer_key(journal.tenant, transfer_id), data)]
+    operations: list[Operation] = [
+        Create(transfer_key(journal.tenant, transfer_id), data),
+        Create(
+            transfer_time_key(journal.tenant, journal.now, transfer_id),
+            {"transfer_id": transfer_id},
+        ),
+    ]
     if data["expires_at"] is not None:
         operations.append(
             Create(
@@ -807,8 +947,9 @@ type TransferRequest = tuple[NewTransfer, str]
 
 
 def _transfer_operation_count(new: NewTransfer) -> int:
-    """Records a new transfer writes besides balances: itself, two entries, maybe a timeout."""
-    return 3 + (new.timeout_s is not None)
+    """Records a new transfer writes besides balances: itself, its time index, two entries,
+    maybe a timeout."""
+    return 4 + (new.timeout_s is not None)
 
 
 def transfer_chunks(requests: Sequence[TransferRequest], max_operations: int) -> list[range]:
@@ -830,8 +971,18 @@ def transfer_chunks(requests: Sequence[TransferRequest], max_operations: int) ->
     return chunks
 
 
+@dataclass
+class TransfersRun:
+    """What one ``create_transfers`` call carries from a chunk's transact to the next."""
+
+    balances: dict[str, Record] = field(default_factory=dict)
+    """The balance records this run's transacts wrote last, by account id."""
+    careful: bool = False
+    """Read everything (whether each transfer exists, every balance) before writing."""
+
+
 def create_transfers_plan(
-    tenant: str, requests: Sequence[TransferRequest], now: float
+    tenant: str, requests: Sequence[TransferRequest], now: float, run: TransfersRun
 ) -> Plan[list[TransferOutcome]]:
     """Independent (not linked) transfers in ONE transact, each exactly once per idempotency
     key with the id :func:`create_transfer_plan` derives: one already created with the same
@@ -839,8 +990,51 @@ def create_transfers_plan(
     refuse is ``rejected`` alone (the journal rolls back to before it). Balances touched by
     several transfers are computed cumulatively and replaced once. ``requests`` must fit one
     transact (:func:`transfer_chunks`); a concurrent change is ``Contention`` (the runner
-    re-runs the whole plan, re-reading)."""
-    journal = _Journal(tenant, now)
+    re-runs the plan, which then reads everything).
+
+    An import is mostly new transfers on the balances its previous transact wrote, so a chunk
+    is first written *optimistically*: no read of whether each transfer exists (its ``Create``
+    fails if it does) and the balances as ``run`` remembers them (their ``Replace`` fails if
+    another writer changed one). Only if that transact fails, or a transfer was refused on that
+    view, is the chunk done again *carefully*, reading everything, which then decides. Reading
+    everything every time doubled the store operations of a 100,000-row import (each transfer
+    read, each touched balance read per chunk: ~180,000 reads beside ~380,000 writes) and made
+    it ~30% slower end to end.
+    """
+    if not run.careful:
+        outcomes = yield from _transfers_attempt(tenant, requests, now, run, careful=False)
+        if outcomes is not None:
+            return outcomes
+    run.careful, run.balances = True, {}
+    outcomes = yield from _transfers_attempt(tenant, requests, now, run, careful=True)
+    assert outcomes is not None
+    # A re-run or a resumed run meets its duplicates in a row: stay careful while it does.
+    run.careful = any(outcome.status == "duplicate" for outcome in outcomes)
+    return outcomes
+
+
+def _created_before(new_id: str, earlier: str, request_fingerprint: str) -> TransferOutcome:
+    """The outcome of a request whose transfer exists (made by a request of fingerprint
+    ``earlier``)."""
+    if earlier == request_fingerprint:
+        return TransferOutcome(new_id, "duplicate")
+    reused = IdempotencyKeyReused(
+        "this idempotency key was used with another request; nothing was written"
+    )
+    return TransferOutcome(new_id, "rejected", reused)
+
+
+def _transfers_attempt(
+    tenant: str,
+    requests: Sequence[TransferRequest],
+    now: float,
+    run: TransfersRun,
+    *,
+    careful: bool,
+) -> Plan[list[TransferOutcome] | None]:
+    """One attempt of :func:`create_transfers_plan`; ``None``: an optimistic one gave up
+    (nothing written)."""
+    journal = _Journal(tenant, now, None if careful else run.balances)
     outcomes: list[TransferOutcome] = []
     own: list[Operation] = []
     planned: dict[str, str] = {}  # id -> fingerprint of the transfers this transact creates
@@ -852,29 +1046,34 @@ def create_transfers_plan(
             continue
         request_fingerprint = fingerprint(new.model_dump(mode="json"))
         earlier = planned.get(new_id)
-        if earlier is None:
+        if earlier is None and careful:
             existing: Record | None = yield Get(transfer_key(tenant, new_id))
             earlier = None if existing is None else existing.data["fingerprint"]
         if earlier is not None:
-            if earlier == request_fingerprint:
-                outcomes.append(TransferOutcome(new_id, "duplicate"))
-            else:
-                reused = IdempotencyKeyReused(
-                    "this idempotency key was used with another request; nothing was written"
-                )
-                outcomes.append(TransferOutcome(new_id, "rejected", reused))
+            outcomes.append(_created_before(new_id, earlier, request_fingerprint))
             continue
         saved = journal.checkpoint()
         try:
             own += yield from _add_transfer(journal, new, new_id, request_fingerprint)
         except LedgerError as exc:
+            if not careful:
+                return None  # refused on a remembered view: decide on a fresh one
             journal.rollback(saved)
             outcomes.append(TransferOutcome(new_id, "rejected", exc))
             continue
         planned[new_id] = request_fingerprint
         outcomes.append(TransferOutcome(new_id, "created"))
-    if own:
-        yield from _commit(own + journal.operations(), "transfers")
+    if not own:
+        return outcomes
+    balances = journal.operations()
+    try:
+        results = yield from _commit(own + balances, "transfers")
+    except Contention:
+        if careful:
+            raise
+        return None
+    written = results[len(own) : len(own) + len(journal.states)]  # the balances' Replaces
+    run.balances.update((record.key.sort, record) for record in written if record is not None)
     return outcomes
 
 
@@ -958,11 +1157,12 @@ def reverse_plan(
 
 
 def batch_operation_count(transfers: Sequence[NewTransfer]) -> int:
-    """Store operations a batch's transact needs: the batch record, one record per transfer
-    (two with a timeout), one balance per distinct account, two journal entries per transfer."""
+    """Store operations a batch's transact needs: the batch record, two records per transfer
+    (itself and its time index; three with a timeout), one balance per distinct account, two
+    journal entries per transfer."""
     accounts = {t.debit_account_id for t in transfers} | {t.credit_account_id for t in transfers}
     timeouts = sum(1 for t in transfers if t.timeout_s is not None)
-    return 1 + 3 * len(transfers) + timeouts + len(accounts)
+    return 1 + 4 * len(transfers) + timeouts + len(accounts)
 
 
 def create_batch_plan(
@@ -988,7 +1188,7 @@ def create_batch_plan(
         if needed > max_operations:
             raise BatchTooLarge(
                 f"this batch needs {needed} store operations in one transaction; this store "
-                f"allows {max_operations} (each transfer takes 3, plus 1 per account and 1 for "
+                f"allows {max_operations} (each transfer takes 4, plus 1 per account and 1 for "
                 "the batch)"
             )
         journal = _Journal(tenant, now)

@@ -6,6 +6,7 @@ No ``from __future__ import annotations``: FastAPI reads these annotations at ru
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Response
+from pydantic import AwareDatetime
 
 from ledger.api.deps import (
     IDEMPOTENCY_KEY_INVALID,
@@ -29,6 +30,7 @@ from ledger.domain.errors import (
     IdempotencyKeyReused,
     InsufficientFunds,
     InvalidCursor,
+    InvalidRequest,
     LedgerError,
     NotFound,
     PostExceedsPending,
@@ -119,8 +121,9 @@ async def create_batch(
 
 @router.get(
     "",
-    summary="List transfers (by id; with account_id, in the order they reached the account)",
-    responses=ledger_responses(InvalidCursor),
+    summary="List transfers (by id; with account_id, in the order they reached the account; with "
+    "created_gte, oldest first)",
+    responses=ledger_responses(InvalidCursor, InvalidRequest),
 )
 async def list_transfers(
     *,
@@ -130,11 +133,33 @@ async def list_transfers(
         str | None, Query(description="Only transfers debiting or crediting this account.")
     ] = None,
     status: Annotated[TransferStatus | None, Query(description="Only this status.")] = None,
+    created_gte: Annotated[
+        AwareDatetime | None,
+        Query(
+            description="Only transfers created at or after this time (ISO 8601 with a UTC "
+            "offset); the list then comes oldest first. A range covers at most 366 days.",
+            examples=["2026-12-01T00:00:00Z"],
+        ),
+    ] = None,
+    created_lt: Annotated[
+        AwareDatetime | None,
+        Query(
+            description="Only transfers created before this time (needs created_gte; "
+            "default: now).",
+            examples=["2026-12-02T00:00:00Z"],
+        ),
+    ] = None,
     limit: Limit = 10,
     cursor: Cursor = None,
 ) -> Page[Transfer]:
     return await ledger.list_transfers(
-        tenant, account_id=account_id, status=status, limit=limit, cursor=cursor
+        tenant,
+        account_id=account_id,
+        status=status,
+        limit=limit,
+        cursor=cursor,
+        created_gte=created_gte.timestamp() if created_gte is not None else None,
+        created_lt=created_lt.timestamp() if created_lt is not None else None,
     )
 
 
