@@ -15,7 +15,9 @@ final state (``ledger.invariants``).
 Ceilings from the same run: the same load generator against a bare FastAPI ``POST`` route (no
 store, no ledger: ``benchmarks/http.py --serve-web bare``), and on SQLite the durable-commit
 ceiling: 16 threads, each committing single-row transactions with ``synchronous=full`` (WAL)
-on the same disk.
+on the same disk; and, between the two, a bare FastAPI route whose only work is one durable
+create through stalwart's SQLite store (``sqlite_one_commit_route_rps``: what any one-commit
+write reaches through this HTTP stack with one worker).
 
 The last line is one JSON object (see the issue for its shape).
 """
@@ -214,6 +216,41 @@ def bare_rps(seconds: float) -> float:
     return round(result.requests_per_s, 1)
 
 
+def serve_commit_route(database: str, port: int) -> None:
+    """``POST /commit``: a bare FastAPI route whose only work is one durable single-record
+    create through stalwart's async SQLite store (``synchronous=full``) -- what any write that
+    needs one commit can reach on this HTTP stack, disk and single worker."""
+    import uvicorn  # noqa: PLC0415
+    from fastapi import FastAPI  # noqa: PLC0415
+
+    from stalwart.storage import Key, open_async_store  # noqa: PLC0415
+
+    store = open_async_store(f"sqlite:///{database}?table=commits&synchronous=full")
+    app = FastAPI()
+
+    @app.post("/commit", status_code=201)
+    async def commit() -> dict[str, str]:
+        record_id = uuid.uuid4().hex
+        await store.create(Key("commits", record_id), {"id": record_id})
+        return {"id": record_id}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+
+
+def commit_route_rps(directory: Path, seconds: float) -> float:
+    """The same generator against :func:`serve_commit_route` (its own process)."""
+    database = str(directory / "commit-route.db")
+    with load_process(__file__, "--serve-commit-route", database) as port:
+
+        def request(_index: int, _n: int) -> bytes:
+            return f"POST /commit HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+
+        result = asyncio.run(load_requests(port, seconds, request, connections=CONNECTIONS))
+    if set(result.statuses) != {201}:
+        raise RuntimeError(f"the commit route answered {dict(result.statuses)}")
+    return round(result.requests_per_s, 1)
+
+
 def sqlite_durable_commits_per_s(directory: Path, seconds: float) -> float:
     """16 threads, each committing single-row transactions (WAL, ``synchronous=full``)."""
     path = directory / "durable.db"
@@ -292,9 +329,14 @@ def main() -> None:
         result["sqlite_durable_commits_per_s"] = sqlite_durable_commits_per_s(
             Path(tmp), args.seconds
         )
+        if "sqlite" in engines:
+            result["sqlite_one_commit_route_rps"] = commit_route_rps(Path(tmp), args.seconds)
     print("details", json.dumps(details))
     print(json.dumps(result))
 
 
 if __name__ == "__main__":
-    main()
+    if "--serve-commit-route" in sys.argv:
+        serve_commit_route(sys.argv[sys.argv.index("--serve-commit-route") + 1], int(sys.argv[-1]))
+    else:
+        main()
