@@ -97,6 +97,18 @@ def test_pages_need_a_login(app):
     assert "Sign in" in client.get("/login").text
 
 
+def test_login_goes_back_only_to_a_page_of_the_backoffice(app):
+    for target, landing in (
+        ("/transfers?status=pending", "/transfers?status=pending"),
+        ("https://evil.example/", "/accounts"),
+        ("//evil.example/", "/accounts"),
+    ):
+        client = app.test_client()
+        token = csrf_token(client.get("/login").text)
+        form = {"username": "olivia", "password": PASSWORD, "csrf_token": token, "next": target}
+        assert client.post("/login", data=form).headers["Location"] == landing
+
+
 def test_login_sets_a_secure_session_cookie_and_logout_ends_it(store):
     fresh = make_app(store, host="10.0.0.5").test_client()
     response = login_response(fresh, "olivia")
@@ -428,7 +440,7 @@ def test_ledger_serve_prints_and_mounts_the_backoffice(tmp_path):
         assert f"back-office: {admin}/" in served.text()
         with httpx.Client(timeout=10) as browser:
             login_page = browser.get(f"{admin}/accounts", follow_redirects=True)
-            assert login_page.url == f"{admin}/login?next=/accounts?"
+            assert login_page.url == f"{admin}/login?next=/accounts"
             assert "Sign in" in login_page.text
             assert "X-Request-ID" in login_page.headers  # the web kit wraps the mount
             assert browser.get(f"{admin}/static/style.css").status_code == 200

@@ -15,7 +15,7 @@ def _safe_next(target: str | None) -> str:
     """Where to go after login: only a path of this app (never another site)."""
     if target and target.startswith("/") and not target.startswith("//"):
         return request.script_root + target
-    return url_for("accounts.index")
+    return url_for("accounts.list_accounts")
 
 
 @blueprint.route("/login", methods=["GET", "POST"])

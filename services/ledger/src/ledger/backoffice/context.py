@@ -81,7 +81,7 @@ def login_required(view: View) -> View:
     @wraps(view)
     def guarded(*args: object, **kwargs: object) -> Response | str | tuple[str, int]:
         if g.get("operator") is None:
-            return redirect(url_for("auth.login", next=request.full_path))
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
         return view(*args, **kwargs)
 
     return guarded
