@@ -24,7 +24,7 @@ from backoffice_support import (
 )
 from flask import Flask
 from flask.testing import FlaskClient
-from ledger.backoffice import create_backoffice
+from ledger.backoffice.factory import create_backoffice
 from ledger.backoffice.operators import LoginRefused, Role, create_operator, log_in
 from ledger.service import SyncLedger
 from ledger.settings import LedgerSettings

@@ -27,7 +27,8 @@ from ledger.api import include_api
 from ledger.api.deps import tenant_of_request
 from ledger.api.problems import error_registry
 from ledger.auth import list_tenants
-from ledger.backoffice import BACKOFFICE_PATH, create_backoffice
+from ledger.backoffice import BACKOFFICE_PATH
+from ledger.backoffice.factory import create_backoffice
 from ledger.service import Ledger
 from ledger.settings import LedgerSettings
 from ledger.store import CONTENTION_RETRY
