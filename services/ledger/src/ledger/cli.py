@@ -5,6 +5,9 @@
     ledger keys revoke KEY_ID [--store URL]
     ledger operators create --username U --tenant T [--role viewer|operator] [--password-stdin]
     ledger import FILE --kind accounts|transfers --tenant T [--rejects PATH] [--store URL]
+    ledger export accounts|balances|transfers|entries --tenant T --out PATH [--account ID]
+                  [--from DATE --to DATE] [--store URL]
+    ledger report --tenant T --from DATE --to DATE --out DIR [--format png|svg] [--store URL]
 
 Options override the ``LEDGER_*`` settings (``.env``, environment, Secrets Manager).
 """
@@ -15,6 +18,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -34,7 +38,9 @@ from ledger.auth import IssuedKey, create_key, ensure_development_key, revoke_ke
 from ledger.backoffice import BACKOFFICE_PATH
 from ledger.backoffice.operators import Role, create_operator
 from ledger.domain.errors import LedgerError
+from ledger.ops.exporter import export
 from ledger.ops.importer import ImportFileError, import_file
+from ledger.ops.reports import build_report, write_report
 from ledger.service import SyncLedger
 from ledger.settings import Environment, LedgerSettings
 from stalwart.config import ConfigError
@@ -242,6 +248,94 @@ def import_command(
     )
     if summary.rejected:
         raise typer.Exit(1)
+
+
+FromOption = Annotated[
+    datetime | None,
+    typer.Option("--from", formats=["%Y-%m-%d"], help="First day (UTC, YYYY-MM-DD), included."),
+]
+ToOption = Annotated[
+    datetime | None,
+    typer.Option("--to", formats=["%Y-%m-%d"], help="Day after the last (UTC), excluded."),
+]
+
+
+def _epoch(day: datetime | date | None) -> float | None:
+    """Midnight UTC of ``day`` in epoch seconds."""
+    if day is None:
+        return None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+
+
+@app.command("export")
+def export_command(
+    what: Annotated[
+        Literal["accounts", "balances", "transfers", "entries"],
+        typer.Argument(help="What to export."),
+    ],
+    *,
+    tenant: TenantOption,
+    out: Annotated[Path, typer.Option(help="The .csv or .parquet file to write.")],
+    account: Annotated[
+        str | None,
+        typer.Option(help="Only this account (its balance, its transfers, its journal)."),
+    ] = None,
+    start: FromOption = None,
+    end: ToOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Export to CSV or Parquet, streamed page by page (memory stays bounded).
+
+    --from/--to select transfers and entries created in [FROM, TO) (UTC days; TO excluded).
+    """
+    settings = load_settings(store_url=store)
+    if end is not None and start is None:
+        raise _fail("--to needs --from")
+    with opened_store(settings) as sync_store:
+        try:
+            rows = export(
+                SyncLedger(sync_store),
+                tenant,
+                what,
+                out,
+                account_id=account,
+                created_gte=_epoch(start),
+                created_lt=_epoch(end),
+            )
+        except (LedgerError, ValueError, OSError) as exc:
+            raise _fail(exc) from exc
+    typer.echo(f"{rows} {what} rows written to {out}")
+
+
+@app.command("report")
+def report_command(
+    *,
+    tenant: TenantOption,
+    start: Annotated[
+        datetime,
+        typer.Option("--from", formats=["%Y-%m-%d"], help="First day (UTC), included."),
+    ],
+    end: Annotated[
+        datetime,
+        typer.Option("--to", formats=["%Y-%m-%d"], help="Day after the last (UTC), excluded."),
+    ],
+    out: Annotated[Path, typer.Option(help="Directory for the CSV files and the chart.")],
+    chart_format: Annotated[
+        Literal["png", "svg"], typer.Option("--format", help="The chart's image format.")
+    ] = "png",
+    store: StoreOption = None,
+) -> None:
+    """Daily volume and count per currency, a trial balance (must sum to zero) and the largest
+    movements of [FROM, TO), as CSV files and a chart."""
+    settings = load_settings(store_url=store)
+    with opened_store(settings) as sync_store:
+        try:
+            report = build_report(SyncLedger(sync_store), tenant, start.date(), end.date())
+            written = write_report(report, out, chart_format=chart_format)
+        except (LedgerError, ValueError, OSError) as exc:
+            raise _fail(exc) from exc
+    for path in written:
+        typer.echo(f"wrote {path}")
 
 
 def main() -> None:
