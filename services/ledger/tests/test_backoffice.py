@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -534,3 +535,24 @@ def test_a_viewer_sees_imports_but_cannot_upload(viewer):
     form = {"csrf_token": token, "kind": "transfers", "file": (io.BytesIO(b"x"), "a.csv")}
     refused = viewer.post("/imports", data=form, content_type="multipart/form-data")
     assert refused.status_code == 403
+
+
+# -- reports ---------------------------------------------------------------------------------
+
+
+def test_the_reports_page_shows_tables_and_the_chart(viewer, seeded):
+    form = viewer.get("/reports").text
+    assert 'name="start"' in form
+    assert "Trial balance" not in form  # nothing built until a range is submitted
+    today = datetime.now(UTC).date()
+    page = viewer.get(f"/reports?start={today}&end={today + timedelta(days=1)}").text
+    assert '<img class="chart" src="data:image/svg+xml;base64,' in page
+    for title in ("Daily volume per currency", "Trial balance", "Largest movements"):
+        assert f"<h2>{title}" in page
+    assert "<td>USD</td>" in page
+    daily = page.split("<h2>Daily volume per currency</h2>")[1].split("</table>")[0]
+    assert re.findall(r"<td>([^<]*)</td>", daily)[1:] == ["USD", "3", "195.75"]  # posted only
+    bad = viewer.get(f"/reports?start={today}&end={today}")
+    assert bad.status_code == 422
+    assert "The end date must come after the start date." in bad.text
+    assert viewer.get("/reports?start=yesterday&end=today").status_code == 422

@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -114,7 +115,7 @@ def page(browser: Any, admin: str) -> Iterator[Any]:
     context = browser.new_context(
         java_script_enabled=False, viewport={"width": 1100, "height": 800}
     )
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(30_000)  # a loaded CI machine: the first report imports pandas
     opened = context.new_page()
     yield opened
     context.close()
@@ -237,3 +238,18 @@ def test_upload_an_import_and_download_its_rejects(page, admin, seeded, tmp_path
     page.click("text=Imports")
     assert page.locator("table tbody tr").count() == 1
     shot(page, "imports")
+
+
+def test_a_viewer_builds_a_report_with_its_chart(page, admin, seeded):
+    sign_in(page, admin, "victor")
+    assert page.locator("nav >> text=Adjustment").count() == 0  # a viewer's menu
+    page.click("nav >> text=Reports")
+    today = datetime.now(UTC).date()
+    page.fill("input[name=start]", str(today - timedelta(days=30)))
+    page.fill("input[name=end]", str(today + timedelta(days=30)))
+    page.click("main button[type=submit]")
+    chart = page.locator("img.chart")
+    assert chart.get_attribute("src").startswith("data:image/svg+xml;base64,")
+    assert page.locator("h2", has_text="Trial balance").is_visible()
+    assert page.locator("table").count() == 3
+    shot(page, "reports")

@@ -13,7 +13,7 @@ from flask_wtf.csrf import (  # type: ignore[import-untyped]  # no type informat
 )
 from werkzeug.exceptions import HTTPException
 
-from ledger.backoffice import accounts, auth, imports, transfers
+from ledger.backoffice import accounts, auth, imports, reports, transfers
 from ledger.backoffice.context import EXTENSION, Backoffice, load_operator
 from ledger.domain.errors import LedgerError, NotFound
 from ledger.domain.money import format_amount
@@ -63,7 +63,13 @@ def create_backoffice(
     app.extensions[EXTENSION] = Backoffice(settings, store, ledger or SyncLedger(store))
     CSRFProtect(app)
     app.before_request(load_operator)
-    for blueprint in (auth.blueprint, accounts.blueprint, transfers.blueprint, imports.blueprint):
+    for blueprint in (
+        auth.blueprint,
+        accounts.blueprint,
+        transfers.blueprint,
+        imports.blueprint,
+        reports.blueprint,
+    ):
         app.register_blueprint(blueprint)
     app.add_template_filter(format_amount, "money")
     app.register_error_handler(LedgerError, _ledger_error)
