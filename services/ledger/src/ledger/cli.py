@@ -38,9 +38,6 @@ from ledger.auth import IssuedKey, create_key, ensure_development_key, revoke_ke
 from ledger.backoffice import BACKOFFICE_PATH
 from ledger.backoffice.operators import Role, create_operator
 from ledger.domain.errors import LedgerError
-from ledger.ops.exporter import export
-from ledger.ops.importer import ImportFileError, import_file
-from ledger.ops.reports import build_report, write_report
 from ledger.service import SyncLedger
 from ledger.settings import Environment, LedgerSettings
 from stalwart.config import ConfigError
@@ -222,6 +219,10 @@ def import_command(
         TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
     )
+    # ledger.ops is imported by its commands only: pandas and pandera would add seconds to the
+    # start of every command, and of every `serve --workers N` worker process.
+    from ledger.ops.importer import ImportFileError, import_file  # noqa: PLC0415
+
     with opened_store(settings) as sync_store, Progress(*columns, transient=False) as bar:
         task = bar.add_task(f"importing {kind}", total=None, rate="")
 
@@ -291,6 +292,8 @@ def export_command(
     settings = load_settings(store_url=store)
     if end is not None and start is None:
         raise _fail("--to needs --from")
+    from ledger.ops.exporter import export  # noqa: PLC0415 - see import_command
+
     with opened_store(settings) as sync_store:
         try:
             rows = export(
@@ -327,6 +330,8 @@ def report_command(
 ) -> None:
     """Daily volume and count per currency, a trial balance (must sum to zero) and the largest
     movements of [FROM, TO), as CSV files and a chart."""
+    from ledger.ops.reports import build_report, write_report  # noqa: PLC0415 - see import_command
+
     settings = load_settings(store_url=store)
     with opened_store(settings) as sync_store:
         try:
