@@ -11,9 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
-from api_support import ledger_serve
 from backoffice_support import (
     IMPORT_CSV,
     KEY_FIELD,
@@ -433,18 +431,6 @@ def test_ledger_operators_create_reads_the_password_from_stdin(tmp_path):
     assert "at least 12 characters" in short.output
     with open_store(url) as store:
         assert log_in(store, "ops", PASSWORD, max_failures=5, lockout_s=60).role is Role.VIEWER
-
-
-def test_ledger_serve_prints_and_mounts_the_backoffice(tmp_path):
-    with ledger_serve(cwd=tmp_path) as served:
-        admin = f"{served.base}/admin"
-        assert f"back-office: {admin}/" in served.text()
-        with httpx.Client(timeout=10) as browser:
-            login_page = browser.get(f"{admin}/accounts", follow_redirects=True)
-            assert login_page.url == f"{admin}/login?next=/accounts"
-            assert "Sign in" in login_page.text
-            assert "X-Request-ID" in login_page.headers  # the web kit wraps the mount
-            assert browser.get(f"{admin}/static/style.css").status_code == 200
 
 
 def test_a_session_made_by_one_worker_is_valid_in_another(store):
