@@ -330,6 +330,10 @@ def test_an_adjustment_submitted_twice_posts_once(operator, ledger, seeded):
     to_alice = ledger.list_transfers(TENANT, account_id=seeded.alice.id, limit=100).data
     assert len(to_alice) == len(seeded.deposits) + 1
     assert "Adjustment posted." in operator.get(first.headers["Location"]).text
+    # Back to the posted form, changed and sent again: refused, still the one adjustment.
+    changed = operator.post("/adjustments", data=form | {"amount": "99.00"})
+    assert changed.status_code == 422
+    assert "This form was already posted with other values" in changed.text
     # Another form (another key) is another adjustment.
     operator.post(
         "/adjustments",

@@ -24,7 +24,7 @@ from werkzeug.wrappers import Response
 
 from ledger.backoffice.context import backoffice, login_required, operator, operator_required
 from ledger.service import SyncLedger
-from stalwart.storage import Key, Record, StorageError, Store
+from stalwart.storage import Key, Record, StorageError, Store, VersionConflict
 
 if TYPE_CHECKING:
     from ledger.ops.importer import ImportSummary
@@ -64,14 +64,25 @@ class _JobRecord:
 
     def update(self, **changes: Any) -> None:
         data = {**self.record.data, **changes, "updated_at": time.time()}
-        self.record = self.store.replace(
-            self.record.key, data, expected_version=self.record.version
-        )
+        try:
+            self.record = self.store.replace(
+                self.record.key, data, expected_version=self.record.version
+            )
+        except VersionConflict:
+            # An earlier write failed ambiguously (it had landed): write over the stored one.
+            current = self.store.get(self.record.key)
+            if current is None:
+                raise
+            data = {**current.data, **changes, "updated_at": time.time()}
+            self.record = self.store.replace(current.key, data, expected_version=current.version)
         self.last_write = time.monotonic()
 
     def progress(self, done: int, total: int) -> None:
         if time.monotonic() - self.last_write >= PROGRESS_EVERY_S or done == total:
-            self.update(done=done, total=total)
+            try:
+                self.update(done=done, total=total)
+            except StorageError:  # the page shows older progress; the import goes on
+                log.warning("could not record the progress of import %s", self.record.key.sort)
 
 
 def _summary_fields(summary: ImportSummary) -> dict[str, Any]:

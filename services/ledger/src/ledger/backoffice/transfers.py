@@ -20,7 +20,7 @@ from ledger.backoffice.context import (
     operator,
     operator_required,
 )
-from ledger.domain.errors import LedgerError
+from ledger.domain.errors import IdempotencyKeyReused, InvalidRequest, LedgerError
 from ledger.domain.models import NewTransfer, Transfer, TransferStatus
 from ledger.domain.money import parse_amount
 
@@ -136,10 +136,10 @@ def _adjustment(tenant: str, form: dict[str, str]) -> NewTransfer:
     credit = find_account(tenant, form["credit"])
     if debit is None or credit is None:
         missing = form["debit"] if debit is None else form["credit"]
-        raise LedgerError(f"no account with id or external id {missing!r}")
+        raise InvalidRequest(f"no account with id or external id {missing!r}")
     reason = form["reason"]
     if not reason:
-        raise LedgerError("give a reason: it is kept in the transfer's metadata")
+        raise InvalidRequest("give a reason: it is kept in the transfer's metadata")
     try:
         return NewTransfer(
             debit_account_id=debit.id,
@@ -150,7 +150,7 @@ def _adjustment(tenant: str, form: dict[str, str]) -> NewTransfer:
             metadata={"reason": reason[:500], "operator": operator().username},
         )
     except ValidationError as exc:
-        raise LedgerError("; ".join(error["msg"] for error in exc.errors())) from None
+        raise InvalidRequest("; ".join(error["msg"] for error in exc.errors())) from None
 
 
 @blueprint.post("/adjustments")
@@ -161,14 +161,18 @@ def create_adjustment() -> Response | tuple[str, int]:
     tenant = operator().tenant
     try:
         uuid.UUID(hex=form["key"])
+    except ValueError:
+        error = "The form is damaged: open a new adjustment form."
+        return render_template("adjustment.html", form=form, error=error), 400
+    try:
         new = _adjustment(tenant, form)
         transfer, replayed = ledger().create_transfer(
             tenant, new, idempotency_key=ADJUSTMENT_KEY_PREFIX + form["key"]
         )
-    except ValueError:
-        return render_template(
-            "adjustment.html", form=form, error="The form is damaged: open a new adjustment form."
-        ), 400
+    except IdempotencyKeyReused:
+        # Back to a submitted form, changed and sent again: it stays the one adjustment it was.
+        error = "This form was already posted with other values; open a new adjustment form."
+        return render_template("adjustment.html", form=form, error=error), 422
     except LedgerError as exc:
         # The same key stays in the re-rendered form: fixing and resubmitting still posts once.
         return render_template("adjustment.html", form=form, error=exc.detail), 422
