@@ -204,6 +204,7 @@ def test_a_double_clicked_adjustment_posts_exactly_once(page, admin, seeded, led
     page.mouse.click(x, y, click_count=2)
     page.wait_for_url("**/admin/transfers/*")
     assert "42.00 USD" in page.locator("dl.facts").inner_text()
+    assert "Adjustment posted" in page.locator(".flash").inner_text()  # the answer shown
     shot(page, "adjustment-posted")
     to_bob = ledger.list_transfers(TENANT, account_id=seeded.bob.id, limit=100).data
     adjustments = [t for t in to_bob if t.metadata.get("reason") == "refund of a double charge"]

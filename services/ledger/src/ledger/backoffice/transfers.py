@@ -176,7 +176,8 @@ def create_adjustment() -> Response | tuple[str, int]:
     except LedgerError as exc:
         # The same key stays in the re-rendered form: fixing and resubmitting still posts once.
         return render_template("adjustment.html", form=form, error=exc.detail), 422
-    if not replayed:
-        flash("Adjustment posted.", "info")
+    # A replay says so too: the browser may have dropped the first answer (a double click
+    # cancels it), and the operator must still learn that the adjustment is posted, once.
+    flash("Adjustment posted." if not replayed else "Adjustment posted (once).", "info")
     # Post/Redirect/Get: reloading the result page never submits again.
     return redirect(url_for("transfers.transfer_detail", transfer_id=transfer.id), 303)
