@@ -5,9 +5,14 @@ rejected alone, balances computed cumulatively. Each test ends on a consistent l
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
-from ledger.domain.models import NormalBalance
+from ledger.domain.models import Account, NewAccount, NewTransfer, NormalBalance
+from ledger.invariants import check_invariants
+from ledger.service import SyncLedger
+
+from stalwart.storage import open_store
 
 T = "acme"
 
@@ -88,3 +93,42 @@ async def test_concurrent_create_transfers_on_shared_balances_post_each_once(led
     total = sum([(await ledger.get_balance(T, w.id)).posted for w in wallets])
     assert total == 45 * (1 + 2 + 3)
     assert await ledger.invariants() == []
+
+
+def test_a_refusal_on_a_remembered_balance_is_decided_again_on_fresh_reads(tmp_path):
+    # The second chunk starts from the balance its first transact wrote (24); another writer
+    # credits 50 meanwhile, so the 30 the second chunk debits fits the real balance (74).
+    store = open_store(f"sqlite:///{tmp_path / 'ledger.db'}?table=ledger")
+    other = SyncLedger(store)
+    cash = other.create_account(T, NewAccount(currency="USD", name="cash", normal_balance="debit"))
+    alice = other.create_account(
+        T,
+        NewAccount(currency="USD", name="alice", flags={"debits_must_not_exceed_credits": True}),
+    )
+    bob = other.create_account(T, NewAccount(currency="USD", name="bob"))
+    plans_started = 0
+
+    def clock() -> float:  # read as each chunk's plan starts
+        nonlocal plans_started
+        plans_started += 1
+        if plans_started == 2:
+            deposit = NewTransfer(
+                debit_account_id=cash.id, credit_account_id=alice.id, amount=50, currency="USD"
+            )
+            other.create_transfer(T, deposit, idempotency_key="meanwhile")
+        return time.time()
+
+    def draft(debit: Account, credit: Account, amount: int) -> NewTransfer:
+        return NewTransfer(
+            debit_account_id=debit.id, credit_account_id=credit.id, amount=amount, currency="USD"
+        )
+
+    requests = [(draft(cash, alice, 1), f"fund-{i}") for i in range(24)]  # fills one transact
+    requests.append((draft(alice, bob, 30), "pay"))
+
+    outcomes = SyncLedger(store, clock=clock).create_transfers(T, requests)
+
+    assert [o.status for o in outcomes] == ["created"] * 25
+    assert other.get_balance(T, alice.id).available == 24 + 50 - 30
+    assert check_invariants(store, T) == []
+    store.close()

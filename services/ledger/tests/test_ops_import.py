@@ -54,7 +54,7 @@ def _wallet_total(ledger: SyncLedger) -> int:
     )
 
 
-def test_a_100000_row_import_posts_every_row_once_and_a_rerun_posts_nothing(store, tmp_path):
+def test_a_100000_row_import_posts_every_row_once(store, tmp_path):
     ledger = _with_accounts(store, tmp_path)
     rows = 100_000
     path = tmp_path / "transfers.parquet"  # Parquet here, CSV in the other tests
@@ -83,10 +83,8 @@ def test_a_100000_row_import_posts_every_row_once_and_a_rerun_posts_nothing(stor
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
     assert _wallet_total(ledger) == expected_minor_units(rows)
     assert check_invariants(store, T) == []
-
-    again = import_file(ledger, T, path, kind="transfers", rejects_path=tmp_path / "rejects.csv")
-    assert (again.posted, again.duplicates, again.rejected) == (0, rows, 0)
-    assert _wallet_total(ledger) == expected_minor_units(rows)
+    # Re-runs (all duplicates) are tested on smaller files here, in the CLI test and on every
+    # engine in test_ops_bulk.py: 100,000 more reads would only add time to the suite.
 
 
 def test_a_malformed_file_is_reported_all_at_once_and_only_its_good_rows_are_posted(

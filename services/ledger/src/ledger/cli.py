@@ -185,6 +185,10 @@ def operators_create(
     typer.echo(f"operator {made.username!r} ({made.role}) for tenant {made.tenant!r} created")
 
 
+# The file commands (import, export, report) import ledger.ops -- pandas, pyarrow, pandera,
+# matplotlib: seconds of imports -- only when they run, so `ledger serve` and its workers start
+# without them.
+
 TenantOption = Annotated[str, typer.Option(help="The tenant whose ledger this is.")]
 
 
@@ -209,6 +213,8 @@ def import_command(
     Exit status: 0 when every row is posted or already present, 1 when rows were rejected (see
     the rejects file), 2 when the file or the configuration is unusable (nothing written).
     """
+    from ledger.ops.importer import ImportFileError, import_file  # noqa: PLC0415  # see above
+
     settings = load_settings(store_url=store)
     rejects_path = rejects or file.with_name(f"{file.stem}.rejects.csv")
     columns = (
@@ -219,10 +225,6 @@ def import_command(
         TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
     )
-    # ledger.ops is imported by its commands only: pandas and pandera would add seconds to the
-    # start of every command, and of every `serve --workers N` worker process.
-    from ledger.ops.importer import ImportFileError, import_file  # noqa: PLC0415
-
     with opened_store(settings) as sync_store, Progress(*columns, transient=False) as bar:
         task = bar.add_task(f"importing {kind}", total=None, rate="")
 
@@ -289,11 +291,11 @@ def export_command(
 
     --from/--to select transfers and entries created in [FROM, TO) (UTC days; TO excluded).
     """
+    from ledger.ops.exporter import export  # noqa: PLC0415  # see above
+
     settings = load_settings(store_url=store)
     if end is not None and start is None:
         raise _fail("--to needs --from")
-    from ledger.ops.exporter import export  # noqa: PLC0415 - see import_command
-
     with opened_store(settings) as sync_store:
         try:
             rows = export(
@@ -330,7 +332,7 @@ def report_command(
 ) -> None:
     """Daily volume and count per currency, a trial balance (must sum to zero) and the largest
     movements of [FROM, TO), as CSV files and a chart."""
-    from ledger.ops.reports import build_report, write_report  # noqa: PLC0415 - see import_command
+    from ledger.ops.reports import build_report, write_report  # noqa: PLC0415  # see above
 
     settings = load_settings(store_url=store)
     with opened_store(settings) as sync_store:
