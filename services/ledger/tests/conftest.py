@@ -167,3 +167,25 @@ async def ledger(
         yield driver
     finally:
         await driver.close()
+
+
+@pytest.fixture(scope="module")
+def cheap_password_hashes() -> Iterator[None]:
+    """argon2 at its cheapest for the back-office tests (the default costs up to 1 s per hash
+    on this machine by design; the tests check logins, not the hash's cost)."""
+    from argon2 import PasswordHasher  # noqa: PLC0415 - only the back-office tests need it
+    from ledger.backoffice import operators  # noqa: PLC0415
+
+    with pytest.MonkeyPatch.context() as patch:
+        cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+        patch.setattr(operators, "HASHER", cheap)
+        yield
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say loudly when the back-office browser tests were skipped (no chromium)."""
+    from backoffice_support import BROWSER_SKIP_REASON  # noqa: PLC0415
+
+    skipped = terminalreporter.stats.get("skipped", [])
+    if any(BROWSER_SKIP_REASON in str(report.longrepr) for report in skipped):
+        terminalreporter.write_sep("!", BROWSER_SKIP_REASON, red=True, bold=True)

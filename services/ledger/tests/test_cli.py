@@ -24,6 +24,12 @@ def test_serve_starts_on_the_sqlite_default_prints_docs_and_a_first_key(tmp_path
         )
         assert listed.status_code == 200
         assert httpx.get(f"{served.base}/readyz", timeout=5).json()["status"] == "ok"
+        # The back-office is mounted in the same process, and its URL printed.
+        assert f"back-office: {served.base}/admin/" in served.text()
+        login = httpx.get(f"{served.base}/admin/accounts", follow_redirects=True, timeout=5)
+        assert login.url == f"{served.base}/admin/login?next=/accounts"
+        assert "Sign in" in login.text
+        assert "X-Request-ID" in login.headers  # the web kit wraps the mount
     assert (tmp_path / "ledger.db").exists()  # ./ledger.db, the embedded default
 
 

@@ -31,7 +31,11 @@ def put_secret(moto_url: str, name: str, values: dict[str, str]) -> None:
 
 def test_production_reads_the_store_url_from_secrets_manager(moto_srv, secret_id, tmp_path):
     url = f"sqlite:///{tmp_path}/prod.db?synchronous=full"
-    put_secret(moto_srv.url, secret_id, {"store_url": url, "otlp_endpoint": "http://c:4318"})
+    put_secret(
+        moto_srv.url,
+        secret_id,
+        {"store_url": url, "otlp_endpoint": "http://c:4318", "secret_key": "s3cret-" * 6},
+    )
     settings = LedgerSettings(_env_file=None)
     assert settings.store_url.get_secret_value() == url
     assert settings.otlp_endpoint == "http://c:4318"

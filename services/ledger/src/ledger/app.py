@@ -3,8 +3,10 @@
 What it wires: the stalwart web kit (problem+json errors, request ids, one JSON request line
 naming the tenant, ``/livez`` and ``/readyz`` with the store as a required check), every
 ledger error on the kit's registry, JSON logs, EMF metrics per API request, OpenTelemetry
-traces when ``LEDGER_OTLP_ENDPOINT`` is set, and the ``/v1`` routes over one
-:class:`~ledger.service.Ledger` on one async store.
+traces when ``LEDGER_OTLP_ENDPOINT`` is set, the ``/v1`` routes over one
+:class:`~ledger.service.Ledger` on one async store, and the Flask back-office at ``/admin``
+(WSGI, mounted with a2wsgi: it runs on a2wsgi's thread pool over a sync store of the same
+URL, so every uvicorn worker serves it too).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
 
+from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
@@ -24,6 +27,8 @@ from ledger.api import include_api
 from ledger.api.deps import tenant_of_request
 from ledger.api.problems import error_registry
 from ledger.auth import list_tenants
+from ledger.backoffice import BACKOFFICE_PATH
+from ledger.backoffice.factory import create_backoffice
 from ledger.service import Ledger
 from ledger.settings import LedgerSettings
 from ledger.store import CONTENTION_RETRY
@@ -39,7 +44,7 @@ from stalwart.observability import (
     shutdown_tracing,
 )
 from stalwart.resilience import RetryPolicy
-from stalwart.storage import AsyncStore, open_async_store
+from stalwart.storage import AsyncStore, open_async_store, open_store
 from stalwart.web import Health, store_check
 from stalwart.web.fastapi import install
 
@@ -134,6 +139,7 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
     health.add("store", store_check(store))
 
     ledger = Ledger(store, retry_policy=_counted_retries())
+    sync_store = open_store(url)  # the back-office's: Flask views are sync
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -148,6 +154,7 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
         await store.close()
+        sync_store.close()
         if tracing is not None:
             shutdown_tracing(tracing)  # flush the spans still batched
 
@@ -169,6 +176,9 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
     app.state.ledger = ledger
     install(app, errors=error_registry(), health=health, principal=tenant_of_request)
     include_api(app)
+    # The web kit's middleware wraps the mount too: back-office requests get a request id and
+    # the same JSON request line as the API.
+    app.mount(BACKOFFICE_PATH, WSGIMiddleware(create_backoffice(settings, store=sync_store)))  # type: ignore[arg-type]
     return app
 
 

@@ -3,6 +3,7 @@
     ledger serve [--store URL] [--host H] [--port P] [--workers N]
     ledger keys create --tenant NAME [--store URL]
     ledger keys revoke KEY_ID [--store URL]
+    ledger operators create --username U --tenant T [--role viewer|operator] [--password-stdin]
     ledger import FILE --kind accounts|transfers --tenant T [--rejects PATH] [--store URL]
     ledger export accounts|balances|transfers|entries --tenant T --out PATH [--account ID]
                   [--from DATE --to DATE] [--store URL]
@@ -14,6 +15,7 @@ Options override the ``LEDGER_*`` settings (``.env``, environment, Secrets Manag
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -33,17 +35,23 @@ from rich.progress import (
 )
 
 from ledger.auth import IssuedKey, create_key, ensure_development_key, revoke_key
+from ledger.backoffice import BACKOFFICE_PATH
+from ledger.backoffice.operators import Role, create_operator
 from ledger.domain.errors import LedgerError
 from ledger.service import SyncLedger
 from ledger.settings import Environment, LedgerSettings
 from stalwart.config import ConfigError
-from stalwart.storage import Store, StoreConfigurationError, open_store
+from stalwart.storage import AlreadyExists, Store, StoreConfigurationError, open_store
 
 app = typer.Typer(
     name="ledger", help="The stalwart payments ledger.", no_args_is_help=True, add_completion=False
 )
 keys = typer.Typer(help="Manage API keys (each bound to one tenant).", no_args_is_help=True)
 app.add_typer(keys, name="keys")
+operators = typer.Typer(
+    help="Manage back-office operators (each bound to one tenant).", no_args_is_help=True
+)
+app.add_typer(operators, name="operators")
 
 StoreOption = Annotated[
     str | None,
@@ -104,6 +112,7 @@ def serve(
         os.environ["LEDGER_STORE_URL"] = store
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(f"ledger API on {base} ({settings.workers} worker(s)); docs: {base}/docs")
+    typer.echo(f"back-office: {base}{BACKOFFICE_PATH}/ (ledger operators create makes a login)")
     uvicorn.run(
         "ledger.app:app_from_environment",
         factory=True,
@@ -144,6 +153,36 @@ def keys_revoke(
         typer.echo(f"ledger: no live API key with id {key_id!r}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked API key {key_id}")
+
+
+@operators.command("create")
+def operators_create(
+    username: Annotated[str, typer.Option(help="The login name (lowercase).")],
+    tenant: Annotated[str, typer.Option(help="The one tenant this operator works on.")],
+    role: Annotated[
+        Role, typer.Option(help="viewer (reads) or operator (also posts, voids, adjusts).")
+    ] = Role.OPERATOR,
+    password_stdin: Annotated[  # noqa: FBT002 - a flag of the command line
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    store: StoreOption = None,
+) -> None:
+    """Make a back-office operator (the password is prompted, or read from stdin)."""
+    settings = load_settings(store_url=store)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with opened_store(settings) as sync_store:
+        try:
+            made = create_operator(sync_store, username, password, tenant=tenant, role=role)
+        except ValueError as exc:
+            typer.echo(f"ledger: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        except AlreadyExists as exc:
+            typer.echo(f"ledger: an operator named {username!r} exists already", err=True)
+            raise typer.Exit(1) from exc
+    typer.echo(f"operator {made.username!r} ({made.role}) for tenant {made.tenant!r} created")
 
 
 # The file commands (import, export, report) import ledger.ops -- pandas, pyarrow, pandera,

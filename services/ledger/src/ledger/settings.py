@@ -12,6 +12,7 @@ Read once at start-up through :class:`stalwart.config.Settings` (init > environm
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import ClassVar, Final
 
 from pydantic import Field, SecretStr, model_validator
@@ -22,6 +23,13 @@ from stalwart.config import ConfigError, Settings
 DEVELOPMENT_STORE_URL: Final = "sqlite:///./ledger.db?synchronous=full"
 """The embedded default: SQLite in ``./ledger.db``, fsync on every commit (a payments ledger
 must not lose an acknowledged write to a power cut)."""
+
+DEVELOPMENT_SECRET_KEY: Final = "ledger-development-secret-key-not-for-production"  # noqa: S105
+"""The back-office's session secret when ``LEDGER_SECRET_KEY`` is unset in development: the
+same in every worker (a random one per process would log people out between workers);
+production refuses it."""
+
+LOCAL_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class Environment(StrEnum):
@@ -66,6 +74,39 @@ class LedgerSettings(Settings):
     )
     log_level: str = Field(default="INFO", description="the root log level")
     metrics_namespace: str = Field(default="Ledger", description="the CloudWatch EMF namespace")
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="the back-office's session signing secret (required in production; in "
+        "development a fixed development key stands in)",
+    )
+    session_cookie_secure: bool | None = Field(
+        default=None,
+        description="send the back-office session cookie only over HTTPS (default: yes, unless "
+        "the host is 127.0.0.1/localhost)",
+    )
+    login_attempts: int = Field(
+        default=5, ge=1, le=100, description="failed logins in a row that lock an operator out"
+    )
+    lockout_minutes: float = Field(
+        default=15.0, gt=0, description="how long a locked-out operator must wait"
+    )
+    import_dir: Path = Field(
+        default=Path("./ledger-imports"),
+        description="where the back-office keeps uploaded import files and their rejects "
+        "(shared by all workers)",
+    )
+
+    def session_secret(self) -> str:
+        """The back-office's session secret (the development key when none is set)."""
+        if self.secret_key is None:
+            return DEVELOPMENT_SECRET_KEY
+        return self.secret_key.get_secret_value()
+
+    def cookie_secure(self) -> bool:
+        """Whether the session cookie carries ``Secure`` (explicit, else not on loopback)."""
+        if self.session_cookie_secure is not None:
+            return self.session_cookie_secure
+        return self.host not in LOCAL_HOSTS
 
     @model_validator(mode="after")
     def _production_is_explicit(self) -> LedgerSettings:
@@ -81,9 +122,9 @@ class LedgerSettings(Settings):
 def production_problems(settings: LedgerSettings) -> list[str]:
     """What keeps ``settings`` from being a production configuration (empty when fine).
 
-    >>> [problem] = production_problems(LedgerSettings(_env_file=None))
-    >>> problem.startswith("LEDGER_STORE_URL is the development default")
-    True
+    >>> [store, secret] = production_problems(LedgerSettings(_env_file=None))
+    >>> store.startswith("LEDGER_STORE_URL is the development default"), secret[:24]
+    (True, 'LEDGER_SECRET_KEY is not')
     """
     problems = []
     url = settings.store_url.get_secret_value()
@@ -96,10 +137,17 @@ def production_problems(settings: LedgerSettings) -> list[str]:
         )
     elif url.startswith("sqlite:") and ":memory:" in url:
         problems.append("LEDGER_STORE_URL is an in-memory SQLite database: nothing would persist")
+    secret = settings.secret_key.get_secret_value() if settings.secret_key is not None else ""
+    if not secret or secret == DEVELOPMENT_SECRET_KEY:
+        problems.append(
+            "LEDGER_SECRET_KEY is not set (the back-office's session secret): set it, or "
+            "secret_key in the secret named by LEDGER_SETTINGS_SECRET_ID"
+        )
     return problems
 
 
 __all__ = [
+    "DEVELOPMENT_SECRET_KEY",
     "DEVELOPMENT_STORE_URL",
     "Environment",
     "LedgerSettings",
