@@ -1,0 +1,206 @@
+# Copyright 2026 stalwart contributors
+"""Durable conversations: the history in a store, one read and one conditional write a turn.
+
+Errors::
+
+    ConversationError
+    └── ConversationConflict   other turns kept winning the write; nothing of ours was stored
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter
+
+from stalwart.observability import get_logger
+from stalwart.resilience import deadline
+from stalwart.storage import AlreadyExists, AsyncStore, Key, Record, Store, VersionConflict
+
+if TYPE_CHECKING:
+    from pydantic_ai import Agent
+    from pydantic_ai.agent import AgentRunResult
+
+_log = get_logger("stalwart.agents")
+
+
+class ConversationError(Exception):
+    """Root of the durable conversations' errors."""
+
+
+class ConversationConflict(ConversationError):
+    """Concurrent turns on the conversation won every write we attempted.
+
+    The stored history holds their messages, none of this turn's: send the message again.
+    """
+
+    def __init__(self, conversation_id: str, attempts: int) -> None:
+        super().__init__(
+            f"conversation {conversation_id!r}: {attempts} attempt(s) lost to concurrent turns; "
+            "the stored history is theirs, this turn was not saved"
+        )
+        self.conversation_id = conversation_id
+        self.attempts = attempts
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationPolicy:
+    """How conversations are stored.
+
+    - ``key_prefix``: the record of conversation ``c`` is ``Key(f"{key_prefix}:{c}")``.
+    - ``attempts``: how many times a turn runs when concurrent turns win the write (each
+      attempt re-runs the agent on the history that won); then :class:`ConversationConflict`.
+    - ``ttl``: seconds a conversation lives after its last turn (``None``: forever).
+    - ``deadline_s``: a stalwart deadline bounding each turn (every model call gets the time
+      left); ``None``: only the caller's.
+    """
+
+    key_prefix: str = "conversation"
+    attempts: int = 3
+    ttl: float | None = None
+    deadline_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("ConversationPolicy attempts must be >= 1")
+
+
+def _messages_of(record: Record | None) -> list[ModelMessage]:
+    if record is None:
+        return []
+    return ModelMessagesTypeAdapter.validate_python(record.data["messages"])
+
+
+def _data_of(messages: list[ModelMessage]) -> dict[str, Any]:
+    return {"messages": ModelMessagesTypeAdapter.dump_python(messages, mode="json")}
+
+
+def _current_after(conflict: AlreadyExists | VersionConflict) -> Record | None:
+    """The record that beat us, returned with the conflict: no extra read."""
+    return conflict.current
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    for untrusted in ("message_history", "conversation", "conversation_id"):
+        if untrusted in options:
+            raise TypeError(
+                f"{untrusted}= is not accepted: the stored history is the turn's input, "
+                "never history sent by a client"
+            )
+
+
+def _turn_deadline(policy: ConversationPolicy) -> deadline | contextlib.nullcontext[None]:
+    """The turn's deadline, as ``with`` or ``async with`` (both forms serve both)."""
+    return contextlib.nullcontext() if policy.deadline_s is None else deadline(policy.deadline_s)
+
+
+def _lost(conversation_id: str, attempt: int) -> None:
+    _log.info("conversation write conflict", conversation=conversation_id, attempt=attempt)
+
+
+class Conversations:
+    """Durable conversations on a sync :class:`~stalwart.storage.Store`.
+
+    >>> from pydantic_ai import Agent
+    >>> from pydantic_ai.models.test import TestModel
+    >>> from stalwart.storage import open_store
+    >>> chats = Conversations(open_store("sqlite:///:memory:?table=chats"))
+    >>> agent = Agent(TestModel(custom_output_text="hello"))
+    >>> chats.run(agent, "c-1", "hi").output
+    'hello'
+    >>> len(chats.history("c-1"))
+    2
+    """
+
+    def __init__(self, store: Store, policy: ConversationPolicy | None = None) -> None:
+        self.store = store
+        self.policy = policy or ConversationPolicy()
+
+    def key(self, conversation_id: str) -> Key:
+        """The record holding ``conversation_id``'s history."""
+        return Key(f"{self.policy.key_prefix}:{conversation_id}")
+
+    def history(self, conversation_id: str) -> list[ModelMessage]:
+        """The stored messages (empty for an unknown conversation): one read."""
+        return _messages_of(self.store.get(self.key(conversation_id)))
+
+    def run(
+        self, agent: Agent[Any, Any], conversation_id: str, prompt: str, **options: Any
+    ) -> AgentRunResult[Any]:
+        """Run one turn on the stored history and save it with one conditional write.
+
+        ``options`` go to ``agent.run_sync`` (``deps=``...), except history, which only
+        comes from the store. A turn that raises stores nothing; a turn whose write loses to a
+        concurrent turn runs again on the winner's history, up to ``policy.attempts`` times.
+        """
+        _check_options(options)
+        key, policy = self.key(conversation_id), self.policy
+        record = self.store.get(key)
+        for attempt in range(1, policy.attempts + 1):
+            with _turn_deadline(policy):
+                result = agent.run_sync(
+                    prompt,
+                    message_history=_messages_of(record),
+                    conversation_id=conversation_id,
+                    **options,
+                )
+            data = _data_of(result.all_messages())
+            try:
+                if record is None:
+                    self.store.create(key, data, ttl=policy.ttl)
+                else:
+                    self.store.replace(key, data, expected_version=record.version, ttl=policy.ttl)
+            except (AlreadyExists, VersionConflict) as conflict:
+                _lost(conversation_id, attempt)
+                record = _current_after(conflict)
+                continue
+            return result
+        raise ConversationConflict(conversation_id, policy.attempts)
+
+
+class AsyncConversations:
+    """Durable conversations on an :class:`~stalwart.storage.AsyncStore` (``await run(...)``)."""
+
+    def __init__(self, store: AsyncStore, policy: ConversationPolicy | None = None) -> None:
+        self.store = store
+        self.policy = policy or ConversationPolicy()
+
+    def key(self, conversation_id: str) -> Key:
+        """The record holding ``conversation_id``'s history."""
+        return Key(f"{self.policy.key_prefix}:{conversation_id}")
+
+    async def history(self, conversation_id: str) -> list[ModelMessage]:
+        """The stored messages (empty for an unknown conversation): one read."""
+        return _messages_of(await self.store.get(self.key(conversation_id)))
+
+    async def run(
+        self, agent: Agent[Any, Any], conversation_id: str, prompt: str, **options: Any
+    ) -> AgentRunResult[Any]:
+        """:meth:`Conversations.run` with ``await agent.run(...)``."""
+        _check_options(options)
+        key, policy = self.key(conversation_id), self.policy
+        record = await self.store.get(key)
+        for attempt in range(1, policy.attempts + 1):
+            async with _turn_deadline(policy):
+                result = await agent.run(
+                    prompt,
+                    message_history=_messages_of(record),
+                    conversation_id=conversation_id,
+                    **options,
+                )
+            data = _data_of(result.all_messages())
+            try:
+                if record is None:
+                    await self.store.create(key, data, ttl=policy.ttl)
+                else:
+                    await self.store.replace(
+                        key, data, expected_version=record.version, ttl=policy.ttl
+                    )
+            except (AlreadyExists, VersionConflict) as conflict:
+                _lost(conversation_id, attempt)
+                record = _current_after(conflict)
+                continue
+            return result
+        raise ConversationConflict(conversation_id, policy.attempts)
