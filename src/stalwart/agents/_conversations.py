@@ -83,7 +83,7 @@ def _current_after(conflict: AlreadyExists | VersionConflict) -> Record | None:
 
 
 def _check_options(options: dict[str, Any]) -> None:
-    for untrusted in ("message_history", "conversation", "conversation_id"):
+    for untrusted in ("message_history", "conversation"):
         if untrusted in options:
             raise TypeError(
                 f"{untrusted}= is not accepted: the stored history is the turn's input, "
