@@ -6,7 +6,8 @@
 Per engine (SQLite, Redis, DynamoDB on moto, MongoDB on secantusdb), turns of a FunctionModel
 agent that calls one side-effecting tool per turn (then answers), two ways, interleaved in
 slices so that machine load hits both alike:
-- bare: ``await agent.run(prompt)`` with a plain tool;
+- bare: ``await agent.run(prompt, message_history=...)`` with a plain tool, the history kept in
+  memory (what an app without a store does);
 - durable: ``AsyncConversations.run`` (the history read, then written with one conditional
   write) with the tool under ``@idempotent_tool`` (claim + complete), on the engine's store.
 A conversation is restarted every 10 turns, so histories stay the size of a short chat.
@@ -101,13 +102,14 @@ async def measure(url: str, turns: int) -> dict[str, Any]:
     bare_s: list[float] = []
     durable_s: list[float] = []
     conversation = uuid.uuid4().hex
+    history: list[ModelMessage] = []
     for turn in range(turns):
         if turn % TURNS_PER_CONVERSATION == 0:
-            conversation = uuid.uuid4().hex
+            conversation, history = uuid.uuid4().hex, []
         for kind in ("bare", "durable") if (turn // SLICE) % 2 == 0 else ("durable", "bare"):
             started = time.perf_counter()
             if kind == "bare":
-                await bare.run(f"turn {turn}")
+                history = (await bare.run(f"turn {turn}", message_history=history)).all_messages()
                 bare_s.append(time.perf_counter() - started)
             else:
                 await chats.run(durable, conversation, f"turn {turn}")
