@@ -12,6 +12,7 @@ from stalwart.agents._conversations import (  # noqa: E402 - after the extra che
     AsyncConversations,
     ConversationConflict,
     ConversationError,
+    ConversationNotFound,
     ConversationPolicy,
     Conversations,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "AsyncConversations",
     "ConversationConflict",
     "ConversationError",
+    "ConversationNotFound",
     "ConversationPolicy",
     "Conversations",
     "GuardedModel",

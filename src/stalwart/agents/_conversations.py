@@ -4,7 +4,8 @@
 Errors::
 
     ConversationError
-    └── ConversationConflict   other turns kept winning the write; nothing of ours was stored
+    ├── ConversationConflict   other turns kept winning the write; nothing of ours was stored
+    └── ConversationNotFound   ``run(..., must_exist=True)`` on a conversation never started
 """
 
 from __future__ import annotations
@@ -43,6 +44,14 @@ class ConversationConflict(ConversationError):
         )
         self.conversation_id = conversation_id
         self.attempts = attempts
+
+
+class ConversationNotFound(ConversationError):
+    """The conversation was never started (see ``start``), or it expired."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(f"conversation {conversation_id!r} not found")
+        self.conversation_id = conversation_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,18 +135,31 @@ class Conversations:
         """The stored messages (empty for an unknown conversation): one read."""
         return _messages_of(self.store.get(self.key(conversation_id)))
 
+    def start(self, conversation_id: str) -> None:
+        """Store an empty history (``AlreadyExists`` if the conversation exists): one write."""
+        self.store.create(self.key(conversation_id), _data_of([]), ttl=self.policy.ttl)
+
     def run(
-        self, agent: Agent[Any, Any], conversation_id: str, prompt: str, **options: Any
+        self,
+        agent: Agent[Any, Any],
+        conversation_id: str,
+        prompt: str,
+        *,
+        must_exist: bool = False,
+        **options: Any,
     ) -> AgentRunResult[Any]:
         """Run one turn on the stored history and save it with one conditional write.
 
         ``options`` go to ``agent.run_sync`` (``deps=``...), except history, which only
         comes from the store. A turn that raises stores nothing; a turn whose write loses to a
         concurrent turn runs again on the winner's history, up to ``policy.attempts`` times.
+        With ``must_exist``, a conversation never started raises :class:`ConversationNotFound`.
         """
         _check_options(options)
         key, policy = self.key(conversation_id), self.policy
         record = self.store.get(key)
+        if must_exist and record is None:
+            raise ConversationNotFound(conversation_id)
         for attempt in range(1, policy.attempts + 1):
             with _turn_deadline(policy):
                 result = agent.run_sync(
@@ -175,13 +197,30 @@ class AsyncConversations:
         """The stored messages (empty for an unknown conversation): one read."""
         return _messages_of(await self.store.get(self.key(conversation_id)))
 
+    async def find(self, conversation_id: str) -> list[ModelMessage] | None:
+        """The stored messages, or ``None`` for a conversation never started: one read."""
+        record = await self.store.get(self.key(conversation_id))
+        return None if record is None else _messages_of(record)
+
+    async def start(self, conversation_id: str) -> None:
+        """Store an empty history (``AlreadyExists`` if the conversation exists): one write."""
+        await self.store.create(self.key(conversation_id), _data_of([]), ttl=self.policy.ttl)
+
     async def run(
-        self, agent: Agent[Any, Any], conversation_id: str, prompt: str, **options: Any
+        self,
+        agent: Agent[Any, Any],
+        conversation_id: str,
+        prompt: str,
+        *,
+        must_exist: bool = False,
+        **options: Any,
     ) -> AgentRunResult[Any]:
         """:meth:`Conversations.run` with ``await agent.run(...)``."""
         _check_options(options)
         key, policy = self.key(conversation_id), self.policy
         record = await self.store.get(key)
+        if must_exist and record is None:
+            raise ConversationNotFound(conversation_id)
         for attempt in range(1, policy.attempts + 1):
             async with _turn_deadline(policy):
                 result = await agent.run(

@@ -16,7 +16,12 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.test import TestModel
 
 from agent_support import tool_returns
-from stalwart.agents import AsyncConversations, ConversationPolicy, idempotent_tool
+from stalwart.agents import (
+    AsyncConversations,
+    ConversationNotFound,
+    ConversationPolicy,
+    idempotent_tool,
+)
 from stalwart.idempotency import AsyncIdempotency
 from stalwart.resilience import DeadlineExceeded
 from stalwart.storage import AsyncStore, open_async_store
@@ -119,3 +124,17 @@ except ImportError as exc:
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
     )
     assert "stalwart[agents]" in done.stdout, done.stdout + done.stderr
+
+
+async def test_must_exist_refuses_a_conversation_never_started(tmp_path: Path) -> None:
+    store = open_async_store(f"sqlite:///{tmp_path}/c.db?table=chats")
+    chats = AsyncConversations(store)
+    agent = Agent(TestModel(custom_output_text="ok"))
+    with pytest.raises(ConversationNotFound):
+        await chats.run(agent, "c", "hi", must_exist=True)
+    assert await chats.find("c") is None
+    await chats.start("c")
+    assert await chats.find("c") == []
+    await chats.run(agent, "c", "hi", must_exist=True)
+    assert len(await chats.history("c")) == 2
+    await store.close()
