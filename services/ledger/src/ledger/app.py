@@ -162,11 +162,17 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
         openapi_tags=[
             {"name": "accounts", "description": "Accounts, their balances and journals."},
             {"name": "transfers", "description": "Moving money between two accounts."},
+            {
+                "name": "assistant",
+                "description": "Questions in plain words; transfers it proposes need your "
+                "confirmation (offline and deterministic without a model key).",
+            },
             {"name": "health", "description": "Liveness and readiness probes (no API key)."},
         ],
     )
     app.state.store = store
     app.state.ledger = ledger
+    app.state.settings = settings  # the assistant is built from them on first use
     install(app, errors=error_registry(), health=health, principal=tenant_of_request)
     include_api(app)
     return app
