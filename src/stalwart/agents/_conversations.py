@@ -11,6 +11,7 @@ Errors::
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -86,11 +87,6 @@ def _data_of(messages: list[ModelMessage]) -> dict[str, Any]:
     return {"messages": ModelMessagesTypeAdapter.dump_python(messages, mode="json")}
 
 
-def _current_after(conflict: AlreadyExists | VersionConflict) -> Record | None:
-    """The record that beat us, returned with the conflict: no extra read."""
-    return conflict.current
-
-
 def _check_options(options: dict[str, Any]) -> None:
     for untrusted in ("message_history", "conversation"):
         if untrusted in options:
@@ -105,8 +101,65 @@ def _turn_deadline(policy: ConversationPolicy) -> deadline | contextlib.nullcont
     return contextlib.nullcontext() if policy.deadline_s is None else deadline(policy.deadline_s)
 
 
-def _lost(conversation_id: str, attempt: int) -> None:
-    _log.info("conversation write conflict", conversation=conversation_id, attempt=attempt)
+@dataclass(frozen=True, slots=True)
+class _Read:
+    key: Key
+
+
+@dataclass(frozen=True, slots=True)
+class _RunAgent:
+    history: list[ModelMessage]
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """Create the record (``expected_version`` None) or replace the version we read."""
+
+    key: Key
+    data: dict[str, Any]
+    expected_version: int | None
+    ttl: float | None
+
+    def apply(self, store: Store) -> Record:
+        if self.expected_version is None:
+            return store.create(self.key, self.data, ttl=self.ttl)
+        return store.replace(
+            self.key, self.data, expected_version=self.expected_version, ttl=self.ttl
+        )
+
+    async def apply_async(self, store: AsyncStore) -> Record:
+        if self.expected_version is None:
+            return await store.create(self.key, self.data, ttl=self.ttl)
+        return await store.replace(
+            self.key, self.data, expected_version=self.expected_version, ttl=self.ttl
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Lost:
+    """Our write lost to a concurrent turn; ``current`` is the record that beat us (returned
+    with the conflict: no extra read)."""
+
+    current: Record | None
+
+
+def _turn_plan(
+    key: Key, conversation_id: str, policy: ConversationPolicy, *, must_exist: bool
+) -> Generator[_Read | _RunAgent | _Write, Any, AgentRunResult[Any]]:
+    """One turn as steps a sync or an async driver performs: read, run the agent, write
+    conditionally; after a lost write, run again on the winner's history."""
+    record: Record | None = yield _Read(key)
+    if must_exist and record is None:
+        raise ConversationNotFound(conversation_id)
+    for attempt in range(1, policy.attempts + 1):
+        result: AgentRunResult[Any] = yield _RunAgent(_messages_of(record))
+        version = None if record is None else record.version
+        written = yield _Write(key, _data_of(result.all_messages()), version, policy.ttl)
+        if not isinstance(written, _Lost):
+            return result
+        _log.info("conversation write conflict", conversation=conversation_id, attempt=attempt)
+        record = written.current
+    raise ConversationConflict(conversation_id, policy.attempts)
 
 
 class Conversations:
@@ -156,30 +209,32 @@ class Conversations:
         With ``must_exist``, a conversation never started raises :class:`ConversationNotFound`.
         """
         _check_options(options)
-        key, policy = self.key(conversation_id), self.policy
-        record = self.store.get(key)
-        if must_exist and record is None:
-            raise ConversationNotFound(conversation_id)
-        for attempt in range(1, policy.attempts + 1):
-            with _turn_deadline(policy):
-                result = agent.run_sync(
-                    prompt,
-                    message_history=_messages_of(record),
-                    conversation_id=conversation_id,
-                    **options,
-                )
-            data = _data_of(result.all_messages())
+        plan = _turn_plan(
+            self.key(conversation_id), conversation_id, self.policy, must_exist=must_exist
+        )
+        step = next(plan)
+        while True:
+            value: Any
+            if isinstance(step, _Read):
+                value = self.store.get(step.key)
+            elif isinstance(step, _RunAgent):
+                with _turn_deadline(self.policy):
+                    value = agent.run_sync(
+                        prompt,
+                        message_history=step.history,
+                        conversation_id=conversation_id,
+                        **options,
+                    )
+            else:
+                try:
+                    value = step.apply(self.store)
+                except (AlreadyExists, VersionConflict) as conflict:
+                    value = _Lost(conflict.current)
             try:
-                if record is None:
-                    self.store.create(key, data, ttl=policy.ttl)
-                else:
-                    self.store.replace(key, data, expected_version=record.version, ttl=policy.ttl)
-            except (AlreadyExists, VersionConflict) as conflict:
-                _lost(conversation_id, attempt)
-                record = _current_after(conflict)
-                continue
-            return result
-        raise ConversationConflict(conversation_id, policy.attempts)
+                step = plan.send(value)
+            except StopIteration as done:
+                result: AgentRunResult[Any] = done.value
+                return result
 
 
 class AsyncConversations:
@@ -217,29 +272,29 @@ class AsyncConversations:
     ) -> AgentRunResult[Any]:
         """:meth:`Conversations.run` with ``await agent.run(...)``."""
         _check_options(options)
-        key, policy = self.key(conversation_id), self.policy
-        record = await self.store.get(key)
-        if must_exist and record is None:
-            raise ConversationNotFound(conversation_id)
-        for attempt in range(1, policy.attempts + 1):
-            async with _turn_deadline(policy):
-                result = await agent.run(
-                    prompt,
-                    message_history=_messages_of(record),
-                    conversation_id=conversation_id,
-                    **options,
-                )
-            data = _data_of(result.all_messages())
-            try:
-                if record is None:
-                    await self.store.create(key, data, ttl=policy.ttl)
-                else:
-                    await self.store.replace(
-                        key, data, expected_version=record.version, ttl=policy.ttl
+        plan = _turn_plan(
+            self.key(conversation_id), conversation_id, self.policy, must_exist=must_exist
+        )
+        step = next(plan)
+        while True:
+            value: Any
+            if isinstance(step, _Read):
+                value = await self.store.get(step.key)
+            elif isinstance(step, _RunAgent):
+                async with _turn_deadline(self.policy):
+                    value = await agent.run(
+                        prompt,
+                        message_history=step.history,
+                        conversation_id=conversation_id,
+                        **options,
                     )
-            except (AlreadyExists, VersionConflict) as conflict:
-                _lost(conversation_id, attempt)
-                record = _current_after(conflict)
-                continue
-            return result
-        raise ConversationConflict(conversation_id, policy.attempts)
+            else:
+                try:
+                    value = await step.apply_async(self.store)
+                except (AlreadyExists, VersionConflict) as conflict:
+                    value = _Lost(conflict.current)
+            try:
+                step = plan.send(value)
+            except StopIteration as done:
+                result: AgentRunResult[Any] = done.value
+                return result
