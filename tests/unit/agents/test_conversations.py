@@ -15,16 +15,17 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCall
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.test import TestModel
 
-from agent_support import tool_returns
+from agent_support import own_event_loop, tool_returns
 from stalwart.agents import (
     AsyncConversations,
     ConversationNotFound,
     ConversationPolicy,
+    Conversations,
     idempotent_tool,
 )
 from stalwart.idempotency import AsyncIdempotency
 from stalwart.resilience import DeadlineExceeded
-from stalwart.storage import AsyncStore, open_async_store
+from stalwart.storage import AlreadyExists, AsyncStore, open_async_store, open_store
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -138,3 +139,18 @@ async def test_must_exist_refuses_a_conversation_never_started(tmp_path: Path) -
     await chats.run(agent, "c", "hi", must_exist=True)
     assert len(await chats.history("c")) == 2
     await store.close()
+
+
+def test_sync_start_and_must_exist(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/c.db?table=chats")
+    chats = Conversations(store)
+    agent = Agent(TestModel(custom_output_text="ok"))
+    with own_event_loop():
+        with pytest.raises(ConversationNotFound):
+            chats.run(agent, "c", "hi", must_exist=True)
+        chats.start("c")
+        with pytest.raises(AlreadyExists):
+            chats.start("c")
+        chats.run(agent, "c", "hi", must_exist=True)
+    assert len(chats.history("c")) == 2
+    store.close()

@@ -18,14 +18,15 @@ from pydantic_ai import ModelRetry, RunContext
 
 from ledger.assistant.proposals import AccountSummary, Proposal, proposal_key, summary
 from ledger.domain.errors import LedgerError, NotFound
-from ledger.domain.models import Account, Transfer
+from ledger.domain.models import Account, Page, Transfer
 from ledger.domain.money import format_amount, parse_amount
 from ledger.service import Ledger
 from stalwart.agents import idempotent_tool
 from stalwart.idempotency import AsyncIdempotency
 from stalwart.storage import AsyncStore
 
-LOOKUP_PAGE: Final = 100  # accounts scanned to resolve a name (the first page of the tenant's)
+PAGE: Final = 100  # the ledger's largest page
+MAX_PAGES: Final = 20  # a tool reads at most 2,000 accounts or transfers: a turn stays bounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +66,27 @@ def _transfer_summary(transfer: Transfer) -> TransferSummary:
     )
 
 
+async def _pages[T](fetch: Callable[[str | None], Awaitable[Page[T]]]) -> list[T]:
+    """Every item of a listing, page by page, up to :data:`MAX_PAGES` pages."""
+    items: list[T] = []
+    cursor = None
+    for _ in range(MAX_PAGES):
+        page = await fetch(cursor)
+        items.extend(page.data)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    return items
+
+
 async def _matching(deps: AssistantDeps, query: str) -> list[Account]:
     """The tenant's accounts whose id or external id is ``query``, or whose name contains it."""
     wanted = query.strip().casefold()
-    page = await deps.ledger.list_accounts(deps.tenant, limit=LOOKUP_PAGE)
-    exact = [a for a in page.data if wanted in {a.id.casefold(), (a.external_id or "").casefold()}]
-    return exact or [a for a in page.data if wanted and wanted in a.name.casefold()]
+    accounts = await _pages(
+        lambda cursor: deps.ledger.list_accounts(deps.tenant, limit=PAGE, cursor=cursor)
+    )
+    exact = [a for a in accounts if wanted in {a.id.casefold(), (a.external_id or "").casefold()}]
+    return exact or [a for a in accounts if wanted and wanted in a.name.casefold()]
 
 
 async def _one_account(deps: AssistantDeps, query: str) -> Account:
@@ -104,10 +120,13 @@ async def list_transfers(
 ) -> list[TransferSummary]:
     """The last ``count`` (1-20) transfers of one of the caller's accounts, newest first."""
     found = await _one_account(ctx.deps, account)
-    page = await ctx.deps.ledger.list_transfers(
-        ctx.deps.tenant, account_id=found.id, limit=LOOKUP_PAGE
+    deps = ctx.deps
+    transfers = await _pages(  # oldest first: the last ones are at the end
+        lambda cursor: deps.ledger.list_transfers(
+            deps.tenant, account_id=found.id, limit=PAGE, cursor=cursor
+        )
     )
-    latest = page.data[-max(1, min(count, 20)) :]
+    latest = transfers[-max(1, min(count, 20)) :]
     return [_transfer_summary(t) for t in reversed(latest)]
 
 
