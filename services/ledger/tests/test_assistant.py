@@ -166,3 +166,23 @@ def test_ledger_ask_works_offline(tmp_path: Any) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(OFFLINE_LABEL)
     assert "no account matches 'nobody'" in done.stdout
+
+
+def test_a_configured_model_answers_through_stalwart_agents(tmp_path: Any) -> None:
+    """LEDGER_ASSISTANT_MODELS + LEDGER_OPENAI_BASE_URL: the answer comes from a real
+    OpenAI-compatible server (the second model, after the first one's 500), not offline."""
+    from openai_fake import FakeOpenAI, fake_openai_server  # noqa: PLC0415 - tests/ helper
+
+    fake = FakeOpenAI(script={"broken": ["500"], "good": ["ok"]})
+    store_url = f"sqlite:///{tmp_path}/ledger.db"
+    with fake_openai_server(fake) as openai_url:
+        options = {"assistant_models": "openai:broken,openai:good", "openai_base_url": openai_url}
+        with (
+            served_app(store_url, expire_interval_s=0, **options) as url,
+            client(url, make_key(store_url, "acme")) as api,
+        ):
+            conversation = start(api)
+            [answer, done] = ask(api, conversation, "hello")
+    assert answer == {"type": "answer", "text": "answer from good", "offline": False}
+    assert done["type"] == "done"
+    assert fake.requests == {"broken": 1, "good": 1}

@@ -147,6 +147,9 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+        assistant = getattr(app.state, "assistant", None)  # built on first use, if ever
+        if assistant is not None:
+            await assistant.aclose()
         await store.close()
         if tracing is not None:
             shutdown_tracing(tracing)  # flush the spans still batched

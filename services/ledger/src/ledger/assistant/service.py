@@ -8,6 +8,7 @@ provider has a key, else the deterministic offline model.
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -106,6 +107,7 @@ class Assistant:
     def __init__(self, ledger: Ledger, store: AsyncStore, models: list[Model]) -> None:
         self.ledger = ledger
         self.store = store
+        self.models = models
         self.offline = not models
         self.agent: Agent[AssistantDeps, str] = Agent(
             offline_model() if self.offline else resilient_model(models),
@@ -162,6 +164,16 @@ class Assistant:
         if self.offline and not text.startswith(OFFLINE_LABEL):
             text = f"{OFFLINE_LABEL} {text}"
         return Reply(conversation_id, text, self.offline, _new_proposals(result.new_messages()))
+
+    async def aclose(self) -> None:
+        """Close the models' SDK clients (and their HTTP connections): the stalwart.agents
+        helpers build the clients, and pydantic-ai leaves a client it was given open."""
+        for model in self.models:
+            close = getattr(getattr(model, "client", None), "close", None)
+            if close is not None:
+                closed = close()
+                if inspect.isawaitable(closed):  # the async SDKs; boto3's close() is sync
+                    await closed
 
 
 def build_assistant(ledger: Ledger, store: AsyncStore, settings: LedgerSettings) -> Assistant:
