@@ -83,8 +83,11 @@ def _messages_of(record: Record | None) -> list[ModelMessage]:
     return ModelMessagesTypeAdapter.validate_python(record.data["messages"])
 
 
-def _data_of(messages: list[ModelMessage]) -> dict[str, Any]:
-    return {"messages": ModelMessagesTypeAdapter.dump_python(messages, mode="json")}
+def _data_of(messages: list[ModelMessage], before: Record | None = None) -> dict[str, Any]:
+    """The record's data: the stored history as it was (its JSON, not dumped again: a turn
+    costs its own messages, not the whole conversation's) and ``messages`` after it."""
+    stored = [] if before is None else before.data["messages"]
+    return {"messages": [*stored, *ModelMessagesTypeAdapter.dump_python(messages, mode="json")]}
 
 
 def _check_options(options: dict[str, Any]) -> None:
@@ -154,7 +157,7 @@ def _turn_plan(
     for attempt in range(1, policy.attempts + 1):
         result: AgentRunResult[Any] = yield _RunAgent(_messages_of(record))
         version = None if record is None else record.version
-        written = yield _Write(key, _data_of(result.all_messages()), version, policy.ttl)
+        written = yield _Write(key, _data_of(result.new_messages(), record), version, policy.ttl)
         if not isinstance(written, _Lost):
             return result
         _log.info("conversation write conflict", conversation=conversation_id, attempt=attempt)
