@@ -25,6 +25,9 @@ def tools(layer: AsyncIdempotency) -> None:
     keeps: Callable[[RunContext[None], str, int], Coroutine[Any, Any, str]] = book
     defaults: Callable[[RunContext[None], str], Coroutine[Any, Any, str]] = book
     del keeps, defaults
+    # An unused ignore is an error under --strict: this line fails if the signature were lost.
+    unchecked = book(None, "tea")  # type: ignore[arg-type]
+    unchecked.close()
 
 
 async def conversations() -> None:
