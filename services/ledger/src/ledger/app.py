@@ -153,6 +153,9 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+        assistant = getattr(app.state, "assistant", None)  # built on first use, if ever
+        if assistant is not None:
+            await assistant.aclose()
         await store.close()
         sync_store.close()
         if tracing is not None:
@@ -169,11 +172,17 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
         openapi_tags=[
             {"name": "accounts", "description": "Accounts, their balances and journals."},
             {"name": "transfers", "description": "Moving money between two accounts."},
+            {
+                "name": "assistant",
+                "description": "Questions in plain words; transfers it proposes need your "
+                "confirmation (offline and deterministic without a model key).",
+            },
             {"name": "health", "description": "Liveness and readiness probes (no API key)."},
         ],
     )
     app.state.store = store
     app.state.ledger = ledger
+    app.state.settings = settings  # the assistant is built from them on first use
     install(app, errors=error_registry(), health=health, principal=tenant_of_request)
     include_api(app)
     # The web kit's middleware wraps the mount too: back-office requests get a request id and

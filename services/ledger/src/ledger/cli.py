@@ -8,12 +8,14 @@
     ledger export accounts|balances|transfers|entries --tenant T --out PATH [--account ID]
                   [--from DATE --to DATE] [--store URL]
     ledger report --tenant T --from DATE --to DATE --out DIR [--format png|svg] [--store URL]
+    ledger ask "balance of alice" --tenant NAME [--conversation ID] [--store URL]
 
 Options override the ``LEDGER_*`` settings (``.env``, environment, Secrets Manager).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import Iterator
@@ -343,6 +345,50 @@ def report_command(
             raise _fail(exc) from exc
     for path in written:
         typer.echo(f"wrote {path}")
+
+
+@app.command()
+def ask(
+    message: Annotated[str, typer.Argument(help='Your words, e.g. "balance of alice".')],
+    tenant: Annotated[str, typer.Option(help="The tenant to act as.")],
+    conversation: Annotated[
+        str | None, typer.Option(help="Continue this conversation (default: a new one).")
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Ask the assistant, in this process, on the settings' store (offline without a model
+    key). Prints the answer, the proposals it made, and the conversation id."""
+    from ledger.assistant.service import build_assistant  # noqa: PLC0415 - pydantic-ai: only for ask
+    from ledger.domain.errors import LedgerError  # noqa: PLC0415
+    from ledger.service import Ledger  # noqa: PLC0415
+    from stalwart.storage import open_async_store  # noqa: PLC0415
+
+    settings = load_settings(store_url=store)
+
+    async def run() -> None:
+        try:
+            async_store = open_async_store(settings.store_url.get_secret_value())
+        except StoreConfigurationError as exc:
+            typer.echo(f"ledger: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        try:
+            assistant = build_assistant(Ledger(async_store), async_store, settings)
+            conversation_id = conversation or await assistant.start(tenant)
+            reply = await assistant.ask(tenant, conversation_id, message)
+        except LedgerError as exc:
+            typer.echo(f"ledger: {exc.detail}", err=True)
+            raise typer.Exit(1) from exc
+        finally:
+            await async_store.close()
+        typer.echo(reply.text)
+        for proposal in reply.proposals:
+            typer.echo(
+                f"proposal {proposal.id}: {proposal.amount_text} {proposal.currency} "
+                f"{proposal.source.id} -> {proposal.destination.id} (confirm it through the API)"
+            )
+        typer.echo(f"conversation: {conversation_id}")
+
+    asyncio.run(run())
 
 
 def main() -> None:

@@ -96,6 +96,18 @@ class LedgerSettings(Settings):
         "(shared by all workers)",
     )
 
+    assistant_models: str = Field(
+        default="",
+        description="the assistant's models in fallback order, comma-separated provider:name "
+        "(openai:gpt-4o-mini, anthropic:claude-sonnet-4-5, bedrock:<model id>); a model whose "
+        "provider has no key is left out; none left: the deterministic offline assistant",
+    )
+    openai_api_key: SecretStr | None = Field(default=None, description="OpenAI API key")
+    openai_base_url: str | None = Field(
+        default=None, description="an OpenAI-compatible server's /v1 URL (no key needed)"
+    )
+    anthropic_api_key: SecretStr | None = Field(default=None, description="Anthropic API key")
+
     def session_secret(self) -> str:
         """The back-office's session secret (the development key when none is set)."""
         if self.secret_key is None:

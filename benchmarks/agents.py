@@ -1,0 +1,169 @@
+# Copyright 2026 stalwart contributors
+"""Agents benchmark: what durable history and an idempotent tool add to a pydantic-ai turn.
+
+    uv run python benchmarks/agents.py [--turns 200]
+
+Per engine (SQLite, Redis, DynamoDB on moto, MongoDB on secantusdb), turns of a FunctionModel
+agent that calls one side-effecting tool per turn (then answers), two ways, interleaved in
+slices so that machine load hits both alike:
+- bare: ``await agent.run(prompt, message_history=...)`` with a plain tool, the history kept in
+  memory (what an app without a store does);
+- durable: ``AsyncConversations.run`` (the history read, then written with one conditional
+  write) with the tool under ``@idempotent_tool`` (claim + complete), on the engine's store.
+A conversation is restarted every 10 turns, so histories stay the size of a short chat.
+Store round trips are counted by a thin wrapper around the store (every store operation is one
+round trip to the engine: docs/storage.md). The added time per turn is the difference of the
+median turn times. DynamoDB and MongoDB run on emulators (moto, secantusdb): their overhead is
+the emulators' speed, not the services'.
+
+The last line is JSON:
+{"engines": {"<engine>": {"round_trips_per_turn": .., "overhead_ms_per_turn": ..}}}
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+# benchmarks/http.py would shadow the standard library's http (urllib imports it).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
+sys.path.insert(0, str(ROOT / "tests"))
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+from pydantic_ai import Agent, RunContext  # noqa: E402
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart  # noqa: E402
+from pydantic_ai.models.function import AgentInfo, FunctionModel  # noqa: E402
+
+from servers import mongodb_server, moto_server, redis_server  # noqa: E402
+from stalwart.agents import AsyncConversations, idempotent_tool  # noqa: E402
+from stalwart.idempotency import AsyncIdempotency  # noqa: E402
+from stalwart.storage import AsyncStore, open_async_store  # noqa: E402
+
+ENGINES = ("sqlite", "redis", "dynamodb", "mongodb")
+STORE_OPERATIONS = frozenset(
+    {"get", "create", "replace", "delete", "increment", "query", "transact"}
+)
+TURNS_PER_CONVERSATION = 10
+SLICE = 10
+
+
+class CountingStore:
+    """Forwards to an AsyncStore, counting the operations (one engine round trip each)."""
+
+    def __init__(self, inner: AsyncStore) -> None:
+        self.inner = inner
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        if name in STORE_OPERATIONS:
+            self.calls[name] += 1
+        return getattr(self.inner, name)
+
+
+def model(messages: list[ModelMessage], _info: AgentInfo) -> ModelResponse:
+    """Call the tool once, with the turn's number, then answer."""
+    last = messages[-1]
+    if any(part.part_kind == "tool-return" for part in last.parts):
+        return ModelResponse(parts=[TextPart("done")])
+    return ModelResponse(parts=[ToolCallPart("book", {"item": f"item-{len(messages)}"})])
+
+
+def agents(store: AsyncStore) -> tuple[Agent[None, str], Agent[None, str]]:
+    async def book(_ctx: RunContext[None], item: str) -> str:
+        return f"booked {item}"
+
+    bare = Agent(FunctionModel(model), tools=[book])
+    once = idempotent_tool(AsyncIdempotency(store), name="book")(book)
+    durable = Agent(FunctionModel(model), tools=[once])
+    return bare, durable
+
+
+async def measure(url: str, turns: int) -> dict[str, Any]:
+    inner = open_async_store(url)
+    counting = CountingStore(inner)
+    store: AsyncStore = counting  # type: ignore[assignment]  # a transparent proxy
+    bare, durable = agents(store)
+    chats = AsyncConversations(store)
+    bare_s: list[float] = []
+    durable_s: list[float] = []
+    cpu_s: dict[str, list[float]] = {"bare": [], "durable": []}
+    conversation = uuid.uuid4().hex
+    history: list[ModelMessage] = []
+    for turn in range(turns):
+        if turn % TURNS_PER_CONVERSATION == 0:
+            conversation, history = uuid.uuid4().hex, []
+        for kind in ("bare", "durable") if (turn // SLICE) % 2 == 0 else ("durable", "bare"):
+            started, cpu_started = time.perf_counter(), time.process_time()
+            if kind == "bare":
+                history = (await bare.run(f"turn {turn}", message_history=history)).all_messages()
+                bare_s.append(time.perf_counter() - started)
+            else:
+                await chats.run(durable, conversation, f"turn {turn}")
+                durable_s.append(time.perf_counter() - started)
+            cpu_s[kind].append(time.process_time() - cpu_started)
+    await inner.close()
+    overhead = (statistics.median(durable_s) - statistics.median(bare_s)) * 1000.0
+    return {
+        "round_trips_per_turn": round(sum(counting.calls.values()) / turns, 2),
+        "overhead_ms_per_turn": round(overhead, 3),
+        "operations": dict(sorted(counting.calls.items())),
+        "bare_ms": round(statistics.median(bare_s) * 1000.0, 3),
+        # This process's CPU (the SQLite worker threads included, the servers not): less
+        # sensitive than wall time to other processes on a shared machine.
+        "cpu_overhead_ms_per_turn": round(
+            (statistics.median(cpu_s["durable"]) - statistics.median(cpu_s["bare"])) * 1000.0, 3
+        ),
+    }
+
+
+def engine_urls(stack: contextlib.ExitStack, tmp: Path) -> dict[str, str]:
+    name = f"bench{uuid.uuid4().hex[:8]}"
+    redis_url = stack.enter_context(redis_server()).url
+    moto_url = stack.enter_context(moto_server()).url
+    mongo_base = stack.enter_context(mongodb_server()).url.split("/?")[0]
+    return {
+        "sqlite": f"sqlite:///{tmp / 'bench.db'}?table={name}",
+        "redis": f"{redis_url}?prefix={name}",
+        "dynamodb": f"dynamodb://{name}?region=us-east-1&endpoint_url={moto_url}&create=true",
+        "mongodb": (
+            f"{mongo_base}/stalwart_bench?collection={name}&directConnection=true&create=true"
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=200, help="turns on SQLite and Redis")
+    parser.add_argument("--emulated-turns", type=int, default=40, help="on moto and secantusdb")
+    args = parser.parse_args()
+    results: dict[str, dict[str, Any]] = {}
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        urls = engine_urls(stack, Path(tmp))
+        for engine in ENGINES:
+            turns = args.turns if engine in {"sqlite", "redis"} else args.emulated_turns
+            results[engine] = asyncio.run(measure(urls[engine], turns))
+            print(f"{engine}: {json.dumps(results[engine])}", flush=True)
+    summary = {
+        engine: {key: entry[key] for key in ("round_trips_per_turn", "overhead_ms_per_turn")}
+        for engine, entry in results.items()
+    }
+    print(json.dumps({"engines": summary}))
+
+
+if __name__ == "__main__":
+    main()
