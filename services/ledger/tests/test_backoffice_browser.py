@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -170,13 +171,19 @@ def test_an_operator_posts_a_pending_transfer(page, admin, seeded, ledger):
 
 
 def test_a_double_clicked_adjustment_posts_exactly_once(page, admin, seeded, ledger, monkeypatch):
-    # A slow ledger (as under load): the second click lands while the first POST is still
-    # being answered, so both reach the server, as a real double click on a busy system.
+    # A slow ledger (as under load): the first POST is answered only once the second one has
+    # reached the server (or after 5 s), so the second click always lands while the first is
+    # in flight, as a real double click on a busy system -- however slow this machine is.
     calls: list[bool] = []
+    arrived, arrival = [threading.Event(), threading.Event()], threading.Lock()
     create_transfer = SyncLedger.create_transfer
 
     def slow_create_transfer(self: SyncLedger, *args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.5)
+        with arrival:
+            first = not arrived[0].is_set()
+            arrived[0 if first else 1].set()
+        if first:
+            arrived[1].wait(timeout=5)
         made = create_transfer(self, *args, **kwargs)
         calls.append(made[1])  # replayed?
         return made
