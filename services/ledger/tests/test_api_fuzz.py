@@ -84,7 +84,7 @@ def _fuzz(
     send: Callable[[Any], requests.Response],
     ids: dict[str, list[str]],
 ) -> list[str]:
-    """Send ``examples`` generated requests of ``operation``; the failures, each with its curl command."""
+    """Send ``examples`` generated requests of ``operation``; the failures (with curl)."""
     failures: list[str] = []
 
     @hypothesis.settings(
