@@ -67,7 +67,13 @@ def _merge(responses: dict[str, Any], status: str, declared: dict[str, Any]) -> 
             examples.setdefault(name, example)
 
 
-def declare_problem_responses(schema: dict[str, Any], errors: ErrorRegistry) -> None:
+def declare_problem_responses(
+    schema: dict[str, Any],
+    errors: ErrorRegistry,
+    *,
+    headers_too_large: HttpProblem | None = None,
+    body_too_large: HttpProblem | None = None,
+) -> None:
     """Declare the kit's problem responses on every operation of an OpenAPI ``schema``.
 
     FastAPI's own 422 (its ``HTTPValidationError`` JSON) is replaced by the problem the kit
@@ -81,6 +87,10 @@ def declare_problem_responses(schema: dict[str, Any], errors: ErrorRegistry) -> 
     """
     everywhere = {str(status): body for status, body in kit_responses(errors).items()}
     validation = {str(status): body for status, body in validation_responses().items()}
+    # The request-size limits (431 on every operation, 413 where there is a body), when set.
+    if headers_too_large is not None:
+        everywhere |= _declared(headers_too_large)
+    with_body = _declared(body_too_large) if body_too_large is not None else {}
     for path_item in schema.get("paths", {}).values():
         for method, operation in path_item.items():
             if method not in _METHODS:
@@ -92,5 +102,14 @@ def declare_problem_responses(schema: dict[str, Any], errors: ErrorRegistry) -> 
                 _merge(responses, "422", validation["422"])
             if "requestBody" in operation:
                 _merge(responses, "400", validation["400"])
+                for status, declared in with_body.items():
+                    _merge(responses, status, declared)
             for status, declared in everywhere.items():
                 _merge(responses, status, declared)
+
+
+def _declared(problem: HttpProblem) -> dict[str, Any]:
+    return {
+        str(status): body
+        for status, body in problem_responses(problem, request_id=EXAMPLE_REQUEST_ID).items()
+    }

@@ -44,6 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
 from stalwart.observability import reclaim_loggers, request_context  # noqa: E402
 from stalwart.web._access_log import log_request  # noqa: E402
 from stalwart.web._error_table import default_errors  # noqa: E402
+from stalwart.web._errors import HttpProblem  # noqa: E402
 from stalwart.web._fastapi_resources import (  # noqa: E402
     health_router,
     if_match,
@@ -95,13 +96,33 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
     return _response(problem_reply(validation_problem(exc.errors()), current_request_id()))
 
 
+def _body_too_large(limit: int) -> HttpProblem:
+    """The 413 problem of a request body over ``limit`` bytes."""
+    return http_error_problem(413, f"the request body exceeds {limit} bytes")
+
+
+def _headers_too_large(limit: int) -> HttpProblem:
+    """The 431 problem of request headers over ``limit`` bytes in all."""
+    return http_error_problem(431, f"the request's headers exceed {limit} bytes")
+
+
 class _KitMiddleware:
     """Request context, exceptions as problems, and the request log line (pure ASGI)."""
 
-    def __init__(self, app: ASGIApp, *, errors: ErrorRegistry, principal: Principal | None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        errors: ErrorRegistry,
+        principal: Principal | None,
+        max_body_bytes: int | None,
+        max_header_bytes: int | None,
+    ) -> None:
         self.app = app
         self.errors = errors
         self.principal = principal
+        self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -125,7 +146,8 @@ class _KitMiddleware:
         with request_context(request_id):
             tag_current_span(request_id)
             try:
-                await self.app(scope, receive, watched_send)
+                self._check_header_size(scope)
+                await self.app(scope, self._limit_body(scope, receive), watched_send)
             except Exception as exc:
                 if response_started:  # too late for a problem: the server closes the stream
                     raise
@@ -157,6 +179,41 @@ class _KitMiddleware:
                     principal=await self._principal(scope),
                 )
 
+    def _check_header_size(self, scope: Scope) -> None:
+        """431 for a request whose header names and values add up to more than the limit
+        (uvicorn's httptools parser has no limit of its own)."""
+        if self.max_header_bytes is None:
+            return
+        size = sum(len(name) + len(value) for name, value in scope["headers"])
+        if size > self.max_header_bytes:
+            raise _headers_too_large(self.max_header_bytes)
+
+    def _limit_body(self, scope: Scope, receive: Receive) -> Receive:
+        """``receive``, refusing a body larger than the limit with 413: at once when its
+        ``Content-Length`` says so, else when the bytes received pass it (a chunked body).
+
+        The second case raises an ``HTTPException`` from ``receive``: FastAPI passes those
+        through its body parsing to the kit's handler (any other exception becomes its 400).
+        """
+        limit = self.max_body_bytes
+        if limit is None:
+            return receive
+        too_large = _body_too_large(limit)
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                raise too_large
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise HTTPException(413, too_large.detail)
+            return message
+
+        return limited
+
     async def _principal(self, scope: Scope) -> str | None:
         if self.principal is None:
             return None
@@ -175,13 +232,20 @@ def install(
     request_id_header: str = REQUEST_ID_HEADER,
     principal: Principal | None = None,
     health: Health | None = None,
+    max_body_bytes: int | None = None,
+    max_header_bytes: int | None = None,
 ) -> ErrorRegistry:
     """Install the web kit on ``app``; returns the error registry it uses (register your
     domain errors on it, before or after this call).
 
     ``errors`` defaults to :func:`stalwart.web.default_errors`; ``principal(request)`` (sync
     or async, called once the response is sent) names the caller in the request log line;
-    ``health`` serves ``GET /livez`` and ``GET /readyz`` (:func:`health_router`).
+    ``health`` serves ``GET /livez`` and ``GET /readyz`` (:func:`health_router`);
+    ``max_body_bytes`` answers a larger request body with 413 ``request-entity-too-large``
+    (before reading it when ``Content-Length`` says so); ``max_header_bytes`` answers a
+    request whose header names and values add up to more with 431
+    ``request-header-fields-too-large``, before any handler runs. ``None`` (the default):
+    no limit but the server's, and uvicorn has none on bodies, nor (with httptools) on headers.
 
     >>> from fastapi import FastAPI
     >>> errors = install(FastAPI())
@@ -192,7 +256,13 @@ def install(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_exception)
     # add_middleware puts each one outside the ones added before it.
-    app.add_middleware(_KitMiddleware, errors=registry, principal=principal)
+    app.add_middleware(
+        _KitMiddleware,
+        errors=registry,
+        principal=principal,
+        max_body_bytes=max_body_bytes,
+        max_header_bytes=max_header_bytes,
+    )
     app.add_middleware(
         CorrelationIdMiddleware,
         header_name=request_id_header,
@@ -201,18 +271,36 @@ def install(
     )
     if health is not None:
         app.include_router(health_router(health))
-    _declare_on_every_operation(app, registry)
+    _declare_on_every_operation(
+        app,
+        registry,
+        headers_too_large=None
+        if max_header_bytes is None
+        else _headers_too_large(max_header_bytes),
+        body_too_large=None if max_body_bytes is None else _body_too_large(max_body_bytes),
+    )
     return registry
 
 
-def _declare_on_every_operation(app: FastAPI, errors: ErrorRegistry) -> None:
+def _declare_on_every_operation(
+    app: FastAPI,
+    errors: ErrorRegistry,
+    *,
+    headers_too_large: HttpProblem | None,
+    body_too_large: HttpProblem | None,
+) -> None:
     """Wrap ``app.openapi`` (FastAPI's documented extension point) so the generated schema
     declares the kit's problem responses on every operation."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            declare_problem_responses(generate(), errors)
+            declare_problem_responses(
+                generate(),
+                errors,
+                headers_too_large=headers_too_large,
+                body_too_large=body_too_large,
+            )
         return generate()  # the cached, now extended, schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -63,6 +63,13 @@ A double-entry payments ledger: accounts in one currency each, transfers between
 * Errors are RFC 9457 `application/problem+json` with a stable `code` (see docs/ledger.md).
 """
 OTLP_TRACES_PATH: Final = "/v1/traces"
+MAX_BODY_BYTES: Final = 1024 * 1024
+"""Larger request bodies get 413 before they are read. The largest valid request fits: a batch
+holds at most 33 transfers (one store transaction's 100 operations), each at most ~28 KB with
+the fullest metadata (50 keys of 40 characters, values of 500)."""
+MAX_HEADER_BYTES: Final = 32 * 1024
+"""Requests whose header names and values add up to more get 431 (uvicorn's httptools parser
+has no limit of its own; h11's is 16 KiB)."""
 log = get_logger("ledger.app")
 _tracing: list[Tracing] = []  # OpenTelemetry has one global provider per process: set once
 
@@ -183,7 +190,14 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
     app.state.store = store
     app.state.ledger = ledger
     app.state.settings = settings  # the assistant is built from them on first use
-    install(app, errors=error_registry(), health=health, principal=tenant_of_request)
+    install(
+        app,
+        errors=error_registry(),
+        health=health,
+        principal=tenant_of_request,
+        max_body_bytes=MAX_BODY_BYTES,
+        max_header_bytes=MAX_HEADER_BYTES,
+    )
     include_api(app)
     # The web kit's middleware wraps the mount too: back-office requests get a request id and
     # the same JSON request line as the API.

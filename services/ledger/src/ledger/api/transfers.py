@@ -123,7 +123,7 @@ async def create_batch(
     "",
     summary="List transfers (by id; with account_id, in the order they reached the account; with "
     "created_gte, oldest first)",
-    responses=ledger_responses(InvalidCursor, InvalidRequest),
+    responses=ledger_responses(NotFound, InvalidCursor, InvalidRequest),
 )
 async def list_transfers(
     *,
