@@ -25,7 +25,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -117,12 +117,14 @@ class _KitMiddleware:
         principal: Principal | None,
         max_body_bytes: int | None,
         max_header_bytes: int | None,
+        body_limit_exempt: tuple[str, ...],
     ) -> None:
         self.app = app
         self.errors = errors
         self.principal = principal
         self.max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes
+        self.body_limit_exempt = body_limit_exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -196,7 +198,7 @@ class _KitMiddleware:
         through its body parsing to the kit's handler (any other exception becomes its 400).
         """
         limit = self.max_body_bytes
-        if limit is None:
+        if limit is None or scope["path"].startswith(self.body_limit_exempt):
             return receive
         too_large = _body_too_large(limit)
         for name, value in scope["headers"]:
@@ -234,6 +236,7 @@ def install(
     health: Health | None = None,
     max_body_bytes: int | None = None,
     max_header_bytes: int | None = None,
+    body_limit_exempt: Sequence[str] = (),
 ) -> ErrorRegistry:
     """Install the web kit on ``app``; returns the error registry it uses (register your
     domain errors on it, before or after this call).
@@ -246,6 +249,8 @@ def install(
     request whose header names and values add up to more with 431
     ``request-header-fields-too-large``, before any handler runs. ``None`` (the default):
     no limit but the server's, and uvicorn has none on bodies, nor (with httptools) on headers.
+    ``body_limit_exempt``: path prefixes the body limit does not apply to (a mounted app that
+    sets its own, such as a Flask app's ``MAX_CONTENT_LENGTH`` for file uploads).
 
     >>> from fastapi import FastAPI
     >>> errors = install(FastAPI())
@@ -262,6 +267,7 @@ def install(
         principal=principal,
         max_body_bytes=max_body_bytes,
         max_header_bytes=max_header_bytes,
+        body_limit_exempt=tuple(body_limit_exempt),
     )
     app.add_middleware(
         CorrelationIdMiddleware,

@@ -92,3 +92,18 @@ def test_without_limits_nothing_is_refused(servers: tuple[str, str]) -> None:
     big = body_of(200_000)
     padded = {"X-Padding": "a" * 100_000}
     assert httpx.post(f"{unlimited}/echo", content=big, headers=padded | JSON).status_code == 200
+
+
+def test_an_exempt_path_prefix_takes_bodies_over_the_limit() -> None:
+    app = make_app(max_body_bytes=BODY_LIMIT, body_limit_exempt=("/uploads",))
+
+    @app.post("/uploads/file")
+    async def upload(payload: dict[str, str]) -> dict[str, int]:
+        return {"bytes": len(payload["a"])}
+
+    big = body_of(BODY_LIMIT * 5)
+    with uvicorn_server(app) as url:
+        assert httpx.post(f"{url}/uploads/file", content=big, headers=JSON).status_code == 200
+        assert code(httpx.post(f"{url}/echo", content=big, headers=JSON), 413) == (
+            "request-entity-too-large"
+        )

@@ -197,6 +197,7 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
         principal=tenant_of_request,
         max_body_bytes=MAX_BODY_BYTES,
         max_header_bytes=MAX_HEADER_BYTES,
+        body_limit_exempt=(BACKOFFICE_PATH,),  # import uploads: Flask's MAX_CONTENT_LENGTH
     )
     include_api(app)
     # The web kit's middleware wraps the mount too: back-office requests get a request id and
