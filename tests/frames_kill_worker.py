@@ -1,12 +1,12 @@
 """Writes a frame slowly into a store, to be SIGKILLed halfway (tests/conformance/test_frames.py).
 
-Usage: python frames_kill_worker.py URL ROWS. Each transaction is followed by a short sleep,
-so the parent can kill the process while it is writing.
+:func:`write_slowly` runs in a process of its own (a forkserver child, so pandas is imported
+once per session, not once per process); each transaction is followed by a short sleep, so
+the parent can kill the process while it is writing.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -54,9 +54,12 @@ class Slow:
         return results
 
 
-if __name__ == "__main__":
-    url, rows = sys.argv[1], int(sys.argv[2])
+def write_slowly(url: str, rows: int) -> None:
     store = Slow(open_store(url))
     write_frame(
-        store, kill_frame(rows), partition=PARTITION, key_columns=["id"], chunk_rows=CHUNK_ROWS
-    )  # type: ignore[arg-type]
+        store,  # type: ignore[arg-type]
+        kill_frame(rows),
+        partition=PARTITION,
+        key_columns=["id"],
+        chunk_rows=CHUNK_ROWS,
+    )

@@ -6,19 +6,17 @@ process was SIGKILLed halfway."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import signal
-import subprocess
-import sys
 import time
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from frames_kill_worker import CHUNK_ROWS, PARTITION, kill_frame
+from frames_kill_worker import CHUNK_ROWS, PARTITION, kill_frame, write_slowly
 from stalwart.frames import (
     FrameConflictError,
     WriteReport,
@@ -183,30 +181,36 @@ async def test_frames_partial_overlap_and_conflicts(store: Any) -> None:
     assert len(await read(store)) == 30
 
 
+# Writers are forkserver children: pandas and the engines are imported once, in the server,
+# not once per writer (a fresh interpreter spends seconds importing them).
+WRITERS = multiprocessing.get_context("forkserver")
+WRITERS.set_forkserver_preload(
+    ["frames_kill_worker", "stalwart.storage.redis", "stalwart.storage.dynamodb",
+     "stalwart.storage.mongodb"]
+)  # fmt: skip
+
+
 @pytest.mark.parametrize("engine", ["sqlite", "redis", "dynamodb", "mongodb"])
-def test_frames_resumed_after_the_writer_was_killed(
-    engine: str, store_url_factory: Any, tmp_path: Path
-) -> None:
+def test_frames_resumed_after_the_writer_was_killed(engine: str, store_url_factory: Any) -> None:
     """A real writer process is SIGKILLed mid-frame; the next run writes every row once.
 
-    Once per engine, not per mode: the writer is a process of its own (its start, mostly
-    importing pandas, is most of this test's time); the re-run semantics of both modes are
-    in test_frames_rerun_writes_nothing_twice.
+    Once per engine, not per mode (the re-run semantics of both modes are in
+    test_frames_rerun_writes_nothing_twice).
     """
     rows = 120
     url = store_url_factory(engine)()
-    worker = Path(__file__).parents[1] / "frames_kill_worker.py"
     store = open_store(url)
     try:
-        with subprocess.Popen([sys.executable, str(worker), url, str(rows)],
-                              stdout=subprocess.DEVNULL, cwd=tmp_path) as writer:  # fmt: skip
-            deadline = time.monotonic() + 30
-            while _count(store) < rows // 4:
-                assert writer.poll() is None, "the writer ended before it could be killed"
-                assert time.monotonic() < deadline, "the writer wrote nothing in 30 s"
-                time.sleep(0.02)
-            writer.send_signal(signal.SIGKILL)
-            assert writer.wait(timeout=10) == -signal.SIGKILL
+        writer = WRITERS.Process(target=write_slowly, args=(url, rows), daemon=True)
+        writer.start()
+        deadline = time.monotonic() + 30
+        while _count(store) < rows // 4:
+            assert writer.exitcode is None, "the writer ended before it could be killed"
+            assert time.monotonic() < deadline, "the writer wrote nothing in 30 s"
+            time.sleep(0.02)
+        writer.kill()
+        writer.join(timeout=10)
+        assert writer.exitcode == -signal.SIGKILL
         before = _count(store)
         assert 0 < before < rows
         assert before % CHUNK_ROWS == 0, "a chunk is one transaction: all of it or none"
