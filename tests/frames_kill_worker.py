@@ -31,8 +31,8 @@ def kill_frame(rows: int) -> pd.DataFrame:
     )
 
 
-class Slow:
-    """Delegates to ``inner``; sleeps after each transaction so a kill lands mid-frame."""
+class Wrapped:
+    """A Store delegating everything to ``inner``; subclasses override the calls they change."""
 
     def __init__(self, inner: Store) -> None:
         self.inner = inner
@@ -47,6 +47,10 @@ class Slow:
     @property
     def max_item_bytes(self) -> int:
         return self.inner.max_item_bytes
+
+
+class Slow(Wrapped):
+    """Sleeps after each transaction so a kill lands mid-frame."""
 
     def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
         results = self.inner.transact(operations)

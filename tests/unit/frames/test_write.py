@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from frames_kill_worker import Wrapped
 from stalwart.frames import (
     FrameConflictError,
     WriteReport,
@@ -34,11 +35,11 @@ from stalwart.storage import (
 )
 
 
-class Flaky:
+class Flaky(Wrapped):
     """A Store that delegates to ``inner`` and fails the calls it is told to."""
 
     def __init__(self, inner: Store) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.calls: list[tuple[str, int]] = []
         self.unavailable = 0
         """Fail this many next transact/create calls with StoreUnavailable (nothing written)."""
@@ -46,17 +47,6 @@ class Flaky:
         """Commit this many next transacts, then raise StoreUnavailable (a lost reply)."""
         self.unplaced_conflicts = 0
         """Fail this many next transacts with TransactionConflict(-1) (nothing written)."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    @property
-    def max_transaction_items(self) -> int:
-        return self.inner.max_transaction_items
-
-    @property
-    def max_item_bytes(self) -> int:
-        return self.inner.max_item_bytes
 
     def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
         self.calls.append(("transact", len(operations)))
