@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("script", ["agents.py", "idempotency.py", "storage.py"])
+@pytest.mark.parametrize("script", ["agents.py", "frames.py", "idempotency.py", "storage.py"])
 def test_benchmark_script_starts(script: str) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / script), "--help"],

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Final, Literal
 
 import pandas as pd
 
 from stalwart.frames._write import default_retry_policy
 from stalwart.resilience import RetryPolicy
-from stalwart.storage import AsyncStore, Record, Store
+from stalwart.storage import AsyncStore, Page, Record, Store
 
 type DtypeBackend = Literal["numpy_nullable", "pyarrow"]
 
@@ -37,6 +38,32 @@ def page_frame(
     if dtype_backend is not None:
         frame = frame.convert_dtypes(dtype_backend=dtype_backend)
     return frame
+
+
+@dataclass(slots=True)
+class _Paging:
+    """Where a paged read is: the next cursor, the next row position, whether it is done."""
+
+    columns: Sequence[str] | None
+    dtype_backend: DtypeBackend | None
+    first: int = 0
+    cursor: str | None = None
+    done: bool = False
+
+    def frame_of(self, page: Page) -> pd.DataFrame | None:
+        """The frame of ``page`` (``None`` for an empty page, unless the only one)."""
+        frame = None
+        if page.records or (self.first == 0 and page.cursor is None):
+            frame = page_frame(
+                page.records,
+                first=self.first,
+                columns=self.columns,
+                dtype_backend=self.dtype_backend,
+            )
+        self.first += len(page.records)
+        self.cursor = page.cursor
+        self.done = page.cursor is None
+        return frame
 
 
 def _check_backend(dtype_backend: object) -> None:
@@ -74,18 +101,13 @@ def iter_frames(
     """
     _check_backend(dtype_backend)
     query = (retry_policy or default_retry_policy())(store.query)
-    cursor: str | None = None
-    first = 0
-    while True:
-        page = query(partition, prefix=prefix, limit=page_size, cursor=cursor)
-        if page.records or (first == 0 and page.cursor is None):
-            yield page_frame(
-                page.records, first=first, columns=columns, dtype_backend=dtype_backend
-            )
-        first += len(page.records)
-        cursor = page.cursor
-        if cursor is None:
-            return
+    paging = _Paging(columns, dtype_backend)
+    while not paging.done:
+        frame = paging.frame_of(
+            query(partition, prefix=prefix, limit=page_size, cursor=paging.cursor)
+        )
+        if frame is not None:
+            yield frame
 
 
 async def async_iter_frames(
@@ -101,18 +123,13 @@ async def async_iter_frames(
     """The :class:`AsyncStore` twin of :func:`iter_frames`."""
     _check_backend(dtype_backend)
     query = (retry_policy or default_retry_policy())(store.query)
-    cursor: str | None = None
-    first = 0
-    while True:
-        page = await query(partition, prefix=prefix, limit=page_size, cursor=cursor)
-        if page.records or (first == 0 and page.cursor is None):
-            yield page_frame(
-                page.records, first=first, columns=columns, dtype_backend=dtype_backend
-            )
-        first += len(page.records)
-        cursor = page.cursor
-        if cursor is None:
-            return
+    paging = _Paging(columns, dtype_backend)
+    while not paging.done:
+        frame = paging.frame_of(
+            await query(partition, prefix=prefix, limit=page_size, cursor=paging.cursor)
+        )
+        if frame is not None:
+            yield frame
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
