@@ -9,6 +9,7 @@ Python traceback. ``benchmarks/faults.py`` (issue 15) runs the same generation w
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -46,16 +47,32 @@ pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDep
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> Iterator[tuple[str, str, dict[str, list[str]]]]:
     """The server's base URL, a tenant's key, and ids that exist for that tenant (two
-    accounts and a transfer between them), so generated path ids sometimes hit real rows."""
+    accounts, a transfer between them, an assistant conversation and its proposal), so
+    generated path ids sometimes hit real rows."""
     url = f"sqlite:///{tmp_path_factory.mktemp('fuzz')}/ledger.db"
     with served_app(url) as base:
         key = make_key(url, "acme")
         with client(base, key) as api:
-            funding = new_account(api, normal_balance="debit")["id"]
-            wallet = new_account(api)["id"]
+            funding = new_account(api, normal_balance="debit", name="funding")["id"]
+            wallet = new_account(api, name="wallet")["id"]
             made = transfer(api, funding, wallet, 500)
             assert made.status_code == 201, made.text
-            ids = {"account_id": [funding, wallet], "transfer_id": [made.json()["id"]]}
+            conversation = api.post("/v1/assistant/conversations").json()["id"]
+            answer = api.post(
+                f"/v1/assistant/conversations/{conversation}/messages",
+                json={"message": "move 1.00 from funding to wallet"},
+            )
+            [proposal] = [
+                line["id"]
+                for line in map(json.loads, answer.text.splitlines())
+                if line.get("type") == "proposal"
+            ]
+            ids = {
+                "account_id": [funding, wallet],
+                "transfer_id": [made.json()["id"]],
+                "conversation_id": [conversation],
+                "proposal_id": [proposal],
+            }
         yield base, key, ids
 
 
