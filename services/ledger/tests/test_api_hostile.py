@@ -158,6 +158,14 @@ def test_amounts_outside_1_to_2_53_minus_1_are_422(world, amount) -> None:
 
 
 @pytest.mark.usefixtures("unchanged")
+@pytest.mark.parametrize("amount", ["100", 100.0, "1e2", True])
+def test_an_amount_is_a_json_integer_never_a_string_float_or_boolean(world, amount) -> None:
+    assert problem_code(post_transfer(world, a_transfer(world, amount=amount)), 422) == (
+        "validation-failed"
+    )
+
+
+@pytest.mark.usefixtures("unchanged")
 def test_an_integer_literal_of_5000_digits_is_400(world) -> None:
     body = json.dumps(a_transfer(world, amount=0)).replace('"amount": 0', '"amount": ' + "9" * 5000)
     assert problem_code(post_transfer(world, body.encode()), 400) == "bad-request"

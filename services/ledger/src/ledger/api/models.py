@@ -28,6 +28,7 @@ class PostTransfer(BaseModel):
     amount: int | None = Field(
         default=None,
         gt=0,
+        strict=True,
         description="Amount to post, at most the pending amount; omitted: all of it.",
         examples=[1000],
     )
@@ -42,7 +43,7 @@ class NewBatch(BaseModel):
         min_length=1,
         max_length=MAX_BATCH,
         description=f"1 to {MAX_BATCH} transfers, as many as one store transaction holds "
-        "(with the default 100 operations: up to 32 between two accounts; more is 422 "
+        "(with the default 100 operations: up to 24 between two accounts; more is 422 "
         "batch_too_large, naming the limit).",
     )
 

@@ -236,7 +236,8 @@ class NewTransfer(BaseModel):
         description="Account credited.",
         examples=["0193a0d2-7a10-7cc1-9e2b-3f4f0c6f1a21"],
     )
-    amount: Amount
+    # A JSON integer, never "100", 100.0 or true: money is never parsed from another type.
+    amount: Annotated[Amount, Field(strict=True)]
     currency: Currency
     metadata: Metadata = Field(default_factory=dict)
     external_id: ExternalId

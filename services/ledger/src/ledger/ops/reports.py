@@ -198,10 +198,13 @@ def daily_chart(daily: pd.DataFrame, path: Path) -> Path:
     # A Figure of its own (the Agg canvas), not pyplot: no global state, safe in a web worker.
     figure = Figure(figsize=(9, 4.5), layout="constrained")
     axes = figure.subplots()
+    if not daily.empty:  # a day without transfers is drawn as 0, not a line across it
+        calendar = pd.date_range(min(daily["day"]), max(daily["day"]), freq="D")
     for currency, rows in daily.groupby("currency"):
-        days = pd.to_datetime(rows["day"])
-        major = rows["volume_text"].astype(float)  # for drawing only; the CSV keeps exact text
-        axes.plot(days, major, marker="o", label=str(currency))
+        # For drawing only; the CSV keeps the exact text.
+        major = rows["volume_text"].astype(float).set_axis(pd.to_datetime(rows["day"]))
+        major = major.reindex(calendar, fill_value=0.0)
+        axes.plot(major.index, major.to_numpy(), marker="o", label=str(currency))
     axes.set_title("Daily posted volume per currency")
     axes.set_xlabel("day (UTC)")
     axes.set_ylabel("volume (major units)")
