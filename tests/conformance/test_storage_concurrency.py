@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import random
 
+import pytest
+
 from stalwart.storage import (
     AlreadyExists,
     Key,
@@ -172,6 +174,7 @@ async def test_increments_and_optimistic_replaces_do_not_overwrite_each_other(st
     assert successes > 0
 
 
+@pytest.mark.slow
 async def test_concurrent_transfers_conserve_the_total(store):
     left, right = Key("bank", "left"), Key("bank", "right")
     start = 1000

@@ -54,6 +54,7 @@ def check(statuses: Counter[int], executions: Counter[str]) -> None:
     assert statuses[201] >= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 async def test_fastapi_uvicorn_storm(engine, store_url_factory):
     url = store_url_factory(engine)()
@@ -119,6 +120,7 @@ async def test_flask_werkzeug_malformed_json_not_stored(engine, store_url_factor
         store.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 async def test_flask_werkzeug_storm(engine, store_url_factory):
     url = store_url_factory(engine)()

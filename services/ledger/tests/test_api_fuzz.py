@@ -130,6 +130,7 @@ def _fuzz(
     return failures
 
 
+@pytest.mark.slow
 def test_generated_requests_get_declared_answers_without_server_errors(served) -> None:
     base, key, ids = served
     schema = schemathesis.openapi.from_url(f"{base}/openapi.json")

@@ -6,6 +6,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 from api_support import KEY_LINE, ledger_serve, new_account
 from ledger.cli import app
 from typer.testing import CliRunner
@@ -33,6 +34,7 @@ def test_serve_starts_on_the_sqlite_default_prints_docs_and_a_first_key(tmp_path
     assert (tmp_path / "ledger.db").exists()  # ./ledger.db, the embedded default
 
 
+@pytest.mark.slow
 def test_serve_with_two_workers_on_redis(tmp_path, redis_srv):
     store = f"{redis_srv.url}?prefix=cli-{uuid.uuid4().hex[:8]}"
     with ledger_serve("--workers", "2", "--store", store, cwd=tmp_path) as served:

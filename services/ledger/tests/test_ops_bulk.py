@@ -25,6 +25,7 @@ ONE_MODE_PER_ENGINE = pytest.mark.parametrize(
 )
 
 
+@pytest.mark.slow
 @ONE_MODE_PER_ENGINE
 async def test_create_transfers_chunks_rejects_alone_and_reruns_as_duplicates(ledger):
     cash = await ledger.account("cash", normal=NormalBalance.DEBIT)

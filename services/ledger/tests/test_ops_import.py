@@ -54,6 +54,7 @@ def _wallet_total(ledger: SyncLedger) -> int:
     )
 
 
+@pytest.mark.slow
 def test_a_100000_row_import_posts_every_row_once(store, tmp_path):
     ledger = _with_accounts(store, tmp_path)
     rows = 100_000
@@ -158,6 +159,7 @@ def test_accounts_rerun_is_duplicates_and_changed_content_is_rejected(store, tmp
     assert ledger.get_account_by_external_id(T, "cash").name == "Cash"  # unchanged
 
 
+@pytest.mark.slow
 def test_an_import_killed_halfway_resumes_exactly_once(sqlite_url, store, tmp_path):
     ledger = _with_accounts(store, tmp_path)
     rows = 1_500

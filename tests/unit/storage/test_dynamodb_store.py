@@ -434,6 +434,7 @@ def test_a_callers_client_is_never_closed(moto_srv: RunningServer, url: str) -> 
     client.close()
 
 
+@pytest.mark.slow
 def test_threads_increment_and_create_race(store: DynamoDBStore) -> None:
     threads, per_thread = 8, 15
     counter = Key("race", "counter")
