@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import stalwart
 
 EXPECTED = {
@@ -53,19 +55,23 @@ print("ok")
     assert done.stdout.strip() == "ok"
 
 
-def test_missing_extra_names_the_extra() -> None:
-    program = """
+@pytest.mark.parametrize(
+    ("missing", "module", "extra"),
+    [("redis", "stalwart.storage.redis", "redis"), ("pandas", "stalwart.frames", "pandas")],
+)
+def test_missing_extra_names_the_extra(missing: str, module: str, extra: str) -> None:
+    program = f"""
 import sys
 class Blocker:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "redis":
+        if name.split(".")[0] == {missing!r}:
             raise ImportError("blocked")
 sys.meta_path.insert(0, Blocker())
 try:
-    import stalwart.storage.redis
+    import {module}
 except ImportError as exc:
     print(exc)
 """
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                           timeout=60, check=False)  # fmt: skip
-    assert "stalwart[redis]" in done.stdout, done.stdout + done.stderr
+    assert f"stalwart[{extra}]" in done.stdout, done.stdout + done.stderr

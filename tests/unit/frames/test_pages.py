@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,21 +95,3 @@ def test_format_from_suffix_or_argument(tmp_path: Path) -> None:
         file_format("x.json")
     with pytest.raises(ValueError, match="format must be"):
         write_pages([], tmp_path / "x.csv", format="xlsx")  # type: ignore[arg-type]
-
-
-def test_import_without_pandas_names_the_extra() -> None:
-    program = """
-import sys
-class Blocker:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "pandas":
-            raise ImportError("blocked")
-sys.meta_path.insert(0, Blocker())
-try:
-    import stalwart.frames
-except ImportError as exc:
-    print(exc)
-"""
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                          timeout=60, check=False)  # fmt: skip
-    assert "stalwart[pandas]" in done.stdout, done.stdout + done.stderr
