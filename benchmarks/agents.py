@@ -26,9 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -36,23 +34,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-# benchmarks/http.py would shadow the standard library's http (urllib imports it).
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
-sys.path.insert(0, str(ROOT / "tests"))
+import _paths  # noqa: F401  # first: sys.path and AWS env (see benchmarks/_paths.py)
 
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# isort: split
 
-from pydantic_ai import Agent, RunContext  # noqa: E402
-from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart  # noqa: E402
-from pydantic_ai.models.function import AgentInfo, FunctionModel  # noqa: E402
+from pydantic_ai import Agent, RunContext
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
 
-from servers import mongodb_server, moto_server, redis_server  # noqa: E402
-from stalwart.agents import AsyncConversations, idempotent_tool  # noqa: E402
-from stalwart.idempotency import AsyncIdempotency  # noqa: E402
-from stalwart.storage import AsyncStore, open_async_store  # noqa: E402
+from servers import mongodb_server, moto_server, redis_server
+from stalwart.agents import AsyncConversations, idempotent_tool
+from stalwart.idempotency import AsyncIdempotency
+from stalwart.storage import AsyncStore, open_async_store
 
 ENGINES = ("sqlite", "redis", "dynamodb", "mongodb")
 STORE_OPERATIONS = frozenset(

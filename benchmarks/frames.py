@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -37,23 +36,16 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-# benchmarks/http.py would shadow the standard library's http (urllib imports it) while this
-# folder leads sys.path: it goes to the end.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.append(str(ROOT / "benchmarks"))
+import _paths  # noqa: F401  # first: sys.path and AWS env (see benchmarks/_paths.py)
 
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# isort: split
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
-from servers import moto_server, redis_server  # noqa: E402
-from stalwart.frames import iter_frames, write_frame, write_pages  # noqa: E402
-from stalwart.storage import open_store  # noqa: E402
+from servers import moto_server, redis_server
+from stalwart.frames import iter_frames, write_frame, write_pages
+from stalwart.storage import open_store
 
 PARTITION = "bench"
 

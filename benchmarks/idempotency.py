@@ -46,7 +46,6 @@ import contextlib
 import json
 import os
 import statistics
-import sys
 import time
 import uuid
 import warnings
@@ -55,21 +54,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-# benchmarks/http.py would shadow the standard library's http (urllib imports it) while this
-# folder leads sys.path: it goes to the end, for _load only.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.append(str(ROOT / "benchmarks"))
+import _paths  # noqa: F401  # first: sys.path and AWS env (see benchmarks/_paths.py)
 
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# isort: split
 
-from _load import APP_PIDS, load, load_process, process_cpu_s, wrk_load  # noqa: E402
-from servers import mongodb_server, moto_server, redis_server  # noqa: E402
-from stalwart.idempotency import Idempotency, idempotent  # noqa: E402
-from stalwart.storage import open_store  # noqa: E402
+from _load import APP_PIDS, load, load_process, process_cpu_s, wrk_load
+from servers import mongodb_server, moto_server, redis_server
+from stalwart.idempotency import Idempotency, idempotent
+from stalwart.storage import open_store
 
 ENGINES = ("sqlite", "redis", "dynamodb", "mongodb")
 # Powertools warns on every first call outside Lambda (no remaining-time context) and about

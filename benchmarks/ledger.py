@@ -41,21 +41,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-# benchmarks/http.py would shadow the standard library's http while this folder leads
-# sys.path: it goes to the end, for _load only.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.append(str(ROOT / "benchmarks"))
+from _paths import ROOT  # first: sys.path and AWS env (see benchmarks/_paths.py)
 
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# isort: split
 
-import httpx  # noqa: E402
+import httpx
 
-from _load import LoadResult, load_process, load_requests, served_process  # noqa: E402
-from servers import free_port, mongodb_server, moto_server, redis_server  # noqa: E402
+from _load import LoadResult, load_process, load_requests, served_process
+from servers import free_port, mongodb_server, moto_server, redis_server
 
 ENGINES = ("sqlite", "redis", "dynamodb", "mongodb")
 ACCOUNTS = 100
