@@ -12,7 +12,10 @@ as sentences (an empty list: the ledger is consistent):
   posted amount (never more than it reserved, and it was resolved at most once), voided
   moves nothing;
 - a reversal and its original point at each other, and no transfer is reversed twice;
-- a linked batch is all there or not at all.
+- a linked batch is all there or not at all;
+- each change of a transfer has exactly one outbox event (``transfer.created``; then
+  ``transfer.posted``, ``transfer.voided`` or ``transfer.expired`` for a pending one;
+  ``transfer.reversed`` once reversed), and no event names a transfer that is absent.
 
 Read it while writers are idle: a transfer committing between two reads can look like a
 violation.
@@ -36,6 +39,7 @@ from ledger.store import (
     state_from_record,
     transfers_partition,
 )
+from ledger.webhooks.outbox import EventType, events_partition
 from stalwart.resilience import retry
 from stalwart.storage import AsyncStore, Page, Record, Store
 
@@ -149,6 +153,38 @@ def _check_links(audit: _Audit, transfers: dict[str, dict[str, object]]) -> None
             audit.fail(f"reversal {tid}: its original {original} does not point back")
 
 
+def _expected_events(data: dict[str, object]) -> set[frozenset[str]]:
+    """The events one transfer's changes wrote, each as the set of types it may have (a
+    voided transfer with a timeout may have been voided or expired)."""
+    expected: set[frozenset[str]] = {frozenset({EventType.CREATED})}
+    if data["pending"] and data["status"] == "posted":
+        expected.add(frozenset({EventType.POSTED}))
+    if data["status"] == "voided":
+        expected.add(frozenset({EventType.VOIDED, EventType.EXPIRED}))
+    if data["reversed_by"] is not None:
+        expected.add(frozenset({EventType.REVERSED}))
+    return expected
+
+
+def _check_outbox(
+    audit: _Audit, transfers: dict[str, dict[str, object]], events: list[Record]
+) -> None:
+    written: dict[str, Counter[str]] = defaultdict(Counter)
+    for record in events:
+        written[record.data["transfer"]["id"]][record.data["type"]] += 1
+    for tid in written.keys() - transfers.keys():
+        audit.fail(f"events {sorted(written[tid])} name transfer {tid}, which is absent")
+    for tid, data in transfers.items():
+        found = written.get(tid, Counter())
+        for types in _expected_events(data):
+            count = sum(found[t] for t in types)
+            if count != 1:
+                audit.fail(f"transfer {tid}: {count} events of {sorted(types)}, not 1")
+        unexpected = set(found) - set().union(*_expected_events(data))
+        if unexpected:
+            audit.fail(f"transfer {tid}: unexpected events {sorted(unexpected)}")
+
+
 def invariants_plan(tenant: str) -> Plan[list[str]]:
     """The violations of ``tenant``'s ledger (see the module docstring)."""
     audit = _Audit()
@@ -175,6 +211,7 @@ def invariants_plan(tenant: str) -> Plan[list[str]]:
             "transfer_ids", ()
         ):
             audit.fail(f"transfer {tid}: its batch {data['batch_id']} does not list it")
+    _check_outbox(audit, transfers, (yield from _all_records(events_partition(tenant))))
     return audit.violations
 
 

@@ -9,6 +9,7 @@ One store (one table), keys namespaced by tenant::
     t/{tenant}/transfers                {transfer_id}          created only if absent
     t/{tenant}/batches                  {batch_id}             a linked batch's ids + fingerprint
     t/{tenant}/pending-timeouts         {expires_ms:015d}/{id} pending transfers with a timeout
+    t/{tenant}/events, webhooks/due     (ledger.webhooks.outbox) each change's event, same transact
 
 Each ledger operation is a *plan*: a generator that yields :class:`Get`, :class:`Query` and
 :class:`Transact` commands and receives their results (store errors are thrown in). Every
@@ -77,6 +78,7 @@ from ledger.domain.transfers import (
     transfer_id,
     void_movements,
 )
+from ledger.webhooks.outbox import OUTBOX_OPERATIONS, EventType, outbox_operations
 from stalwart.resilience import RetryPolicy, retry
 from stalwart.storage import (
     AsyncStore,
@@ -867,7 +869,8 @@ def _add_transfer(
     reverses: str | None = None,
     batch_id: str | None = None,
 ) -> Plan[list[Operation]]:
-    """Apply a new transfer to the journal; return its own records (transfer, timeout)."""
+    """Apply a new transfer to the journal; return its own records (transfer, time index,
+    timeout, its ``transfer.created`` event)."""
     debit, credit = yield from journal.load(new.debit_account_id, new.credit_account_id)
     check_new_transfer(new, debit, credit)
     kind = EntryKind.PENDING if new.pending else EntryKind.POSTED
@@ -897,7 +900,7 @@ def _add_transfer(
                 {"transfer_id": transfer_id, "expires_at": data["expires_at"]},
             )
         )
-    return operations
+    return operations + outbox_operations(journal.tenant, EventType.CREATED, data, journal.now)
 
 
 def _replayed(key: Key, request_fingerprint: str) -> Plan[Record | None]:
@@ -968,8 +971,8 @@ type TransferRequest = tuple[NewTransfer, str]
 
 def _transfer_operation_count(new: NewTransfer) -> int:
     """Records a new transfer writes besides balances: itself, its time index, two entries,
-    maybe a timeout."""
-    return 4 + (new.timeout_s is not None)
+    its event (with its due record), maybe a timeout."""
+    return 4 + OUTBOX_OPERATIONS + (new.timeout_s is not None)
 
 
 def transfer_chunks(requests: Sequence[TransferRequest], max_operations: int) -> list[range]:
@@ -1105,6 +1108,13 @@ def get_transfer_plan(tenant: str, transfer_id: str) -> Plan[Transfer]:
     return transfer_from_record((yield from _transfer_record(tenant, transfer_id)))
 
 
+_RESOLVED_EVENTS: Final = {
+    EntryKind.POST: EventType.POSTED,
+    EntryKind.VOID: EventType.VOIDED,
+    EntryKind.EXPIRE: EventType.EXPIRED,
+}
+
+
 def resolve_plan(
     tenant: str, transfer_id: str, kind: EntryKind, amount: int | None, now: float
 ) -> Plan[Transfer]:
@@ -1137,6 +1147,7 @@ def resolve_plan(
     operations: list[Operation] = [Replace(record.key, resolved, record.version)]
     if expires_at is not None:
         operations.append(Delete(timeout_key(tenant, expires_at, transfer_id)))
+    operations += outbox_operations(tenant, _RESOLVED_EVENTS[kind], resolved, now)
     results = yield from _commit(operations + journal.operations(), f"{kind} of {transfer_id}")
     updated = _written(results)
     return transfer_from_record(updated)
@@ -1166,8 +1177,10 @@ def reverse_plan(
         own = yield from _add_transfer(
             journal, new, reversal_id, request_fingerprint, reverses=original_id
         )
-        marked = Replace(original.key, {**data, "reversed_by": reversal_id}, original.version)
-        results = yield from _commit([*own, marked, *journal.operations()], "reversal")
+        reversed_data = {**data, "reversed_by": reversal_id}
+        marked = Replace(original.key, reversed_data, original.version)
+        event = outbox_operations(tenant, EventType.REVERSED, reversed_data, now)
+        results = yield from _commit([*own, marked, *event, *journal.operations()], "reversal")
         created = _written(results)
         return transfer_from_record(created)
 
@@ -1176,12 +1189,12 @@ def reverse_plan(
 
 
 def batch_operation_count(transfers: Sequence[NewTransfer]) -> int:
-    """Store operations a batch's transact needs: the batch record, two records per transfer
-    (itself and its time index; three with a timeout), one balance per distinct account, two
-    journal entries per transfer."""
+    """Store operations a batch's transact needs: the batch record, four records per transfer
+    (itself, its time index, its event and the event's due record; five with a timeout), one
+    balance per distinct account, two journal entries per transfer."""
     accounts = {t.debit_account_id for t in transfers} | {t.credit_account_id for t in transfers}
     timeouts = sum(1 for t in transfers if t.timeout_s is not None)
-    return 1 + 4 * len(transfers) + timeouts + len(accounts)
+    return 1 + (4 + OUTBOX_OPERATIONS) * len(transfers) + timeouts + len(accounts)
 
 
 def create_batch_plan(
@@ -1207,8 +1220,8 @@ def create_batch_plan(
         if needed > max_operations:
             raise BatchTooLarge(
                 f"this batch needs {needed} store operations in one transaction; this store "
-                f"allows {max_operations} (each transfer takes 4, plus 1 per account and 1 for "
-                "the batch)"
+                f"allows {max_operations} (each transfer takes {4 + OUTBOX_OPERATIONS}, plus 1 "
+                "per account and 1 for the batch)"
             )
         journal = _Journal(tenant, now)
         own: list[Operation] = []
