@@ -35,7 +35,8 @@ def operations(openapi: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]
 
 def test_every_v1_operation_declares_its_errors_with_examples(openapi):
     ops = operations(openapi)
-    assert len(ops) == 19  # 7 account, 7 transfer and 5 assistant operations
+    # 7 account, 7 transfer, 5 webhook endpoint, 3 event and 5 assistant operations
+    assert len(ops) == 27
     for method, path, operation in ops:
         responses = operation["responses"]
         assert {"401", "500", "503"} <= set(responses), (method, path)

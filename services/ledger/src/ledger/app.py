@@ -33,6 +33,7 @@ from ledger.service import Ledger
 from ledger.settings import LedgerSettings
 from ledger.store import CONTENTION_RETRY
 from ledger.tracing import TracedAsyncStore, engine_of
+from ledger.webhooks.worker import DeliveryWorker, delivery_policy
 from stalwart.observability import (
     Tracing,
     configure_logging,
@@ -65,7 +66,7 @@ A double-entry payments ledger: accounts in one currency each, transfers between
 OTLP_TRACES_PATH: Final = "/v1/traces"
 MAX_BODY_BYTES: Final = 1024 * 1024
 """Larger request bodies get 413 before they are read. The largest valid request fits: a batch
-holds at most 33 transfers (one store transaction's 100 operations), each at most ~28 KB with
+holds at most 16 transfers (one store transaction's 100 operations), each at most ~28 KB with
 the fullest metadata (50 keys of 40 characters, values of 500)."""
 MAX_HEADER_BYTES: Final = 32 * 1024
 """Requests whose header names and values add up to more get 431 (uvicorn's httptools parser
@@ -150,16 +151,24 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        sweeper = None
+        background = []
         if settings.expire_interval_s > 0:
-            sweeper = asyncio.create_task(
-                expire_pending_forever(ledger, store, settings.expire_interval_s)
+            background.append(
+                asyncio.create_task(
+                    expire_pending_forever(ledger, store, settings.expire_interval_s)
+                )
             )
+        worker = None
+        if settings.webhook_worker:
+            worker = DeliveryWorker(store, delivery_policy(settings))
+            background.append(asyncio.create_task(worker.run_forever()))
         yield
-        if sweeper is not None:
-            sweeper.cancel()
+        for task in background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+                await task
+        if worker is not None:
+            await worker.aclose()
         assistant = getattr(app.state, "assistant", None)  # built on first use, if ever
         if assistant is not None:
             await assistant.aclose()
@@ -179,6 +188,11 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
         openapi_tags=[
             {"name": "accounts", "description": "Accounts, their balances and journals."},
             {"name": "transfers", "description": "Moving money between two accounts."},
+            {
+                "name": "webhooks",
+                "description": "Endpoints that receive signed events of every transfer change, "
+                "and the events with their deliveries.",
+            },
             {
                 "name": "assistant",
                 "description": "Questions in plain words; transfers it proposes need your "

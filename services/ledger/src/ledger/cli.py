@@ -1,6 +1,7 @@
 """``ledger``: serve the API, manage API keys.
 
-    ledger serve [--store URL] [--host H] [--port P] [--workers N]
+    ledger serve [--store URL] [--host H] [--port P] [--workers N] [--with-worker]
+    ledger worker [--store URL]
     ledger keys create --tenant NAME [--store URL]
     ledger keys revoke KEY_ID [--store URL]
     ledger operators create --username U --tenant T [--role viewer|operator] [--password-stdin]
@@ -16,6 +17,7 @@ Options override the ``LEDGER_*`` settings (``.env``, environment, Secrets Manag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Iterator
@@ -43,7 +45,13 @@ from ledger.domain.errors import LedgerError
 from ledger.service import SyncLedger
 from ledger.settings import Environment, LedgerSettings
 from stalwart.config import ConfigError
-from stalwart.storage import AlreadyExists, Store, StoreConfigurationError, open_store
+from stalwart.storage import (
+    AlreadyExists,
+    Store,
+    StoreConfigurationError,
+    open_async_store,
+    open_store,
+)
 
 app = typer.Typer(
     name="ledger", help="The stalwart payments ledger.", no_args_is_help=True, add_completion=False
@@ -99,9 +107,20 @@ def serve(
     workers: Annotated[
         int | None, typer.Option(help="Worker processes, all on the same store (default 1).")
     ] = None,
+    with_worker: Annotated[
+        bool | None,
+        typer.Option(
+            "--with-worker",
+            help="Also deliver webhooks from each process (LEDGER_WEBHOOK_WORKER).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API with uvicorn (docs at /docs)."""
-    settings = load_settings(store_url=store, host=host, port=port, workers=workers)
+    settings = load_settings(
+        store_url=store, host=host, port=port, workers=workers, webhook_worker=with_worker
+    )
+    if with_worker:
+        os.environ["LEDGER_WEBHOOK_WORKER"] = "true"  # read again by each uvicorn worker
     if settings.env is Environment.DEVELOPMENT:
         # Once, here, not in every worker: the first start on an empty store gets a key.
         with opened_store(settings) as sync_store:
@@ -124,6 +143,32 @@ def serve(
         log_config=None,  # the app's JSON logging from the first line
         access_log=False,  # the web kit's request line replaces uvicorn's
     )
+
+
+@app.command()
+def worker(store: StoreOption = None) -> None:
+    """Deliver webhook events until stopped (run several: they share the work by leases)."""
+    from ledger.app import configure_observability  # noqa: PLC0415 - FastAPI's import cost
+    from ledger.webhooks.worker import DeliveryWorker, delivery_policy  # noqa: PLC0415
+
+    settings = load_settings(store_url=store)
+    configure_observability(settings)
+
+    async def run() -> None:
+        try:
+            async_store = open_async_store(settings.store_url.get_secret_value())
+        except StoreConfigurationError as exc:
+            raise _fail(exc) from exc
+        delivery = DeliveryWorker(async_store, delivery_policy(settings))
+        typer.echo(f"webhook worker {delivery.name} delivering")
+        try:
+            await delivery.run_forever()
+        finally:
+            await delivery.aclose()
+            await async_store.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
 
 
 @keys.command("create")

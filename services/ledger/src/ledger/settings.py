@@ -72,6 +72,35 @@ class LedgerSettings(Settings):
         description="how often each worker voids the pending transfers whose timeout passed "
         "(0: never; jittered so workers do not run in step)",
     )
+    webhook_worker: bool = Field(
+        default=False,
+        description="run the webhook delivery worker inside each `ledger serve` process "
+        "(`ledger serve --with-worker`); else run `ledger worker` beside it",
+    )
+    webhook_retry_schedule_s: list[float] = Field(
+        default=[60, 300, 1800, 7200, 18000, 36000, 86400],
+        min_length=1,
+        description="waits (seconds) after each failed webhook attempt, then dead-letter; "
+        "JSON in the environment: LEDGER_WEBHOOK_RETRY_SCHEDULE_S='[60, 300]'",
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0, description="the longest one webhook delivery attempt may take"
+    )
+    webhook_lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="how long a worker holds a delivery it claimed (longer than the timeout; "
+        "a killed worker's deliveries are taken over after it)",
+    )
+    webhook_poll_s: float = Field(
+        default=1.0, gt=0, description="how often an idle webhook worker looks for due work"
+    )
+    webhook_breaker_open_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="how long an endpoint's circuit breaker stays open (its deliveries wait, "
+        "spending no attempt) before probing",
+    )
     log_level: str = Field(default="INFO", description="the root log level")
     metrics_namespace: str = Field(default="Ledger", description="the CloudWatch EMF namespace")
     secret_key: SecretStr | None = Field(
@@ -119,6 +148,14 @@ class LedgerSettings(Settings):
         if self.session_cookie_secure is not None:
             return self.session_cookie_secure
         return self.host not in LOCAL_HOSTS
+
+    @model_validator(mode="after")
+    def _lease_outlasts_an_attempt(self) -> LedgerSettings:
+        if self.webhook_lease_s <= self.webhook_timeout_s:
+            raise ValueError("LEDGER_WEBHOOK_LEASE_S must be longer than LEDGER_WEBHOOK_TIMEOUT_S")
+        if any(wait <= 0 for wait in self.webhook_retry_schedule_s):
+            raise ValueError("every wait of LEDGER_WEBHOOK_RETRY_SCHEDULE_S must be > 0")
+        return self
 
     @model_validator(mode="after")
     def _production_is_explicit(self) -> LedgerSettings:

@@ -2,7 +2,7 @@
 
 from fastapi import Depends, FastAPI
 
-from ledger.api import accounts, assistant, transfers
+from ledger.api import accounts, assistant, transfers, webhooks
 from ledger.api.deps import AUTH_RESPONSES, current_tenant, request_metrics
 from stalwart.web import problem_responses
 
@@ -17,7 +17,14 @@ def include_api(app: FastAPI) -> None:
     keeps an included router's routes as they were declared, so a prefix given here would be
     missing from the route template the web kit logs (``/transfers`` for ``/v1/transfers``).
     """
-    for router in (accounts.router, transfers.router, assistant.router):
+    routers = (
+        accounts.router,
+        transfers.router,
+        webhooks.endpoints_router,
+        webhooks.events_router,
+        assistant.router,
+    )
+    for router in routers:
         app.include_router(
             router,
             dependencies=list(V1_DEPENDENCIES),

@@ -22,6 +22,7 @@ EXAMPLE_DETAILS: Final[dict[str, str]] = {
     "invalid_request": "the request breaks a ledger rule",
     "invalid_amount": "amount must be a positive integer of minor units",
     "same_account": "the debit and credit accounts must differ",
+    "invalid_webhook_url": "a webhook URL must be https (http only to localhost in development)",
     "invalid_cursor": "the cursor is not one this list returned",
     "insufficient_funds": "account 0193a0d2-7a10-7cc1-9e2b-3f4f0c6f1a20 would go negative",
     "currency_mismatch": "the transfer is in EUR but account 0193a0d2-... holds USD",

@@ -7,6 +7,7 @@ Exception tree::
     ├── InvalidRequest          422 invalid_request (a rule the request models cannot express)
     │   ├── InvalidAmount       422 invalid_amount
     │   ├── SameAccount         422 same_account
+    │   ├── InvalidWebhookUrl   422 invalid_webhook_url (not http(s); http outside development)
     │   └── InvalidCursor       400 invalid_cursor
     ├── InsufficientFunds       422 insufficient_funds (a constrained account would go negative)
     ├── CurrencyMismatch        422 currency_mismatch
@@ -73,6 +74,11 @@ class InvalidRequest(LedgerError):
     status = 422
     code = "invalid_request"
     title = "Invalid request"
+
+
+class InvalidWebhookUrl(InvalidRequest):
+    code = "invalid_webhook_url"
+    title = "Invalid webhook URL"
 
 
 class InvalidAmount(InvalidRequest):
