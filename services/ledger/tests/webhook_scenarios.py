@@ -32,13 +32,13 @@ from servers import free_port
 HERE = Path(__file__).resolve().parent
 FAST_WORKER_ENV = {
     "LEDGER_WEBHOOK_RETRY_SCHEDULE_S": json.dumps([0.3] * 60),
-    "LEDGER_WEBHOOK_TIMEOUT_S": "2",
-    "LEDGER_WEBHOOK_LEASE_S": "3",
+    "LEDGER_WEBHOOK_TIMEOUT_S": "5",
+    "LEDGER_WEBHOOK_LEASE_S": "8",
     "LEDGER_WEBHOOK_POLL_S": "0.1",
     "LEDGER_WEBHOOK_BREAKER_OPEN_S": "0.5",
     "LEDGER_EXPIRE_INTERVAL_S": "0",
 }
-"""Seconds instead of hours: retries every 0.3 s (60 of them), 2 s attempts, 3 s leases."""
+"""Seconds instead of hours: retries every 0.3 s (60 of them), 5 s attempts, 8 s leases."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,8 @@ class Receiver:
     delay_s: float = 0.0
     status: int = 200
     deliveries: list[Received] = field(default_factory=list)
+    arrivals: list[str] = field(default_factory=list)
+    """Event ids in the order their deliveries arrived (before any answer)."""
     concurrent_duplicates: int = 0
     _in_flight: Counter[str] = field(default_factory=Counter)
     _seen: Counter[str] = field(default_factory=Counter)
@@ -85,6 +87,7 @@ class Receiver:
                 self.concurrent_duplicates += 1
             self._in_flight[event_id] += 1
             self._seen[event_id] += 1
+            self.arrivals.append(event_id)
             nth = self._seen[event_id]
         try:
             if nth == 1 and self.stall_first_s:
@@ -145,12 +148,14 @@ class ReceiverServer:
 def start_worker(store_url: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """``ledger worker`` as a real process (logs discarded)."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
-    return subprocess.Popen(
-        [str(LEDGER_SCRIPT), "worker", "--store", store_url],
-        env=environment | FAST_WORKER_ENV | (env or {}),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = os.environ.get("WEBHOOK_WORKER_LOG")  # a file to debug the workers with
+    with Path(log or os.devnull).open("ab") as output:
+        return subprocess.Popen(
+            [str(LEDGER_SCRIPT), "worker", "--store", store_url],
+            env=environment | FAST_WORKER_ENV | (env or {}),
+            stdout=output,
+            stderr=output,
+        )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -182,6 +187,12 @@ class Tenant:
     endpoint: dict[str, Any]
     debit: str
     credit: str
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.api.close()
 
     def transfer(self, key: str | None = None, **fields: Any) -> dict[str, Any]:
         body = {"debit_account_id": self.debit, "credit_account_id": self.credit}
@@ -248,8 +259,10 @@ def run_webhook_scenario(store_url: str, seconds: float) -> dict[str, int]:
         with (
             ledger_serve("--store", store_url, cwd=HERE, env=FAST_WORKER_ENV) as served,
             workers(store_url, 2) as procs,
+            contextlib.ExitStack() as stack,
         ):
             tenant = tenant_with_endpoint(served.base, store_url, server)
+            stack.callback(tenant.api.close)
             began = time.monotonic()
             phase = 0
             while (elapsed := time.monotonic() - began) < seconds:

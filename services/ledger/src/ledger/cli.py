@@ -148,11 +148,14 @@ def serve(
 @app.command()
 def worker(store: StoreOption = None) -> None:
     """Deliver webhook events until stopped (run several: they share the work by leases)."""
-    from ledger.app import configure_observability  # noqa: PLC0415 - FastAPI's import cost
+    # Not ledger.app's configure_observability: importing the app (FastAPI, Flask, the
+    # back-office) would double the worker's start-up time for nothing it uses.
     from ledger.webhooks.worker import DeliveryWorker, delivery_policy  # noqa: PLC0415
+    from stalwart.observability import configure_logging, configure_metrics  # noqa: PLC0415
 
     settings = load_settings(store_url=store)
-    configure_observability(settings)
+    configure_logging("ledger", level=settings.log_level)
+    configure_metrics(settings.metrics_namespace, service="ledger")
 
     async def run() -> None:
         try:

@@ -187,7 +187,9 @@ class DeliveryWorker:
                 break
             if record.data.get("lease_until", 0) > now:
                 continue  # another worker holds it
-            leased = {**record.data, "owner": self.name, "lease_until": now + self.policy.lease_s}
+            # The lease runs from this claim (the round's earlier claims took time).
+            lease_until = self.clock() + self.policy.lease_s
+            leased = {**record.data, "owner": self.name, "lease_until": lease_until}
             try:
                 claimed.append(
                     await self.store.replace(record.key, leased, expected_version=record.version)
