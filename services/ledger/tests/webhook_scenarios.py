@@ -43,6 +43,7 @@ FAST_WORKER_ENV = {
 
 @dataclass(frozen=True)
 class Received:
+    path: str
     event_id: str
     event_type: str
     verified: bool
@@ -99,7 +100,15 @@ class Receiver:
             with self._lock:
                 self._in_flight[event_id] -= 1
                 self.deliveries.append(
-                    Received(event_id, event["type"], verified, started, time.time(), status)
+                    Received(
+                        environ.get("PATH_INFO", "") + "?" + environ.get("QUERY_STRING", ""),
+                        event_id,
+                        event["type"],
+                        verified,
+                        started,
+                        time.time(),
+                        status,
+                    )
                 )
         start_response(f"{status} X", [("Content-Type", "text/plain")])
         return [b"ok"]
