@@ -47,7 +47,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDep
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> Iterator[tuple[str, str, dict[str, list[str]]]]:
     """The server's base URL, a tenant's key, and ids that exist for that tenant (two
-    accounts, a transfer between them, an assistant conversation and its proposal), so
+    accounts, a transfer between them, its event, a webhook endpoint, an assistant
+    conversation and its proposal), so
     generated path ids sometimes hit real rows."""
     url = f"sqlite:///{tmp_path_factory.mktemp('fuzz')}/ledger.db"
     with served_app(url) as base:
@@ -67,9 +68,16 @@ def served(tmp_path_factory) -> Iterator[tuple[str, str, dict[str, list[str]]]]:
                 for line in map(json.loads, answer.text.splitlines())
                 if line.get("type") == "proposal"
             ]
+            endpoint = api.post(
+                "/v1/webhook-endpoints",
+                json={"url": "https://example.com/hooks", "enabled_events": ["*"]},
+            )
+            assert endpoint.status_code == 201, endpoint.text
             ids = {
                 "account_id": [funding, wallet],
                 "transfer_id": [made.json()["id"]],
+                "endpoint_id": [endpoint.json()["id"]],
+                "event_id": [api.get("/v1/events").json()["data"][0]["id"]],
                 "conversation_id": [conversation],
                 "proposal_id": [proposal],
             }

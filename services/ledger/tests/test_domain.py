@@ -142,7 +142,7 @@ def test_ids():
 
 def test_every_error_has_a_stable_code_and_status():
     types = errors.error_types()
-    assert len(types) == len({cls.code for cls in types}) == 20
+    assert len(types) == len({cls.code for cls in types}) == 21
     assert {cls.status for cls in types} <= {400, 404, 409, 412, 422}
     failed = errors.InsufficientFunds("short", index=1)
     assert failed.at(4).index == 4

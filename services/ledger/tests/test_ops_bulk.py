@@ -97,8 +97,8 @@ async def test_concurrent_create_transfers_on_shared_balances_post_each_once(led
 
 
 def test_a_refusal_on_a_remembered_balance_is_decided_again_on_fresh_reads(tmp_path):
-    # The second chunk starts from the balance its first transact wrote (24); another writer
-    # credits 50 meanwhile, so the 30 the second chunk debits fits the real balance (74).
+    # The second chunk starts from the balance its first transact wrote (16); another writer
+    # credits 50 meanwhile, so the 30 the second chunk debits fits the real balance (66).
     store = open_store(f"sqlite:///{tmp_path / 'ledger.db'}?table=ledger")
     other = SyncLedger(store)
     cash = other.create_account(T, NewAccount(currency="USD", name="cash", normal_balance="debit"))
@@ -124,12 +124,13 @@ def test_a_refusal_on_a_remembered_balance_is_decided_again_on_fresh_reads(tmp_p
             debit_account_id=debit.id, credit_account_id=credit.id, amount=amount, currency="USD"
         )
 
-    requests = [(draft(cash, alice, 1), f"fund-{i}") for i in range(24)]  # fills one transact
+    # 16 transfers of 6 operations (with their outbox events) and 2 balances fill one transact.
+    requests = [(draft(cash, alice, 1), f"fund-{i}") for i in range(16)]
     requests.append((draft(alice, bob, 30), "pay"))
 
     outcomes = SyncLedger(store, clock=clock).create_transfers(T, requests)
 
-    assert [o.status for o in outcomes] == ["created"] * 25
-    assert other.get_balance(T, alice.id).available == 24 + 50 - 30
+    assert [o.status for o in outcomes] == ["created"] * 17
+    assert other.get_balance(T, alice.id).available == 16 + 50 - 30
     assert check_invariants(store, T) == []
     store.close()

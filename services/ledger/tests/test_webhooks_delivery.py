@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from api_support import ledger_serve
 from webhook_scenarios import (
+    FAST_WORKER_ENV,
     HERE,
     Receiver,
     ReceiverServer,
@@ -45,11 +46,11 @@ def _delivery(tenant: Any, event_id: str) -> dict[str, Any]:
 
 def test_signed_retried_dead_lettered_and_resent(redis_url: str) -> None:
     receiver = Receiver(fail_first=1)
-    schedule = {"LEDGER_WEBHOOK_RETRY_SCHEDULE_S": json.dumps([0.2, 0.2])}
+    env = FAST_WORKER_ENV | {"LEDGER_WEBHOOK_RETRY_SCHEDULE_S": json.dumps([0.2, 0.2])}
     with (
         ReceiverServer(receiver) as server,
-        ledger_serve("--store", redis_url, cwd=HERE, env=schedule) as served,
-        workers(redis_url, 1, env=schedule),
+        # The worker inside the API process this time.
+        ledger_serve("--store", redis_url, "--with-worker", cwd=HERE, env=env) as served,
         contextlib.ExitStack() as stack,
     ):
         tenant = stack.enter_context(tenant_with_endpoint(served.base, redis_url, server))

@@ -27,7 +27,7 @@ import httpx
 from api_support import LEDGER_SCRIPT, client, ledger_serve, make_key
 from ledger.webhooks import SIGNATURE_HEADER, InvalidSignature, verify_signature
 
-from servers import free_port
+from servers import _stop, free_port
 
 HERE = Path(__file__).resolve().parent
 FAST_WORKER_ENV = {
@@ -167,14 +167,8 @@ def start_worker(store_url: str, env: dict[str, str] | None = None) -> subproces
         )
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+stop = _stop
+"""Terminate a process, kill it if it lingers."""
 
 
 @contextlib.contextmanager
