@@ -66,13 +66,10 @@ class _Connection:
         self.closed = threading.Event()
         self.torn = False
         """Bytes were swallowed by the blackhole: the stream can never be resumed."""
-        self._lock = threading.Lock()
 
     def close(self, *, rst: bool = False) -> None:
-        with self._lock:
-            if self.closed.is_set():
-                return
-            self.closed.set()
+        # Not once only: the upstream socket may be assigned after a reset() closed the rest.
+        self.closed.set()
         for sock in (self.client, self.upstream):
             if sock is None:
                 continue

@@ -268,6 +268,14 @@ class RedisProcess:
         self.stop()
         self.start()
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no shutdown save, no AOF rewrite; :meth:`start` brings it back
+        on the same port, from the same directory."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)

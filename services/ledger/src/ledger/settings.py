@@ -72,6 +72,21 @@ class LedgerSettings(Settings):
         description="how often each worker voids the pending transfers whose timeout passed "
         "(0: never; jittered so workers do not run in step)",
     )
+    request_deadline_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="every API request's deadline: a store call still waiting then is cut "
+        "and the request answers 503 store-unavailable (keep the store URL's own timeout= "
+        "below it)",
+    )
+    store_breaker_open_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="how long the store's circuit breaker, once open (half of the last 20 "
+        "store calls failed), answers 503 circuit-open at once before it probes the store",
+    )
     log_level: str = Field(default="INFO", description="the root log level")
     metrics_namespace: str = Field(default="Ledger", description="the CloudWatch EMF namespace")
     secret_key: SecretStr | None = Field(
