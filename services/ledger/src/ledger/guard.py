@@ -23,23 +23,15 @@ timeout.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ledger.store_wrapper import AsyncStoreWrapper
 from stalwart.observability import breaker_listener
 from stalwart.resilience import CircuitBreaker, CountWindow, DeadlineExceeded, deadline
-from stalwart.storage import (
-    AsyncStore,
-    JSONObject,
-    Key,
-    Operation,
-    Page,
-    Record,
-    StorageError,
-    StoreUnavailable,
-)
+from stalwart.storage import AsyncStore, StorageError, StoreUnavailable
 
 STORE_BREAKER: Final = "ledger.store"
 """The breaker's name in logs, metrics (``BreakerTransition``) and ``/readyz``."""
@@ -79,16 +71,21 @@ class RequestDeadline:
             await self.app(scope, receive, send)
 
 
-class GuardedAsyncStore:
+class GuardedAsyncStore(AsyncStoreWrapper):
     """An :class:`~stalwart.storage.AsyncStore` whose calls are bounded by the current
     deadline (at most ``deadline_s``) and go through ``breaker``; delegates everything."""
 
     def __init__(self, store: AsyncStore, breaker: CircuitBreaker, deadline_s: float) -> None:
-        self.store = store
+        super().__init__(store)
         self.breaker = breaker
         self.deadline_s = deadline_s
 
-    async def _call[T](self, call: Callable[[], Awaitable[T]]) -> T:
+    async def around[T](
+        self,
+        operation: str,
+        call: Callable[[], Awaitable[T]],
+        batch_size: int | None = None,  # noqa: ARG002 - the hook's signature
+    ) -> T:
         ticket = self.breaker.admit()  # CircuitOpen while open
         started = time.monotonic()
         try:
@@ -96,7 +93,7 @@ class GuardedAsyncStore:
                 result = await call()
         except DeadlineExceeded as exc:
             self.breaker.record_failure(ticket, time.monotonic() - started)
-            raise StoreUnavailable("the store did not answer within the deadline") from exc
+            raise StoreUnavailable(f"the store's {operation} missed the deadline") from exc
         except StoreUnavailable:
             self.breaker.record_failure(ticket, time.monotonic() - started)
             raise
@@ -108,53 +105,3 @@ class GuardedAsyncStore:
             raise
         self.breaker.record_success(ticket, time.monotonic() - started)
         return result
-
-    @property
-    def max_transaction_items(self) -> int:
-        return self.store.max_transaction_items
-
-    @property
-    def max_item_bytes(self) -> int:
-        return self.store.max_item_bytes
-
-    async def get(self, key: Key) -> Record | None:
-        return await self._call(lambda: self.store.get(key))
-
-    async def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
-        return await self._call(lambda: self.store.create(key, data, ttl=ttl))
-
-    async def replace(
-        self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
-    ) -> Record:
-        return await self._call(
-            lambda: self.store.replace(key, data, expected_version=expected_version, ttl=ttl)
-        )
-
-    async def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
-        return await self._call(lambda: self.store.delete(key, expected_version=expected_version))
-
-    async def increment(
-        self, key: Key, field: str, by: float = 1, *, ttl: float | None = None
-    ) -> Record:
-        return await self._call(lambda: self.store.increment(key, field, by, ttl=ttl))
-
-    async def query(
-        self,
-        partition: str,
-        *,
-        prefix: str = "",
-        limit: int = 100,
-        cursor: str | None = None,
-        descending: bool = False,
-    ) -> Page:
-        return await self._call(
-            lambda: self.store.query(
-                partition, prefix=prefix, limit=limit, cursor=cursor, descending=descending
-            )
-        )
-
-    async def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
-        return await self._call(lambda: self.store.transact(operations))
-
-    async def close(self) -> None:
-        await self.store.close()
