@@ -15,10 +15,11 @@ then reads the store directly:
 - ``recovered_s``: from the fault cleared to the first 2xx of a request sent after it
   (``-1``: never).
 
-Faults: ``kill`` (Redis: SIGKILL and restart on the same port, with ``appendonly yes`` and
-``appendfsync always``), ``down`` (the fault proxy stops listening and resets every
-connection: moto's and secantusdb's servers keep their data in memory, so a real restart
-would lose everything acknowledged; the proxy makes the same outage without losing the data),
+Faults: ``kill`` (SIGKILL and restart on the same port: Redis with ``appendonly yes`` and
+``appendfsync always``, secantusdb on disk with ``--sync-on-commit``), ``down`` (DynamoDB: the
+fault proxy stops listening and resets every connection; moto keeps its data in memory, so a
+real restart would lose everything acknowledged, the proxy makes the same outage without
+losing the data),
 ``slow`` (every chunk delayed past the deadline), ``blackhole`` (accepted, never answered),
 ``locked`` (SQLite: another connection holds the database's exclusive lock) and, for the API
 itself, a worker SIGKILLed under load with ``--workers 2`` on Redis.
@@ -49,7 +50,13 @@ from ledger.invariants import check_invariants
 from ledger.store import transfers_partition
 
 from faultproxy import FaultProxy
-from servers import RedisProcess, mongodb_server, moto_server, own_redis_server
+from servers import (
+    MongoProcess,
+    RedisProcess,
+    moto_server,
+    own_mongodb_server,
+    own_redis_server,
+)
 from stalwart.storage import Store, open_store
 
 DEADLINE_S: Final = 2.0
@@ -68,7 +75,7 @@ REDIS_DURABLE: Final = ("--appendonly", "yes", "--appendfsync", "always")
 STORE_SCENARIOS: Final = {
     "redis": ("kill", "slow", "blackhole"),
     "dynamodb": ("down", "slow", "blackhole"),
-    "mongodb": ("down", "slow", "blackhole"),
+    "mongodb": ("kill", "slow", "blackhole"),
     "sqlite": ("locked",),
 }
 RETRIED: Final = frozenset({503, 504})
@@ -399,9 +406,10 @@ def run_proxied_scenario(
         )
 
 
-def run_redis_kill(server: RedisProcess, seconds: float) -> Outcome:
-    """The Redis server SIGKILLed under load, restarted on the same port from its AOF."""
-    url = store_url("redis", ("127.0.0.1", server.port), f"faults{uuid.uuid4().hex[:8]}")
+def run_store_kill(engine: str, server: RedisProcess | MongoProcess, seconds: float) -> Outcome:
+    """The store's server SIGKILLed under load and restarted on the same port from its
+    files (Redis: its AOF, ``appendfsync always``; secantusdb: ``--sync-on-commit``)."""
+    url = store_url(engine, ("127.0.0.1", server.port), f"faults{uuid.uuid4().hex[:8]}")
     return serve_under_fault(url, url, Fault(server.kill, server.start), seconds)
 
 
@@ -443,7 +451,7 @@ def run_sqlite_locked(directory: Path, seconds: float) -> Outcome:
 
 
 @contextlib.contextmanager
-def _upstream(engine: str) -> Iterator[tuple[str, int] | RedisProcess | Path]:
+def _upstream(engine: str) -> Iterator[tuple[str, int] | RedisProcess | MongoProcess | Path]:
     if engine == "redis":
         with own_redis_server(*REDIS_DURABLE) as redis:
             yield redis
@@ -451,8 +459,8 @@ def _upstream(engine: str) -> Iterator[tuple[str, int] | RedisProcess | Path]:
         with moto_server() as moto:
             yield address_of(moto.url)
     elif engine == "mongodb":
-        with mongodb_server() as mongo:
-            yield address_of(mongo.url)
+        with own_mongodb_server() as mongo:
+            yield mongo
     elif engine == "sqlite":
         with tempfile.TemporaryDirectory(prefix="ledger-faults-") as directory:
             yield Path(directory)
@@ -461,12 +469,15 @@ def _upstream(engine: str) -> Iterator[tuple[str, int] | RedisProcess | Path]:
 
 
 def run_store_scenario(
-    engine: str, scenario: str, upstream: tuple[str, int] | RedisProcess | Path, seconds: float
+    engine: str,
+    scenario: str,
+    upstream: tuple[str, int] | RedisProcess | MongoProcess | Path,
+    seconds: float,
 ) -> Outcome:
     """One scenario of :data:`STORE_SCENARIOS` against a running ``upstream``."""
-    if isinstance(upstream, RedisProcess):
+    if isinstance(upstream, RedisProcess | MongoProcess):
         if scenario == "kill":
-            return run_redis_kill(upstream, seconds)
+            return run_store_kill(engine, upstream, seconds)
         upstream = ("127.0.0.1", upstream.port)
     if isinstance(upstream, Path):
         return run_sqlite_locked(upstream, seconds)
