@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -28,11 +29,11 @@ from fault_scenarios import (
     run_store_kill,
     store_url,
 )
-from ledger.guard import GuardedAsyncStore, store_breaker
+from ledger.guard import GuardedAsyncStore, RequestDeadline, store_breaker
 
 from faultproxy import FaultProxy
 from servers import RedisProcess, RunningServer, own_mongodb_server, own_redis_server
-from stalwart.resilience import CircuitOpen, CircuitState
+from stalwart.resilience import CircuitOpen, CircuitState, current_deadline
 from stalwart.storage import AlreadyExists, Key, StoreUnavailable, open_async_store
 
 SECONDS = 4.0
@@ -191,3 +192,20 @@ async def test_the_breaker_counts_store_failures_only_and_closes_when_the_store_
             assert store.breaker.state is CircuitState.CLOSED
         finally:
             await store.close()
+
+
+async def test_the_request_deadline_spares_the_assistant() -> None:
+    """The assistant's model calls read the caller's deadline: a store-sized request
+    deadline would cut a model's answer. Its turns have their own deadline."""
+    seen: dict[str, float | None] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen[scope["path"]] = current_deadline()
+
+    middleware = RequestDeadline(app, seconds=2.0, exempt=("/v1/assistant",))
+    for path in ("/v1/transfers", "/v1/assistant/conversations"):
+        await middleware({"type": "http", "path": path}, None, None)  # type: ignore[arg-type]
+    assert seen["/v1/assistant/conversations"] is None
+    left = seen["/v1/transfers"]
+    assert left is not None
+    assert 0 < left - time.monotonic() <= 2.0

@@ -24,7 +24,7 @@ from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from ledger.api import include_api
+from ledger.api import assistant, include_api
 from ledger.api.deps import tenant_of_request
 from ledger.api.problems import error_registry
 from ledger.auth import list_tenants
@@ -205,7 +205,9 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
         body_limit_exempt=(BACKOFFICE_PATH,),  # import uploads: Flask's MAX_CONTENT_LENGTH
     )
     include_api(app)
-    app.add_middleware(RequestDeadline, seconds=settings.request_deadline_s)
+    app.add_middleware(
+        RequestDeadline, seconds=settings.request_deadline_s, exempt=(assistant.router.prefix,)
+    )
     # The web kit's middleware wraps the mount too: back-office requests get a request id and
     # the same JSON request line as the API.
     app.mount(BACKOFFICE_PATH, WSGIMiddleware(create_backoffice(settings, store=sync_store)))  # type: ignore[arg-type]

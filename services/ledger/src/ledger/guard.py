@@ -2,7 +2,9 @@
 
 - :class:`RequestDeadline` (ASGI middleware) gives every HTTP request a deadline of
   ``LEDGER_REQUEST_DEADLINE_S`` (a ``stalwart.resilience`` deadline: the contention retries
-  read it too and never start a wait that would cross it).
+  read it too and never start a wait that would cross it). Not the assistant's: its model
+  calls read the caller's deadline too, and a turn has its own (``ConversationPolicy``);
+  its store calls are still bounded one by one.
 - :class:`GuardedAsyncStore` wraps the API's store: each call runs under that deadline (on
   its own, outside a request: the expiry sweep) and is cancelled when it passes, which
   answers :class:`~stalwart.storage.StoreUnavailable` (503 ``store-unavailable``,
@@ -53,18 +55,20 @@ def store_breaker(open_s: float) -> CircuitBreaker:
 
 
 class RequestDeadline:
-    """ASGI middleware: every HTTP request runs under a deadline of ``seconds``.
+    """ASGI middleware: every HTTP request runs under a deadline of ``seconds``, except
+    below the ``exempt`` path prefixes.
 
     It only sets the deadline (a context variable); what waits on the store is cut by
     :class:`GuardedAsyncStore`, so a response being sent is never interrupted halfway.
     """
 
-    def __init__(self, app: ASGIApp, seconds: float) -> None:
+    def __init__(self, app: ASGIApp, seconds: float, exempt: tuple[str, ...] = ()) -> None:
         self.app = app
         self.seconds = seconds
+        self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
             await self.app(scope, receive, send)
             return
         with deadline(self.seconds):
