@@ -33,6 +33,7 @@ from ledger.guard import GuardedAsyncStore, RequestDeadline, store_breaker
 
 from faultproxy import FaultProxy
 from servers import RedisProcess, RunningServer, own_mongodb_server, own_redis_server
+from stalwart.observability import capture_logs, capture_metrics
 from stalwart.resilience import CircuitOpen, CircuitState, current_deadline
 from stalwart.storage import AlreadyExists, Key, StoreUnavailable, open_async_store
 
@@ -176,10 +177,14 @@ async def test_the_breaker_counts_store_failures_only_and_closes_when_the_store_
             assert store.breaker.state is CircuitState.CLOSED
             proxy.down()
             proxy.reset()
-            for _ in range(10):
-                with pytest.raises(StoreUnavailable):
-                    await store.get(Key("p", "s"))
+            with capture_logs() as lines, capture_metrics() as docs:
+                for _ in range(10):
+                    with pytest.raises(StoreUnavailable):
+                        await store.get(Key("p", "s"))
             assert store.breaker.state is CircuitState.OPEN
+            [opened] = [line for line in lines if line["message"] == "circuit breaker transition"]
+            assert (opened["level"], opened["to_state"]) == ("WARNING", "open"), opened
+            assert [d["to_state"] for d in docs if "BreakerTransition" in d] == ["open"]
             started = time.monotonic()
             with pytest.raises(CircuitOpen) as rejected:
                 await store.get(Key("p", "s"))
