@@ -525,10 +525,13 @@ def run_api_kill(redis: RedisProcess, seconds: float, directory: Path) -> Outcom
         "LEDGER_STORE_BREAKER_OPEN_S": str(BREAKER_OPEN_S),
         "LEDGER_EXPIRE_INTERVAL_S": "0",
     }
-    with ledger_serve("--store", url, "--workers", "2", cwd=directory, env=env) as served:
-        assert served.wait_for(WORKER_STARTED, count=2), served.text()
+    # Three processes import the whole app: generous start-up times for a busy machine.
+    serve = ledger_serve("--store", url, "--workers", "2", cwd=directory, env=env, timeout_s=180)
+    with serve as served:
+        assert served.wait_for(WORKER_STARTED, count=2, timeout_s=120), served.text()
         outcome = run_load(served.base, key, Fault(lambda: _kill_a_worker(served), _no_op), seconds)
-        assert served.wait_for(WORKER_STARTED, count=3), "the killed worker was not replaced"
+        replaced = served.wait_for(WORKER_STARTED, count=3, timeout_s=120)
+        assert replaced, "the killed worker was not replaced"
     return check_store(outcome, url)
 
 
