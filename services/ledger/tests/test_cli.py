@@ -96,3 +96,26 @@ def test_bad_configuration_exits_with_a_message_not_a_traceback(tmp_path, monkey
     assert "LEDGER_ENV=production refuses to start" in refused.output
     assert "development default" in refused.output
     assert not (tmp_path / "ledger.db").exists()  # nothing was opened
+
+
+@pytest.mark.slow
+def test_serve_keeps_workers_that_take_more_than_five_seconds_to_start(tmp_path):
+    """A spawned worker imports ``ledger.cli`` again (multiprocessing re-runs the ``ledger``
+    script) before it can answer uvicorn's health check, which took over 5 s on a loaded
+    2-core machine: uvicorn's default 5-s check killed it as hung and replaced it (found by
+    the soak run). Here each worker's start is made 6 s slower on purpose."""
+    slow = tmp_path / "slow-start"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(
+        "import sys, time\n"
+        "if '--multiprocessing-fork' in sys.argv:  # a spawned worker, not the supervisor\n"
+        "    time.sleep(6)\n"
+    )
+    store = f"sqlite:///{tmp_path}/ledger.db"
+    env = {"PYTHONPATH": str(slow)}
+    with ledger_serve(
+        "--workers", "2", "--store", store, cwd=tmp_path, env=env, timeout_s=40
+    ) as served:
+        assert served.wait_for(r"Started server process \[(\d+)\]", count=2, timeout_s=20), (
+            served.text()
+        )

@@ -55,6 +55,9 @@ operators = typer.Typer(
 )
 app.add_typer(operators, name="operators")
 
+WORKER_HEALTHCHECK_S = 30
+"""How long uvicorn waits for a worker's answer to its health check before replacing it."""
+
 StoreOption = Annotated[
     str | None,
     typer.Option("--store", help="Storage URL (default: LEDGER_STORE_URL, else ./ledger.db)."),
@@ -121,6 +124,11 @@ def serve(
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
+        # uvicorn kills a worker that does not answer its health check within 5 s (its
+        # default) and starts another. A spawned worker first imports this module again
+        # (multiprocessing re-runs the `ledger` script), which took over 5 s on a loaded
+        # 2-core machine: workers were killed while starting, and their replacements too.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
         log_config=None,  # the app's JSON logging from the first line
         access_log=False,  # the web kit's request line replaces uvicorn's
     )
