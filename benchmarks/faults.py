@@ -71,7 +71,7 @@ def fuzz(args: argparse.Namespace) -> dict[str, Any]:
     with own_redis_server() as redis, tempfile.TemporaryDirectory() as tmp:
         store_url = f"{redis.url}?prefix=fuzz"
         key = make_key(store_url, "fuzz")
-        with serving_ledger(store_url, Path(tmp) / "ledger.log") as served:
+        with serving_ledger(store_url, Path(tmp)) as served:
             counts = run_fuzz(served.base, key, args.fuzz_cases, failures=failures)
     for failure in failures[:20]:
         print("fuzz failure:", failure, file=sys.stderr)

@@ -23,7 +23,6 @@ import json
 import math
 import os
 import random
-import subprocess
 import tempfile
 import time
 import uuid
@@ -33,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from api_support import LEDGER_SCRIPT, make_key
+from api_support import ledger_serve, make_key
 
-from servers import free_port, own_redis_server
+from servers import own_redis_server
 
 WORKERS = 2
 CONNECTIONS = 16
@@ -91,7 +90,7 @@ def run_soak(seconds: float, *, window_s: float | None = None) -> dict[str, floa
     with own_redis_server() as redis, tempfile.TemporaryDirectory() as tmp:
         store_url = f"{redis.url}?prefix=soak"
         key = make_key(store_url, "soak")
-        with serving_ledger(store_url, Path(tmp) / "ledger.log") as served:
+        with serving_ledger(store_url, Path(tmp)) as served:
             request = mixed_requests(served.port, key, make_accounts(served.base, key))
             workers = served.workers()
 
@@ -149,38 +148,19 @@ class ServedLedger:
 
 
 @contextlib.contextmanager
-def serving_ledger(store_url: str, log: Path) -> Iterator[ServedLedger]:
-    """``ledger serve --workers 2`` on ``store_url`` (its log lines go to ``log``), once both
-    workers answer; stopped after."""
-    port = free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
-    argv = [str(LEDGER_SCRIPT), "serve", "--workers", str(WORKERS), "--port", str(port)]
-    with log.open("wb") as output:
-        proc = subprocess.Popen(
-            [*argv, "--store", store_url], env=environment, stdout=output, stderr=output
-        )
-    served = ServedLedger(proc.pid, port)
-    try:
-        deadline = time.monotonic() + 90
-        while len(served.workers()) < WORKERS or not _live(served.base):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"ledger serve did not start ({proc.returncode}):\n{tail}")
+def serving_ledger(store_url: str, directory: Path) -> Iterator[ServedLedger]:
+    """``ledger serve --workers 2`` on ``store_url`` (its log lines go to a file in
+    ``directory``), once both workers answer."""
+    log = directory / "ledger.log"
+    args = ("--workers", str(WORKERS), "--store", store_url)
+    with ledger_serve(*args, cwd=directory, log=log) as running:
+        served = ServedLedger(running.proc.pid, int(running.base.rsplit(":", 1)[1]))
+        deadline = time.monotonic() + 60
+        while len(served.workers()) < WORKERS:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ledger serve did not start its workers:\n{running.text()}")
             time.sleep(0.2)
         yield served
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
-def _live(base: str) -> bool:
-    with contextlib.suppress(httpx.HTTPError):
-        return httpx.get(f"{base}/livez", timeout=1).status_code == 200
-    return False
 
 
 def cpu_seconds(pid: int) -> float:
