@@ -43,6 +43,7 @@ from ledger.domain.errors import LedgerError
 from ledger.service import SyncLedger
 from ledger.settings import Environment, LedgerSettings
 from stalwart.config import ConfigError
+from stalwart.observability import configure_logging
 from stalwart.storage import AlreadyExists, Store, StoreConfigurationError, open_store
 
 app = typer.Typer(
@@ -118,6 +119,9 @@ def serve(
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(f"ledger API on {base} ({settings.workers} worker(s)); docs: {base}/docs")
     typer.echo(f"back-office: {base}{BACKOFFICE_PATH}/ (ledger operators create makes a login)")
+    # JSON logs here too: with several workers this process is uvicorn's supervisor, and a
+    # worker it replaces (dead, or hung) would otherwise leave no line at all.
+    configure_logging("ledger", level=settings.log_level)
     uvicorn.run(
         "ledger.app:app_from_environment",
         factory=True,
