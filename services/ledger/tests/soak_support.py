@@ -1,5 +1,5 @@
 """A sustained-load run of the real ledger, as one function: the CI soak test
-(``test_api_soak.py``, ~25 s) and ``benchmarks/faults.py`` (minutes) run the same code.
+(``test_api_soak.py``, 20 s of load) and ``benchmarks/faults.py`` (minutes) run the same code.
 
 :func:`run_soak` starts a redis-server of its own, ``ledger serve --workers 2`` on it (a real
 subprocess: a uvicorn supervisor and two worker processes), makes accounts through the API,
@@ -10,9 +10,10 @@ with a mix per connection, ten requests in a cycle:
 - 1 retry of the previous transfer with the same key and body (a replay),
 - 2 balance reads, 1 account read, 1 list of the latest transfers of an account.
 
-Requests are counted in fixed windows by the time they complete: requests per second and the
-99th-percentile latency per window. Each worker's resident memory (``VmRSS`` of the uvicorn
-worker processes, not the supervisor) is read after a warm-up and at the end.
+Requests are counted in fixed windows by the time they complete: requests per second, the
+99th-percentile latency and the workers' CPU time per request per window. Each worker's
+resident memory (``VmRSS`` of the uvicorn worker processes, not the supervisor) is read after
+a warm-up and at the end.
 """
 
 from __future__ import annotations
@@ -150,16 +151,15 @@ class ServedLedger:
 @contextlib.contextmanager
 def serving_ledger(store_url: str, directory: Path) -> Iterator[ServedLedger]:
     """``ledger serve --workers 2`` on ``store_url`` (its log lines go to a file in
-    ``directory``), once both workers answer."""
+    ``directory``), once both workers have loaded the app (a worker still importing it would
+    count its imports as growth)."""
     log = directory / "ledger.log"
     args = ("--workers", str(WORKERS), "--store", store_url)
     with ledger_serve(*args, cwd=directory, log=log) as running:
         served = ServedLedger(running.proc.pid, int(running.base.rsplit(":", 1)[1]))
-        deadline = time.monotonic() + 60
-        while len(served.workers()) < WORKERS:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"ledger serve did not start its workers:\n{running.text()}")
-            time.sleep(0.2)
+        started = running.wait_for(r"Started server process \[(\d+)\]", count=WORKERS, timeout_s=60)
+        if not started or len(served.workers()) != WORKERS:
+            raise RuntimeError(f"ledger serve did not start its workers:\n{running.text()}")
         yield served
 
 

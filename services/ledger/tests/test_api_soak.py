@@ -18,17 +18,18 @@ def test_a_short_soak_has_no_errors_no_memory_growth_and_no_collapse() -> None:
 
     The margins: on this shared 2-core machine the throughput of one 10-s window swings 2-4x
     with the other jobs' load (seen: 686 then 285 requests/s with nothing changed), so the
-    wall-clock ratio only has to stay above 0.25 -- enough to catch a stall, a wedged worker or
-    a request cost that grows with the data, not a 10% drift. The drift is caught by the CPU
-    the workers spend per request, which other jobs' load barely moves (seen: 2.84 and 2.48 ms
-    in windows whose throughput differed 30%): the last window may cost at most 1.5x the first.
-    A leak that makes each request slower (a list or cache scanned per request) shows there
-    first. The 0.9x throughput target is the benchmark's (``benchmarks/faults.py --only
-    soak``), over minutes."""
+    wall-clock ratio only has to stay above 0.25 -- enough to catch a stall or a wedged worker,
+    not a 10% drift. The CPU the workers spend per request moves much less with the other
+    jobs' load (last/first seen between 0.87 and 1.41 in windows whose throughput differed up
+    to 2x): the last window may cost at most 2x the first, which a request whose cost grows
+    with the run (a list or cache scanned per request) trips long before the throughput bound.
+    Both are collapse detectors; the 0.9x throughput target is the benchmark's
+    (``benchmarks/faults.py --only soak``, minute windows). A leak of 5 MiB/s injected into
+    the workers failed the RSS bound (100 MiB in 20 s)."""
     result = run_soak(SECONDS)
     assert result["windows"] == 2, result
     assert result["server_errors"] == result["other_errors"] == 0, result
     assert result["workers_replaced"] == 0, result
     assert result["rss_growth_mib"] < 50, result
     assert result["rps_last_minute"] >= 0.25 * result["rps_first_minute"], result
-    assert result["cpu_ms_per_request_last"] <= 1.5 * result["cpu_ms_per_request_first"], result
+    assert result["cpu_ms_per_request_last"] <= 2 * result["cpu_ms_per_request_first"], result
