@@ -36,6 +36,9 @@ from schemathesis.specs.openapi.checks import (
 SCHEMA_CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]
 TRACEBACK_MARKERS = ("Traceback", 'File "')
 REQUEST_TIMEOUT_S = 10
+SETUP_TIMEOUT_S = 60
+"""For the rows made first: the first assistant request imports the assistant (pydantic-ai,
+seconds; ``ledger.api.assistant``), which took over 10 s on the loaded CI machine."""
 TOP_UP_ROUNDS = 3
 
 
@@ -100,7 +103,7 @@ def _real_ids(base_url: str, session: requests.Session) -> dict[str, list[str]]:
 
     def post(path: str, body: Any = None, **headers: str) -> Any:
         response = session.post(
-            f"{base_url}{path}", json=body, headers=headers, timeout=REQUEST_TIMEOUT_S
+            f"{base_url}{path}", json=body, headers=headers, timeout=SETUP_TIMEOUT_S
         )
         response.raise_for_status()
         return response
