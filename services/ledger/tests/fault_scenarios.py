@@ -28,6 +28,7 @@ itself, a worker SIGKILLed under load with ``--workers 2`` on Redis.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import re
 import signal
@@ -44,7 +45,6 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import httpx
-import psutil
 from api_support import Served, ledger_serve, make_key, served_app
 from ledger.invariants import check_invariants
 from ledger.store import transfers_partition
@@ -512,7 +512,7 @@ def _kill_a_worker(served: Served) -> None:
     """SIGKILL one of the uvicorn workers (the other keeps serving; uvicorn's supervisor
     starts a new one within about half a second)."""
     workers = sorted(set(re.findall(WORKER_STARTED, served.text())))
-    psutil.Process(int(random.choice(workers))).send_signal(signal.SIGKILL)
+    os.kill(int(random.choice(workers)), signal.SIGKILL)
 
 
 def run_api_kill(redis: RedisProcess, seconds: float, directory: Path) -> Outcome:
