@@ -1,4 +1,5 @@
-"""The routes' dependencies: the caller's tenant, the ledger, the Idempotency-Key, metrics.
+"""The routes' dependencies (the caller's tenant, the ledger, the Idempotency-Key) and their
+route class (metrics).
 
 No ``from __future__ import annotations``: FastAPI reads these annotations at runtime.
 
@@ -8,10 +9,11 @@ request, measured at about a quarter of a transfer's server time), an ``async de
 """
 
 import time
-from collections.abc import AsyncIterator
-from typing import Annotated, Final
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, Final
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Header, Query, Request, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ledger.auth import UNAUTHORIZED_EXAMPLE, authenticate
@@ -81,14 +83,27 @@ async def idempotency_key(
     return parse_idempotency_key(value)  # InvalidIdempotencyKey: 400 by the kit's table
 
 
-async def request_metrics(request: Request) -> AsyncIterator[None]:
-    """One EMF document per API request: its latency, and what the handler counted."""
-    route = request.scope.get("route")
-    operation = getattr(route, "name", None) or "unknown"
-    began = time.perf_counter()
-    with metrics_scope(dimensions={"operation": operation}):
-        yield
-        put_metric("Latency", (time.perf_counter() - began) * 1000, MetricUnit.MILLISECONDS)
+class MeteredRoute(APIRoute):
+    """A ``/v1`` route: one EMF document per request, with its latency and what the handler
+    counted (dimension ``operation``: the route's name).
+
+    A route class rather than a ``yield`` dependency: FastAPI solves one of those per request
+    with an exit stack, a cancel scope and a shielded exit, which cost 5-6% of a transfer's
+    server CPU (see the commit message); wrapping the route's handler costs one ``with``.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+        dimensions = {"operation": self.name}
+
+        async def metered(request: Request) -> Response:
+            began = time.perf_counter()
+            with metrics_scope(dimensions=dimensions):
+                response = await handle(request)
+                put_metric("Latency", (time.perf_counter() - began) * 1000, MetricUnit.MILLISECONDS)
+            return response
+
+        return metered
 
 
 Tenant = Annotated[str, Depends(current_tenant)]
