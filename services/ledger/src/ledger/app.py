@@ -26,7 +26,7 @@ from fastapi.routing import APIRoute
 from ledger.api import include_api
 from ledger.api.deps import tenant_of_request
 from ledger.api.problems import error_registry
-from ledger.auth import list_tenants
+from ledger.auth import KeyCache, list_tenants
 from ledger.backoffice import BACKOFFICE_PATH
 from ledger.backoffice.factory import create_backoffice
 from ledger.service import Ledger
@@ -188,6 +188,7 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
         ],
     )
     app.state.store = store
+    app.state.key_cache = KeyCache(settings.api_key_cache_s)
     app.state.ledger = ledger
     app.state.settings = settings  # the assistant is built from them on first use
     install(

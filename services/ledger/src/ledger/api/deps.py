@@ -21,7 +21,6 @@ from ledger.domain.models import MAX_PAGE_LIMIT
 from ledger.service import Ledger
 from stalwart.idempotency import parse_idempotency_key
 from stalwart.observability import MetricUnit, bind, metrics_scope, put_metric
-from stalwart.storage import AsyncStore
 from stalwart.web import HttpProblem
 
 bearer = HTTPBearer(
@@ -52,8 +51,9 @@ async def current_tenant(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> str:
     """The tenant of the request's API key (401 without a valid one)."""
-    store: AsyncStore = request.app.state.store
-    tenant = await authenticate(store, credentials.credentials if credentials else None)
+    state = request.app.state
+    presented = credentials.credentials if credentials else None
+    tenant = await authenticate(state.store, presented, state.key_cache)
     request.state.tenant = tenant  # the request log line's principal
     bind(tenant=tenant)  # every log line of this request names it
     return tenant
