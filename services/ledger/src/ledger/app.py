@@ -27,7 +27,7 @@ from fastapi.routing import APIRoute
 from ledger.api import assistant, include_api
 from ledger.api.deps import tenant_of_request
 from ledger.api.problems import error_registry
-from ledger.auth import list_tenants
+from ledger.auth import KeyCache, list_tenants
 from ledger.backoffice import BACKOFFICE_PATH
 from ledger.backoffice.factory import create_backoffice
 from ledger.guard import STORE_BREAKER, GuardedAsyncStore, RequestDeadline, store_breaker
@@ -193,6 +193,7 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
         ],
     )
     app.state.store = store
+    app.state.key_cache = KeyCache(settings.api_key_cache_s)
     app.state.ledger = ledger
     app.state.settings = settings  # the assistant is built from them on first use
     install(
