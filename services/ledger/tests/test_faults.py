@@ -81,8 +81,11 @@ def test_store_killed_and_restarted_under_load(engine: str) -> None:
     with servers[engine]() as server:
         outcome = run_store_kill(engine, server, SECONDS)
     assert_guarantees(outcome)
-    # Connections refused fail fast: the breaker opened and answered at once.
-    assert outcome.codes()["circuit-open"] > 0, outcome.codes()
+    if engine == "redis":
+        # Connections refused fail fast: the breaker opened and answered at once. (PyMongo
+        # waits out its server selection timeout instead, so four clients make too few calls
+        # in a short outage for the breaker's minimum of 10: whether it opens is timing.)
+        assert outcome.codes()["circuit-open"] > 0, outcome.codes()
 
 
 def _upstream(engine: str, request: pytest.FixtureRequest) -> tuple[str, int]:
