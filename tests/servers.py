@@ -268,6 +268,14 @@ class RedisProcess:
         self.stop()
         self.start()
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no shutdown save, no AOF rewrite; :meth:`start` brings it back
+        on the same port, from the same directory."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -373,6 +381,57 @@ def mongodb_server() -> Iterator[RunningServer]:
     finally:
         _stop(proc, grace_s=15.0)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+class MongoProcess:
+    """A secantusdb server on disk (``--sync-on-commit``: a commit is fsynced before it is
+    acknowledged), owned by one test, that survives a SIGKILL: :meth:`kill`, then
+    :meth:`start` brings it back on the same port from the same files."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix="stalwart-mongo-"))
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    def start(self) -> None:
+        args = [
+            _secantus_binary(),
+            *("--host", "127.0.0.1", "--port", str(self.port)),
+            *("--storage-path", str(self.workdir / "data"), "--sync-on-commit"),
+            *("--log-level", "WARNING"),
+        ]
+        log = self.workdir / "secantus.log"
+        with log.open("ab") as out:
+            self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        _wait_until(lambda: _mongo_ping(self.port), "secantusd-py (MongoDB)", self._proc, log)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
+    def close(self) -> None:
+        if self._proc is not None:
+            _stop(self._proc, grace_s=15.0)
+            self._proc = None
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def own_mongodb_server() -> Iterator[MongoProcess]:
+    """A fresh, durable secantusdb server for one test (see :class:`MongoProcess`)."""
+    server = MongoProcess()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
 
 
 def _mongo_ping(port: int) -> bool:

@@ -69,8 +69,12 @@ class Served:
     proc: subprocess.Popen[str]
     base: str
     output: list[str] = field(default_factory=list)
+    log: Path | None = None
+    """Where the output goes instead of :attr:`output`, if anywhere."""
 
     def text(self) -> str:
+        if self.log is not None:
+            return self.log.read_text(errors="replace")
         return "".join(self.output)
 
     def wait_for(self, pattern: str, *, count: int = 1, timeout_s: float = 20) -> bool:
@@ -85,25 +89,33 @@ class Served:
 
 @contextlib.contextmanager
 def ledger_serve(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout_s: float = 90
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 90,
+    log: Path | None = None,
 ) -> Iterator[Served]:
-    """``ledger serve --port N *args`` as a real subprocess; waits until /livez answers."""
+    """``ledger serve --port N *args`` as a real subprocess; waits until /livez answers.
+
+    Its output is kept in memory, or written to ``log`` (a long run under load: a line per
+    request, which a reader thread here would also pay for)."""
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
-    proc = subprocess.Popen(
-        [str(LEDGER_SCRIPT), "serve", "--port", str(port), *args],
-        cwd=cwd,
-        env=environment | (env or {}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    served = Served(proc, f"http://127.0.0.1:{port}")
+    with contextlib.ExitStack() as files:
+        output = subprocess.PIPE if log is None else files.enter_context(log.open("w"))
+        proc = subprocess.Popen(
+            [str(LEDGER_SCRIPT), "serve", "--port", str(port), *args],
+            cwd=cwd,
+            env=environment | (env or {}),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    served = Served(proc, f"http://127.0.0.1:{port}", log=log)
     stdout = proc.stdout
-    assert stdout is not None
 
     def read() -> None:
-        for line in stdout:
+        for line in stdout or ():
             served.output.append(line)
 
     reader = threading.Thread(target=read, daemon=True)
@@ -126,4 +138,5 @@ def ledger_serve(
             proc.kill()
             proc.wait(timeout=5)
         reader.join(timeout=5)
-        stdout.close()
+        if stdout is not None:
+            stdout.close()

@@ -10,7 +10,8 @@ from typing import Any
 
 from fastapi.dependencies.utils import get_dependant
 from fastapi.routing import APIRoute
-from ledger.api import V1_DEPENDENCIES, accounts, transfers
+from ledger.api import V1_DEPENDENCIES, accounts, assistant, transfers
+from ledger.api.deps import MeteredRoute
 
 
 def dependency_calls(dependant: Any) -> Iterator[Any]:
@@ -45,3 +46,13 @@ def test_no_v1_dependency_runs_on_a_worker_thread():
         if not runs_on_the_event_loop(call)
     }
     assert on_threads == set()
+
+
+def test_every_v1_route_emits_its_metrics_document():
+    """The EMF document per request comes from the route class, not a dependency: a router
+    created without it would silently lose its routes' Latency."""
+    routes = [
+        route for r in (accounts.router, transfers.router, assistant.router) for route in r.routes
+    ]
+    assert len(routes) > 15
+    assert [route.path for route in routes if not isinstance(route, MeteredRoute)] == []

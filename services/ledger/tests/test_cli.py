@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -96,3 +99,33 @@ def test_bad_configuration_exits_with_a_message_not_a_traceback(tmp_path, monkey
     assert "LEDGER_ENV=production refuses to start" in refused.output
     assert "development default" in refused.output
     assert not (tmp_path / "ledger.db").exists()  # nothing was opened
+
+
+@pytest.mark.slow
+def test_serve_keeps_slow_starting_workers_and_logs_a_replaced_one(tmp_path):
+    """A spawned worker imports ``ledger.cli`` again (multiprocessing re-runs the ``ledger``
+    script) before it can answer uvicorn's health check, which took over 5 s on a loaded
+    2-core machine: uvicorn's default 5-s check killed it as hung and replaced it (found by
+    the soak run). Here each worker's start is made 6 s slower on purpose.
+
+    The replacement of a dead worker is logged (uvicorn's supervisor had no log handler: a
+    worker killed, e.g. for memory, left no trace)."""
+    slow = tmp_path / "slow-start"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(
+        "import sys, time\n"
+        "if '--multiprocessing-fork' in sys.argv:  # a spawned worker, not the supervisor\n"
+        "    time.sleep(6)\n"
+    )
+    store = f"sqlite:///{tmp_path}/ledger.db"
+    env = {"PYTHONPATH": str(slow)}
+    with ledger_serve(
+        "--workers", "2", "--store", store, cwd=tmp_path, env=env, timeout_s=40
+    ) as served:
+        started = r"Started server process \[(\d+)\]"
+        assert served.wait_for(started, count=2, timeout_s=20), served.text()
+        victim = re.findall(started, served.text())[0]
+        os.kill(int(victim), signal.SIGKILL)
+        died = rf'"message": "Child process \[({victim})\] died", "logger": "uvicorn.error"'
+        assert served.wait_for(died, timeout_s=10), served.text()
+        assert served.wait_for(started, count=3, timeout_s=30), served.text()  # replaced

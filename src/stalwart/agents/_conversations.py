@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter
+from pydantic_core import to_json
 
 from stalwart.observability import get_logger
 from stalwart.resilience import deadline
@@ -80,14 +81,32 @@ class ConversationPolicy:
 def _messages_of(record: Record | None) -> list[ModelMessage]:
     if record is None:
         return []
-    return ModelMessagesTypeAdapter.validate_python(record.data["messages"])
+    stored = record.data["messages"]
+    if isinstance(stored, str):
+        return ModelMessagesTypeAdapter.validate_json(stored)
+    # A record written before the history became one string: the messages as a JSON array.
+    return ModelMessagesTypeAdapter.validate_python(stored)
+
+
+def _stored_json(record: Record | None) -> str:
+    """The stored history as a JSON array (a record of the list format is converted)."""
+    if record is None:
+        return "[]"
+    stored = record.data["messages"]
+    return stored if isinstance(stored, str) else to_json(stored).decode()
 
 
 def _data_of(messages: list[ModelMessage], before: Record | None = None) -> dict[str, Any]:
-    """The record's data: the stored history as it was (its JSON, not dumped again: a turn
-    costs its own messages, not the whole conversation's) and ``messages`` after it."""
-    stored = [] if before is None else before.data["messages"]
-    return {"messages": [*stored, *ModelMessagesTypeAdapter.dump_python(messages, mode="json")]}
+    """The record's data: the history as one JSON array in a string -- the stored one as it
+    was (not dumped again: a turn costs its own messages, not the whole conversation's) and
+    ``messages`` appended. One string, not nested objects: pydantic parses it in one call,
+    and the store encodes and checks one value instead of walking every part of every
+    message (that walk, on the write and the read, cost more than the rest of the turn)."""
+    stored = _stored_json(before)
+    added = ModelMessagesTypeAdapter.dump_json(messages).decode()
+    if stored == "[]" or added == "[]":
+        return {"messages": added if stored == "[]" else stored}
+    return {"messages": f"{stored[:-1]},{added[1:]}"}
 
 
 def _check_options(options: dict[str, Any]) -> None:

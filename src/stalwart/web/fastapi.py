@@ -200,10 +200,9 @@ class _KitMiddleware:
         limit = self.max_body_bytes
         if limit is None or scope["path"].startswith(self.body_limit_exempt):
             return receive
-        too_large = _body_too_large(limit)
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                raise too_large
+                raise _body_too_large(limit)
         received = 0
 
         async def limited() -> Message:
@@ -211,7 +210,7 @@ class _KitMiddleware:
             message = await receive()
             received += len(message.get("body", b""))
             if received > limit:
-                raise HTTPException(413, too_large.detail)
+                raise HTTPException(413, _body_too_large(limit).detail)
             return message
 
         return limited

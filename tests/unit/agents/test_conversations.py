@@ -4,6 +4,7 @@ and the missing extra named. (Concurrency on every engine: tests/integration.)""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections import Counter
@@ -11,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from pydantic_ai import Agent, RunContext
-from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelMessagesTypeAdapter,
+    ModelResponse,
+    TextPart,
+    ToolCallPart,
+)
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.test import TestModel
 
@@ -154,3 +161,46 @@ def test_sync_start_and_must_exist(tmp_path: Path) -> None:
         chats.run(agent, "c", "hi", must_exist=True)
     assert len(chats.history("c")) == 2
     store.close()
+
+
+async def test_the_history_is_stored_as_one_json_string(tmp_path: Path) -> None:
+    # One str value, not a list of nested messages: the store encodes and checks it as one
+    # value, and the next turn parses it with one pydantic call (the per-turn overhead).
+    store = open_async_store(f"sqlite:///{tmp_path}/c.db?table=chats")
+    chats = AsyncConversations(store)
+    agent = Agent(TestModel(custom_output_text="ok"))
+    await chats.run(agent, "c", "first")
+    await chats.run(agent, "c", "second")
+    record = await store.get(chats.key("c"))
+    assert record is not None
+    stored = record.data["messages"]
+    assert isinstance(stored, str)
+    history = await chats.history("c")
+    assert [message.kind for message in history] == ["request", "response"] * 2
+    assert json.loads(stored) == ModelMessagesTypeAdapter.dump_python(history, mode="json")
+    await store.close()
+
+
+@pytest.mark.parametrize("started", [False, True], ids=["turns", "started-empty"])
+async def test_a_history_stored_as_a_list_still_loads_and_grows(
+    tmp_path: Path, started: bool
+) -> None:
+    """Records written before the history became one string hold the messages as a JSON
+    array: they load as they are, and the next turn appends to them (stored as a string)."""
+    store = open_async_store(f"sqlite:///{tmp_path}/c.db?table=chats")
+    chats = AsyncConversations(store)
+    agent = Agent(TestModel(custom_output_text="ok"))
+    earlier = [] if started else (await agent.run("earlier")).all_messages()
+    old_data = {"messages": ModelMessagesTypeAdapter.dump_python(earlier, mode="json")}
+    await store.create(chats.key("c"), old_data)
+    assert await chats.history("c") == earlier
+    await chats.run(agent, "c", "now")
+    history = await chats.history("c")
+    assert history[: len(earlier)] == earlier
+    assert [message.kind for message in history] == ["request", "response"] * (
+        len(earlier) // 2 + 1
+    )
+    record = await store.get(chats.key("c"))
+    assert record is not None
+    assert isinstance(record.data["messages"], str)
+    await store.close()

@@ -1,7 +1,8 @@
 """The FastAPI app: ``create_app(settings)``, and the factory ``ledger serve`` runs.
 
 What it wires: the stalwart web kit (problem+json errors, request ids, one JSON request line
-naming the tenant, ``/livez`` and ``/readyz`` with the store as a required check), every
+naming the tenant, ``/livez`` and ``/readyz`` with the store as a required check), a
+deadline on every request and a circuit breaker around the store (``ledger.guard``), every
 ledger error on the kit's registry, JSON logs, EMF metrics per API request, OpenTelemetry
 traces when ``LEDGER_OTLP_ENDPOINT`` is set, the ``/v1`` routes over one
 :class:`~ledger.service.Ledger` on one async store, and the Flask back-office at ``/admin``
@@ -23,12 +24,13 @@ from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from ledger.api import include_api
+from ledger.api import assistant, include_api
 from ledger.api.deps import tenant_of_request
 from ledger.api.problems import error_registry
-from ledger.auth import list_tenants
+from ledger.auth import KeyCache, list_tenants
 from ledger.backoffice import BACKOFFICE_PATH
 from ledger.backoffice.factory import create_backoffice
+from ledger.guard import STORE_BREAKER, GuardedAsyncStore, RequestDeadline, store_breaker
 from ledger.service import Ledger
 from ledger.settings import LedgerSettings
 from ledger.store import CONTENTION_RETRY
@@ -46,7 +48,7 @@ from stalwart.observability import (
 )
 from stalwart.resilience import RetryPolicy
 from stalwart.storage import AsyncStore, open_async_store, open_store
-from stalwart.web import Health, store_check
+from stalwart.web import Health, breaker_check, store_check
 from stalwart.web.fastapi import install
 
 SERVICE: Final = "ledger"
@@ -144,7 +146,10 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
     if tracing is not None:
         store = TracedAsyncStore(store, engine_of(url))
     health = Health()
-    health.add("store", store_check(store))
+    health.add("store", store_check(store))  # the store itself, not the breaker's view of it
+    breaker = store_breaker(settings.store_breaker_open_s)
+    health.add(STORE_BREAKER, breaker_check(breaker), required=False)
+    store = GuardedAsyncStore(store, breaker, settings.request_deadline_s)
 
     ledger = Ledger(store, retry_policy=_counted_retries())
     sync_store = open_store(url)  # the back-office's: Flask views are sync
@@ -202,6 +207,7 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
         ],
     )
     app.state.store = store
+    app.state.key_cache = KeyCache(settings.api_key_cache_s)
     app.state.ledger = ledger
     app.state.settings = settings  # the assistant is built from them on first use
     install(
@@ -214,6 +220,9 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
         body_limit_exempt=(BACKOFFICE_PATH,),  # import uploads: Flask's MAX_CONTENT_LENGTH
     )
     include_api(app)
+    app.add_middleware(
+        RequestDeadline, seconds=settings.request_deadline_s, exempt=(assistant.router.prefix,)
+    )
     # The web kit's middleware wraps the mount too: back-office requests get a request id and
     # the same JSON request line as the API.
     app.mount(BACKOFFICE_PATH, WSGIMiddleware(create_backoffice(settings, store=sync_store)))  # type: ignore[arg-type]

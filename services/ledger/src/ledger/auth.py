@@ -11,6 +11,11 @@ costs, so a fast hash loses nothing, and it keeps authentication at microseconds
 instead of the ~50 ms (by design) of a password hash on every API call. The key id makes the
 lookup one ``get``; the secret is compared in constant time.
 
+Each API process keeps the key records it verified in the last ``LEDGER_API_KEY_CACHE_S``
+seconds (:class:`KeyCache`, at most 2 s): the secret is still compared on every request, but
+the record is not read again, so a revoked key is refused by every worker at most that long
+after ``ledger keys revoke``. The read was one store round trip in three per transfer.
+
 >>> key_id, plaintext, data = issue_key("acme", now=0.0)
 >>> parsed = parse_key(plaintext)
 >>> parsed is not None and parsed[0] == key_id and key_matches(data, parsed[1])
@@ -25,7 +30,8 @@ import hmac
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from stalwart.storage import AlreadyExists, AsyncStore, Key, Store, VersionConflict
@@ -38,6 +44,8 @@ DEVELOPMENT_TENANT: Final = "dev"
 _TENANT_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _KEY_ID: Final = re.compile(r"[0-9a-f]{16}")
 _REVOKE_ATTEMPTS: Final = 5
+MAX_KEY_CACHE_S: Final = 2.0
+"""The longest a process may keep trusting a key it verified: a revocation's upper bound."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,10 +156,55 @@ def unauthorized(detail: str) -> HttpProblem:
     return HttpProblem(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def authenticate(store: AsyncStore, presented: str | None) -> str:
+@dataclass(slots=True)
+class KeyCache:
+    """The API key records one process verified in the last ``ttl_s`` seconds, by key id
+    (only live keys; at most ``max_keys``, the oldest dropped first). ``ttl_s=0``: none kept.
+
+    >>> cache = KeyCache(ttl_s=1.0, clock=lambda: 0.0)
+    >>> cache.put("k1", {"tenant": "acme"}); cache.get("k1")
+    {'tenant': 'acme'}
+    >>> cache.clock = lambda: 1.0
+    >>> cache.get("k1") is None
+    True
+    """
+
+    ttl_s: float
+    max_keys: int = 10_000
+    clock: Callable[[], float] = time.monotonic
+    _records: dict[str, tuple[dict[str, Any], float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.ttl_s <= MAX_KEY_CACHE_S:
+            raise ValueError(f"ttl_s must be 0 to {MAX_KEY_CACHE_S} seconds, got {self.ttl_s}")
+
+    def get(self, key_id: str) -> dict[str, Any] | None:
+        """The key's record data if it was verified less than ``ttl_s`` ago."""
+        entry = self._records.get(key_id)
+        if entry is None:
+            return None
+        data, expires_at = entry
+        if self.clock() < expires_at:
+            return data
+        self._records.pop(key_id, None)
+        return None
+
+    def put(self, key_id: str, data: dict[str, Any]) -> None:
+        if self.ttl_s <= 0:
+            return
+        self._records.pop(key_id, None)  # re-inserted last: the newest
+        if len(self._records) >= self.max_keys:
+            self._records.pop(next(iter(self._records)), None)
+        self._records[key_id] = (data, self.clock() + self.ttl_s)
+
+
+async def authenticate(
+    store: AsyncStore, presented: str | None, cache: KeyCache | None = None
+) -> str:
     """The tenant of the bearer key ``presented``, else a 401 :class:`HttpProblem`.
 
-    One ``get`` by key id; unknown, malformed and revoked keys get the same answer.
+    One ``get`` by key id (none while ``cache`` holds the key); unknown, malformed and revoked
+    keys get the same answer.
     """
     if not presented:
         raise unauthorized("send an API key: Authorization: Bearer ldg_...")
@@ -159,10 +212,15 @@ async def authenticate(store: AsyncStore, presented: str | None) -> str:
     if parsed is None:
         raise unauthorized("the API key is not valid")
     key_id, secret = parsed
-    record = await store.get(Key(KEYS_PARTITION, key_id))
-    if record is None or not key_matches(record.data, secret):
+    data = cache.get(key_id) if cache is not None else None
+    if data is None:
+        record = await store.get(Key(KEYS_PARTITION, key_id))
+        data = record.data if record is not None else None
+        if data is not None and cache is not None and key_matches(data, secret):
+            cache.put(key_id, data)
+    if data is None or not key_matches(data, secret):
         raise unauthorized("the API key is not valid")
-    return str(record.data["tenant"])
+    return str(data["tenant"])
 
 
 async def list_tenants(store: AsyncStore) -> list[str]:
@@ -179,8 +237,10 @@ async def list_tenants(store: AsyncStore) -> list[str]:
 
 __all__ = [
     "DEVELOPMENT_TENANT",
+    "MAX_KEY_CACHE_S",
     "UNAUTHORIZED_EXAMPLE",
     "IssuedKey",
+    "KeyCache",
     "authenticate",
     "check_tenant_name",
     "create_key",

@@ -45,6 +45,7 @@ from ledger.domain.errors import LedgerError
 from ledger.service import SyncLedger
 from ledger.settings import Environment, LedgerSettings
 from stalwart.config import ConfigError
+from stalwart.observability import configure_logging
 from stalwart.storage import (
     AlreadyExists,
     Store,
@@ -62,6 +63,9 @@ operators = typer.Typer(
     help="Manage back-office operators (each bound to one tenant).", no_args_is_help=True
 )
 app.add_typer(operators, name="operators")
+
+WORKER_HEALTHCHECK_S = 30
+"""How long uvicorn waits for a worker's answer to its health check before replacing it."""
 
 StoreOption = Annotated[
     str | None,
@@ -134,12 +138,20 @@ def serve(
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(f"ledger API on {base} ({settings.workers} worker(s)); docs: {base}/docs")
     typer.echo(f"back-office: {base}{BACKOFFICE_PATH}/ (ledger operators create makes a login)")
+    # JSON logs here too: with several workers this process is uvicorn's supervisor, and a
+    # worker it replaces (dead, or hung) would otherwise leave no line at all.
+    configure_logging("ledger", level=settings.log_level)
     uvicorn.run(
         "ledger.app:app_from_environment",
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
+        # uvicorn kills a worker that does not answer its health check within 5 s (its
+        # default) and starts another. A spawned worker first imports this module again
+        # (multiprocessing re-runs the `ledger` script), which took over 5 s on a loaded
+        # 2-core machine: workers were killed while starting, and their replacements too.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
         log_config=None,  # the app's JSON logging from the first line
         access_log=False,  # the web kit's request line replaces uvicorn's
     )
@@ -151,7 +163,7 @@ def worker(store: StoreOption = None) -> None:
     # Not ledger.app's configure_observability: importing the app (FastAPI, Flask, the
     # back-office) would double the worker's start-up time for nothing it uses.
     from ledger.webhooks.worker import DeliveryWorker, delivery_policy  # noqa: PLC0415
-    from stalwart.observability import configure_logging, configure_metrics  # noqa: PLC0415
+    from stalwart.observability import configure_metrics  # noqa: PLC0415
 
     settings = load_settings(store_url=store)
     configure_logging("ledger", level=settings.log_level)

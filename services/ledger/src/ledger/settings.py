@@ -18,6 +18,7 @@ from typing import ClassVar, Final
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from ledger.auth import MAX_KEY_CACHE_S
 from stalwart.config import ConfigError, Settings
 
 DEVELOPMENT_STORE_URL: Final = "sqlite:///./ledger.db?synchronous=full"
@@ -100,6 +101,28 @@ class LedgerSettings(Settings):
         gt=0,
         description="how long an endpoint's circuit breaker stays open (its deliveries wait, "
         "spending no attempt) before probing",
+    )
+    request_deadline_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="every API request's deadline: a store call still waiting then is cut "
+        "and the request answers 503 store-unavailable (keep the store URL's own timeout= "
+        "below it)",
+    )
+    store_breaker_open_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="how long the store's circuit breaker, once open (half of the last 20 "
+        "store calls failed), answers 503 circuit-open at once before it probes the store",
+    )
+    api_key_cache_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=MAX_KEY_CACHE_S,
+        description="how long each worker trusts an API key it verified without reading it "
+        "again (0: read it on every request; at most 2): a revoked key is refused within this",
     )
     log_level: str = Field(default="INFO", description="the root log level")
     metrics_namespace: str = Field(default="Ledger", description="the CloudWatch EMF namespace")

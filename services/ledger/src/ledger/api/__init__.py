@@ -3,11 +3,12 @@
 from fastapi import Depends, FastAPI
 
 from ledger.api import accounts, assistant, transfers, webhooks
-from ledger.api.deps import AUTH_RESPONSES, current_tenant, request_metrics
+from ledger.api.deps import AUTH_RESPONSES, current_tenant
 from stalwart.web import problem_responses
 
-V1_DEPENDENCIES = (Depends(current_tenant), Depends(request_metrics))
-"""What every ``/v1`` route depends on: the caller's tenant, and one EMF document per request."""
+V1_DEPENDENCIES = (Depends(current_tenant),)
+"""What every ``/v1`` route depends on: the caller's tenant (each route's ``MeteredRoute``
+class emits its EMF document)."""
 
 
 def include_api(app: FastAPI) -> None:

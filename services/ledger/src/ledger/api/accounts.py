@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from ledger.api.deps import Cursor, LedgerDep, Limit, Tenant
+from ledger.api.deps import Cursor, LedgerDep, Limit, MeteredRoute, Tenant
 from ledger.api.models import MetadataUpdate
 from ledger.api.problems import ledger_responses
 from ledger.domain.errors import (
@@ -30,7 +30,7 @@ from stalwart.storage import Key, Record
 from stalwart.web import Precondition, etag
 from stalwart.web.fastapi import if_match, write_responses
 
-router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
+router = APIRouter(prefix="/v1/accounts", tags=["accounts"], route_class=MeteredRoute)
 
 
 async def _key_of(tenant: Tenant, account_id: str) -> Key:

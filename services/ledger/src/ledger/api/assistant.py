@@ -16,7 +16,7 @@ from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from ledger.api.deps import LedgerDep, Tenant
+from ledger.api.deps import LedgerDep, MeteredRoute, Tenant
 from ledger.api.problems import ledger_responses
 from ledger.assistant.proposals import Proposal, confirm_proposal, get_proposal
 from ledger.domain.errors import Contention, NotFound
@@ -25,7 +25,7 @@ from stalwart.storage import AsyncStore
 if TYPE_CHECKING:
     from ledger.assistant.service import Assistant, Reply
 
-router = APIRouter(prefix="/v1/assistant", tags=["assistant"])
+router = APIRouter(prefix="/v1/assistant", tags=["assistant"], route_class=MeteredRoute)
 NDJSON = "application/x-ndjson"
 
 

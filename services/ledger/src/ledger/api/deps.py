@@ -1,4 +1,5 @@
-"""The routes' dependencies: the caller's tenant, the ledger, the Idempotency-Key, metrics.
+"""The routes' dependencies (the caller's tenant, the ledger, the Idempotency-Key) and their
+route class (metrics).
 
 No ``from __future__ import annotations``: FastAPI reads these annotations at runtime.
 
@@ -8,10 +9,11 @@ request, measured at about a quarter of a transfer's server time), an ``async de
 """
 
 import time
-from collections.abc import AsyncIterator
-from typing import Annotated, Final
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, Final
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Header, Query, Request, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ledger.auth import UNAUTHORIZED_EXAMPLE, authenticate
@@ -19,7 +21,6 @@ from ledger.domain.models import MAX_PAGE_LIMIT
 from ledger.service import Ledger
 from stalwart.idempotency import parse_idempotency_key
 from stalwart.observability import MetricUnit, bind, metrics_scope, put_metric
-from stalwart.storage import AsyncStore
 from stalwart.web import HttpProblem
 
 bearer = HTTPBearer(
@@ -50,8 +51,9 @@ async def current_tenant(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> str:
     """The tenant of the request's API key (401 without a valid one)."""
-    store: AsyncStore = request.app.state.store
-    tenant = await authenticate(store, credentials.credentials if credentials else None)
+    state = request.app.state
+    presented = credentials.credentials if credentials else None
+    tenant = await authenticate(state.store, presented, state.key_cache)
     request.state.tenant = tenant  # the request log line's principal
     bind(tenant=tenant)  # every log line of this request names it
     return tenant
@@ -81,14 +83,27 @@ async def idempotency_key(
     return parse_idempotency_key(value)  # InvalidIdempotencyKey: 400 by the kit's table
 
 
-async def request_metrics(request: Request) -> AsyncIterator[None]:
-    """One EMF document per API request: its latency, and what the handler counted."""
-    route = request.scope.get("route")
-    operation = getattr(route, "name", None) or "unknown"
-    began = time.perf_counter()
-    with metrics_scope(dimensions={"operation": operation}):
-        yield
-        put_metric("Latency", (time.perf_counter() - began) * 1000, MetricUnit.MILLISECONDS)
+class MeteredRoute(APIRoute):
+    """A ``/v1`` route: one EMF document per request, with its latency and what the handler
+    counted (dimension ``operation``: the route's name).
+
+    A route class rather than a ``yield`` dependency: FastAPI solves one of those per request
+    with an exit stack, a cancel scope and a shielded exit, which cost 5-6% of a transfer's
+    server CPU (see the commit message); wrapping the route's handler costs one ``with``.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+        dimensions = {"operation": self.name}
+
+        async def metered(request: Request) -> Response:
+            began = time.perf_counter()
+            with metrics_scope(dimensions=dimensions):
+                response = await handle(request)
+                put_metric("Latency", (time.perf_counter() - began) * 1000, MetricUnit.MILLISECONDS)
+            return response
+
+        return metered
 
 
 Tenant = Annotated[str, Depends(current_tenant)]

@@ -15,6 +15,7 @@ from ledger.api.deps import (
     IdempotencyKey,
     LedgerDep,
     Limit,
+    MeteredRoute,
     Tenant,
 )
 from ledger.api.models import Batch, NewBatch, PostTransfer
@@ -42,7 +43,7 @@ from ledger.domain.errors import (
 from ledger.domain.models import NewTransfer, Page, Transfer, TransferStatus
 from stalwart.observability import bind, get_logger, put_metric
 
-router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
+router = APIRouter(prefix="/v1/transfers", tags=["transfers"], route_class=MeteredRoute)
 log = get_logger("ledger.api")
 
 REPLAYED_HEADER: Final = "Idempotent-Replayed"

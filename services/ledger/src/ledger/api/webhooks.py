@@ -18,6 +18,7 @@ from ledger.api.deps import (
     IdempotencyKey,
     LedgerDep,
     Limit,
+    MeteredRoute,
     Tenant,
 )
 from ledger.api.problems import ledger_responses
@@ -45,8 +46,10 @@ from ledger.webhooks.models import (
 )
 from ledger.webhooks.outbox import EventType
 
-endpoints_router = APIRouter(prefix="/v1/webhook-endpoints", tags=["webhooks"])
-events_router = APIRouter(prefix="/v1/events", tags=["webhooks"])
+endpoints_router = APIRouter(
+    prefix="/v1/webhook-endpoints", tags=["webhooks"], route_class=MeteredRoute
+)
+events_router = APIRouter(prefix="/v1/events", tags=["webhooks"], route_class=MeteredRoute)
 
 
 async def _development(request: Request) -> bool:

@@ -1,0 +1,111 @@
+"""The API's requests stay bounded when the store fails: a deadline and a circuit breaker.
+
+- :class:`RequestDeadline` (ASGI middleware) gives every HTTP request a deadline of
+  ``LEDGER_REQUEST_DEADLINE_S`` (a ``stalwart.resilience`` deadline: the contention retries
+  read it too and never start a wait that would cross it). Not the assistant's: its model
+  calls read the caller's deadline too, and a turn has its own (``ConversationPolicy``);
+  its store calls are still bounded one by one.
+- :class:`GuardedAsyncStore` wraps the API's store: each call runs under that deadline (on
+  its own, outside a request: the expiry sweep) and is cancelled when it passes, which
+  answers :class:`~stalwart.storage.StoreUnavailable` (503 ``store-unavailable``,
+  ``Retry-After``) instead of a hung request (every engine's async client is safe to
+  cancel: a Redis reply is dropped, an HTTP or MongoDB request abandoned, a SQLite
+  statement finishes on its thread); and each call goes through one circuit breaker
+  (per process), which counts only ``StoreUnavailable`` (timeouts included) as a failure:
+  conflicts and refusals are answers of a healthy store. While it is open, calls fail at once
+  with ``CircuitOpen`` (503 ``circuit-open``, ``Retry-After`` until it probes); after
+  ``LEDGER_STORE_BREAKER_OPEN_S`` the next calls probe, and it closes when they succeed --
+  no restart.
+
+A cancelled store call may still have reached the store (a transfer committed just before the
+deadline): the client's retry with the same ``Idempotency-Key`` finds it, as after any
+timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ledger.store_wrapper import AsyncStoreWrapper
+from stalwart.observability import breaker_listener
+from stalwart.resilience import CircuitBreaker, CountWindow, DeadlineExceeded, deadline
+from stalwart.storage import AsyncStore, StorageError, StoreUnavailable
+
+STORE_BREAKER: Final = "ledger.store"
+"""The breaker's name in logs, metrics (``BreakerTransition``) and ``/readyz``."""
+
+
+def store_breaker(open_s: float) -> CircuitBreaker:
+    """The store's breaker: it opens when half of the last 20 calls (at least 10) failed,
+    rejects for ``open_s`` seconds, then lets 2 probe calls through. Transitions are logged
+    (WARNING when it opens) and counted (``BreakerTransition``)."""
+    return CircuitBreaker(
+        STORE_BREAKER,
+        window=CountWindow(20),
+        min_calls=10,
+        failure_rate=0.5,
+        open_s=open_s,
+        half_open_probes=2,
+        listeners=(breaker_listener(),),
+    )
+
+
+class RequestDeadline:
+    """ASGI middleware: every HTTP request runs under a deadline of ``seconds``, except
+    below the ``exempt`` path prefixes.
+
+    It only sets the deadline (a context variable); what waits on the store is cut by
+    :class:`GuardedAsyncStore`, so a response being sent is never interrupted halfway.
+    """
+
+    def __init__(self, app: ASGIApp, seconds: float, exempt: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self.seconds = seconds
+        self.exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
+            await self.app(scope, receive, send)
+            return
+        with deadline(self.seconds):
+            await self.app(scope, receive, send)
+
+
+class GuardedAsyncStore(AsyncStoreWrapper):
+    """An :class:`~stalwart.storage.AsyncStore` whose calls are bounded by the current
+    deadline (at most ``deadline_s``) and go through ``breaker``; delegates everything."""
+
+    def __init__(self, store: AsyncStore, breaker: CircuitBreaker, deadline_s: float) -> None:
+        super().__init__(store)
+        self.breaker = breaker
+        self.deadline_s = deadline_s
+
+    async def around[T](
+        self,
+        operation: str,
+        call: Callable[[], Awaitable[T]],
+        batch_size: int | None = None,  # noqa: ARG002 - the hook's signature
+    ) -> T:
+        ticket = self.breaker.admit()  # CircuitOpen while open
+        started = time.monotonic()
+        try:
+            async with deadline(self.deadline_s):  # nested: the request's deadline may be sooner
+                result = await call()
+        except DeadlineExceeded as exc:
+            self.breaker.record_failure(ticket, time.monotonic() - started)
+            raise StoreUnavailable(f"the store's {operation} missed the deadline") from exc
+        except StoreUnavailable:
+            self.breaker.record_failure(ticket, time.monotonic() - started)
+            raise
+        except StorageError:
+            self.breaker.record_success(ticket)  # a conflict: the store answered
+            raise
+        except BaseException:
+            self.breaker.release(ticket)  # cancelled, or a bug: no verdict on the store
+            raise
+        self.breaker.record_success(ticket, time.monotonic() - started)
+        return result
