@@ -133,6 +133,9 @@ class Outcome:
     def readyz_during_fault(self) -> set[int | None]:
         return {status for at, status in self.readyz if self.fault_began <= at < self.fault_ended}
 
+    def readyz_after_fault(self) -> set[int | None]:
+        return {status for at, status in self.readyz if at >= self.fault_ended}
+
     def report(self) -> dict[str, float | int]:
         return {
             "acked": len(self.acked),
