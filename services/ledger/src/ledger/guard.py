@@ -90,6 +90,8 @@ class GuardedAsyncStore(AsyncStoreWrapper):
         call: Callable[[], Awaitable[T]],
         batch_size: int | None = None,  # noqa: ARG002 - the hook's signature
     ) -> T:
+        # The breaker's explicit form: a conflict is the store's answer and counts as a
+        # success, which its decorator (an error either fails or is ignored) cannot say.
         ticket = self.breaker.admit()  # CircuitOpen while open
         started = time.monotonic()
         try:
