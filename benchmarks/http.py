@@ -307,11 +307,15 @@ def _load_module() -> Any:
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
 def main() -> None:
+    if "-h" in sys.argv or "--help" in sys.argv:
+        print(__doc__)
+        return
     if "--serve" in sys.argv:
         serve(int(sys.argv[sys.argv.index("--serve") + 1]))
         return
