@@ -461,10 +461,17 @@ def _item_args(operation: Operation, now: float) -> tuple[str, ...]:
 def _item_result(
     operation: Operation, sent: Arg, data: Reply, version: Reply, expires: Reply
 ) -> Record | None:
-    """The record an item produced; Create/Replace data is what was sent, not echoed back."""
+    """The record an item produced; Create/Replace data is what was sent, not echoed back
+    (a copy of the operation's data, as ``create`` and ``replace`` return)."""
     match operation:
-        case Create() | Replace():
-            return _record(operation.key, sent, version, expires)
+        case Create(data=written) | Replace(data=written):
+            expires_text = _text(expires)
+            return Record(
+                operation.key,
+                stored_copy(written, _text(sent)),
+                int(version),
+                float(expires_text) if expires_text else None,
+            )
         case Increment():
             return _record(operation.key, data, version, expires)
     return None
