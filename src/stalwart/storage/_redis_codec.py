@@ -230,13 +230,12 @@ def _text(value: bytes | str) -> str:
 
 
 def _record(key: Key, data: bytes | str, version: bytes | str, expires: bytes | str) -> Record:
+    return Record(key=key, data=json.loads(data), version=int(version), expires_at=_expiry(expires))
+
+
+def _expiry(expires: bytes | str) -> float | None:
     expires_text = _text(expires)
-    return Record(
-        key=key,
-        data=json.loads(data),
-        version=int(version),
-        expires_at=float(expires_text) if expires_text else None,
-    )
+    return float(expires_text) if expires_text else None
 
 
 def _current(key: Key, reply: Sequence[Any], start: int = 1) -> Record | None:
@@ -465,12 +464,8 @@ def _item_result(
     (a copy of the operation's data, as ``create`` and ``replace`` return)."""
     match operation:
         case Create(data=written) | Replace(data=written):
-            expires_text = _text(expires)
             return Record(
-                operation.key,
-                stored_copy(written, _text(sent)),
-                int(version),
-                float(expires_text) if expires_text else None,
+                operation.key, stored_copy(written, _text(sent)), int(version), _expiry(expires)
             )
         case Increment():
             return _record(operation.key, data, version, expires)
