@@ -7,7 +7,15 @@ from enum import IntEnum, StrEnum
 
 import pytest
 
-from stalwart.storage import AlreadyExists, InvalidRecord, Key, StorageError, VersionConflict
+from stalwart.storage import (
+    AlreadyExists,
+    Create,
+    InvalidRecord,
+    Key,
+    Replace,
+    StorageError,
+    VersionConflict,
+)
 
 DOC = {
     "name": "Zoë 中文 😀",
@@ -326,7 +334,13 @@ async def test_written_data_is_returned_as_a_read_returns_it(store, data, stored
     replaced = await store.replace(Key("norm", "c"), data, expected_version=1)
     fetched = await store.get(Key("norm", "c"))
     assert fetched is not None
-    for record in (created, replaced, fetched):
+    # A transact returns its written records the same way.
+    in_transact = await store.transact(
+        [Create(Key("norm", "t"), data), Replace(Key("norm", "c"), data, expected_version=2)]
+    )
+    assert None not in in_transact
+    for record in (created, replaced, fetched, *in_transact):
+        assert record is not None
         assert record.data == expected
         # Exact types as well: an enum member must come back as the plain value.
         assert [type(v) for v in record.data.values()] == [type(v) for v in expected.values()]
@@ -341,3 +355,9 @@ async def test_returned_data_is_a_copy_of_the_callers_dict(store):
     replaced = await store.replace(Key("copy", "c"), data, expected_version=1)
     data["n"] = 3
     assert replaced.data == {"n": 2, "s": "x", "extra": True}
+    nested: dict[str, object] = {"inner": {"n": 1}}
+    written = await store.transact(
+        [Create(Key("copy", "t"), nested), Replace(Key("copy", "c"), nested, expected_version=2)]
+    )
+    nested["inner"]["n"] = 2  # type: ignore[index]
+    assert [record.data for record in written if record is not None] == [{"inner": {"n": 1}}] * 2

@@ -230,13 +230,12 @@ def _text(value: bytes | str) -> str:
 
 
 def _record(key: Key, data: bytes | str, version: bytes | str, expires: bytes | str) -> Record:
+    return Record(key=key, data=json.loads(data), version=int(version), expires_at=_expiry(expires))
+
+
+def _expiry(expires: bytes | str) -> float | None:
     expires_text = _text(expires)
-    return Record(
-        key=key,
-        data=json.loads(data),
-        version=int(version),
-        expires_at=float(expires_text) if expires_text else None,
-    )
+    return float(expires_text) if expires_text else None
 
 
 def _current(key: Key, reply: Sequence[Any], start: int = 1) -> Record | None:
@@ -461,10 +460,13 @@ def _item_args(operation: Operation, now: float) -> tuple[str, ...]:
 def _item_result(
     operation: Operation, sent: Arg, data: Reply, version: Reply, expires: Reply
 ) -> Record | None:
-    """The record an item produced; Create/Replace data is what was sent, not echoed back."""
+    """The record an item produced; Create/Replace data is what was sent, not echoed back
+    (a copy of the operation's data, as ``create`` and ``replace`` return)."""
     match operation:
-        case Create() | Replace():
-            return _record(operation.key, sent, version, expires)
+        case Create(data=written) | Replace(data=written):
+            return Record(
+                operation.key, stored_copy(written, _text(sent)), int(version), _expiry(expires)
+            )
         case Increment():
             return _record(operation.key, data, version, expires)
     return None
