@@ -11,6 +11,9 @@ slices so that machine load hits both alike:
 - durable: ``AsyncConversations.run`` (the history read, then written with one conditional
   write) with the tool under ``@idempotent_tool`` (claim + complete), on the engine's store.
 A conversation is restarted every 10 turns, so histories stay the size of a short chat.
+A third kind of turn, interleaved too, is the floor of the durable one: its four store
+operations alone (history read, tool claim, tool completion, history write, with records of
+the durable turn's sizes), no agent and no stalwart code above the store.
 Store round trips are counted by a thin wrapper around the store (every store operation is one
 round trip to the engine: docs/storage.md). The added time per turn is the difference of the
 median turn times. DynamoDB and MongoDB run on emulators (moto, secantusdb): their overhead is
@@ -45,7 +48,7 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from servers import mongodb_server, moto_server, redis_server
 from stalwart.agents import AsyncConversations, idempotent_tool
 from stalwart.idempotency import AsyncIdempotency
-from stalwart.storage import AsyncStore, open_async_store
+from stalwart.storage import AsyncStore, Key, open_async_store
 
 ENGINES = ("sqlite", "redis", "dynamodb", "mongodb")
 STORE_OPERATIONS = frozenset(
@@ -86,6 +89,22 @@ def agents(store: AsyncStore) -> tuple[Agent[None, str], Agent[None, str]]:
     return bare, durable
 
 
+async def store_only(store: AsyncStore, copy: Key, data: dict[str, Any]) -> None:
+    """A durable turn's four store operations alone: read the history at ``copy``, claim and
+    complete a tool call, write ``data`` (the durable turn's history) at ``copy``."""
+    day = 24 * 3600.0
+    current = await store.get(copy)
+    tool = Key("bench-tool", uuid.uuid4().hex)
+    claim = {"status": "IN_PROGRESS", "owner": uuid.uuid4().hex[:24], "lease_expires_at": 0.0}
+    claimed = await store.create(tool, claim | {"fingerprint": "f" * 64}, ttl=day)
+    done = claim | {"status": "COMPLETED", "fingerprint": "f" * 64, "result": "booked item"}
+    await store.replace(tool, done, expected_version=claimed.version, ttl=day)
+    if current is None:
+        await store.create(copy, data)
+    else:
+        await store.replace(copy, data, expected_version=current.version)
+
+
 async def measure(url: str, turns: int) -> dict[str, Any]:
     inner = open_async_store(url)
     counting = CountingStore(inner)
@@ -94,6 +113,7 @@ async def measure(url: str, turns: int) -> dict[str, Any]:
     chats = AsyncConversations(store)
     bare_s: list[float] = []
     durable_s: list[float] = []
+    store_s: list[float] = []
     cpu_s: dict[str, list[float]] = {"bare": [], "durable": []}
     conversation = uuid.uuid4().hex
     history: list[ModelMessage] = []
@@ -109,6 +129,13 @@ async def measure(url: str, turns: int) -> dict[str, Any]:
                 await chats.run(durable, conversation, f"turn {turn}")
                 durable_s.append(time.perf_counter() - started)
             cpu_s[kind].append(time.process_time() - cpu_started)
+        # After the durable turn, with the history that turn wrote, on the uncounted inner
+        # store (the floor's operations are not the turn's round trips).
+        written = await inner.get(chats.key(conversation))
+        data = {"messages": "[]" if written is None else written.data["messages"]}
+        started = time.perf_counter()
+        await store_only(inner, Key("bench-floor", conversation), data)
+        store_s.append(time.perf_counter() - started)
     await inner.close()
     overhead = (statistics.median(durable_s) - statistics.median(bare_s)) * 1000.0
     return {
@@ -116,6 +143,8 @@ async def measure(url: str, turns: int) -> dict[str, Any]:
         "overhead_ms_per_turn": round(overhead, 3),
         "operations": dict(sorted(counting.calls.items())),
         "bare_ms": round(statistics.median(bare_s) * 1000.0, 3),
+        # The four store operations alone: the floor of the overhead (see store_only).
+        "store_ms_per_turn": round(statistics.median(store_s) * 1000.0, 3),
         # This process's CPU (the SQLite worker threads included, the servers not): less
         # sensitive than wall time to other processes on a shared machine.
         "cpu_overhead_ms_per_turn": round(
