@@ -56,7 +56,8 @@ from stalwart.storage import AsyncStore, Store
 type MakePlan[T] = Callable[[], Plan[T]]
 
 
-def _paged[T: BaseModel](model: type[T], found: Plan[tuple[list[T], str | None]]) -> Plan[Page[T]]:
+def paged[T: BaseModel](model: type[T], found: Plan[tuple[list[T], str | None]]) -> Plan[Page[T]]:
+    """The items and cursor a list plan returns, as an API page of ``model``."""
     items, cursor = yield from found
     page: type[Page[T]] = Page[model]  # type: ignore[valid-type]  # concrete: Page[Account]
     return page(data=items, has_more=cursor is not None, next_cursor=cursor)
@@ -82,7 +83,7 @@ class _Calls:
     ) -> MakePlan[Page[Account]]:
         check_tenant(tenant)
         plans.check_limit(limit)  # refused before any I/O
-        return lambda: _paged(
+        return lambda: paged(
             Account, plans.list_accounts_plan(tenant, limit, cursor, currency, status)
         )
 
@@ -107,7 +108,7 @@ class _Calls:
     ) -> MakePlan[Page[Entry]]:
         check_tenant(tenant)
         plans.check_limit(limit)  # refused before any I/O
-        return lambda: _paged(Entry, plans.list_entries_plan(tenant, account_id, limit, cursor))
+        return lambda: paged(Entry, plans.list_entries_plan(tenant, account_id, limit, cursor))
 
     def create_transfer(
         self, tenant: str, new: NewTransfer, idempotency_key: str
@@ -155,7 +156,7 @@ class _Calls:
     ) -> MakePlan[Page[Transfer]]:
         check_tenant(tenant)
         plans.check_limit(limit)  # refused before any I/O
-        return lambda: _paged(
+        return lambda: paged(
             Transfer,
             plans.list_transfers_plan(
                 tenant,
@@ -223,7 +224,9 @@ class Ledger:
         self._calls = _Calls(clock, store.max_transaction_items)
         self._account_locks = [asyncio.Lock() for _ in range(LOCK_STRIPES)]
 
-    async def _run[T](self, make_plan: MakePlan[T]) -> T:
+    async def run_plan[T](self, make_plan: MakePlan[T]) -> T:
+        """Run a plan made afresh for each attempt (contention re-runs it, under the
+        ledger's retry policy)."""
         return await run_async(self.store, make_plan, self.retry_policy)
 
     @asynccontextmanager
@@ -238,11 +241,11 @@ class Ledger:
 
     async def create_account(self, tenant: str, new: NewAccount) -> Account:
         """Create an account (``ExternalIdTaken`` if its external id names another)."""
-        return await self._run(self._calls.create_account(tenant, new))
+        return await self.run_plan(self._calls.create_account(tenant, new))
 
     async def get_account(self, tenant: str, account_id: str) -> Account:
         """The account (``NotFound``, also for another tenant's id)."""
-        return await self._run(self._calls.get_account(tenant, account_id))
+        return await self.run_plan(self._calls.get_account(tenant, account_id))
 
     async def list_accounts(
         self,
@@ -254,14 +257,16 @@ class Ledger:
         status: str | None = None,
     ) -> Page[Account]:
         """Accounts in creation order, optionally of one currency or status."""
-        return await self._run(self._calls.list_accounts(tenant, limit, cursor, currency, status))
+        return await self.run_plan(
+            self._calls.list_accounts(tenant, limit, cursor, currency, status)
+        )
 
     async def update_account_metadata(
         self, tenant: str, account_id: str, metadata: dict[str, str], *, expected_version: int
     ) -> Account:
         """Replace the metadata if the account is at ``expected_version``, else
         ``PreconditionFailed`` (nothing changes)."""
-        return await self._run(
+        return await self.run_plan(
             self._calls.update_account_metadata(tenant, account_id, metadata, expected_version)
         )
 
@@ -269,17 +274,17 @@ class Ledger:
         self, tenant: str, account_id: str, *, expected_version: int
     ) -> Account:
         """Close the account (no new transfers) if it is at ``expected_version``."""
-        return await self._run(self._calls.close_account(tenant, account_id, expected_version))
+        return await self.run_plan(self._calls.close_account(tenant, account_id, expected_version))
 
     async def get_balance(self, tenant: str, account_id: str) -> Balance:
         """The account's totals and balances."""
-        return await self._run(self._calls.get_balance(tenant, account_id))
+        return await self.run_plan(self._calls.get_balance(tenant, account_id))
 
     async def list_entries(
         self, tenant: str, account_id: str, *, limit: int = 10, cursor: str | None = None
     ) -> Page[Entry]:
         """The account's journal, oldest first."""
-        return await self._run(self._calls.list_entries(tenant, account_id, limit, cursor))
+        return await self.run_plan(self._calls.list_entries(tenant, account_id, limit, cursor))
 
     async def create_transfer(
         self, tenant: str, new: NewTransfer, *, idempotency_key: str
@@ -287,7 +292,7 @@ class Ledger:
         """Create a transfer once per (tenant, idempotency key): ``(transfer, replayed)``."""
         make_plan = self._calls.create_transfer(tenant, new, idempotency_key)
         async with self._accounts_held(tenant, new.debit_account_id, new.credit_account_id):
-            return await self._run(make_plan)
+            return await self.run_plan(make_plan)
 
     async def create_transfers(
         self, tenant: str, requests: Sequence[TransferRequest]
@@ -302,16 +307,16 @@ class Ledger:
         outcomes: list[TransferOutcome] = []
         for accounts, make_plan in self._calls.create_transfers(tenant, requests):
             async with self._accounts_held(tenant, *accounts):
-                outcomes += await self._run(make_plan)
+                outcomes += await self.run_plan(make_plan)
         return outcomes
 
     async def get_account_by_external_id(self, tenant: str, external_id: str) -> Account:
         """The account with this ``external_id`` (``NotFound`` if none)."""
-        return await self._run(self._calls.get_account_by_external_id(tenant, external_id))
+        return await self.run_plan(self._calls.get_account_by_external_id(tenant, external_id))
 
     async def get_transfer(self, tenant: str, transfer_id: str) -> Transfer:
         """The transfer (``NotFound``, also for another tenant's id)."""
-        return await self._run(self._calls.get_transfer(tenant, transfer_id))
+        return await self.run_plan(self._calls.get_transfer(tenant, transfer_id))
 
     async def list_transfers(
         self,
@@ -327,7 +332,7 @@ class Ledger:
         """The tenant's transfers by id, or one account's in the order they reached it. With
         ``created_gte`` (epoch seconds; ``created_lt`` defaults to now), only those created in
         that range, oldest first; a range covers at most 366 days (``invalid_request``)."""
-        return await self._run(
+        return await self.run_plan(
             self._calls.list_transfers(
                 tenant,
                 account_id,
@@ -343,27 +348,29 @@ class Ledger:
         self, tenant: str, transfer_id: str, *, amount: int | None = None
     ) -> Transfer:
         """Post a pending transfer, all of it or ``amount`` of it (the rest is released)."""
-        return await self._run(self._calls.resolve(tenant, transfer_id, EntryKind.POST, amount))
+        return await self.run_plan(self._calls.resolve(tenant, transfer_id, EntryKind.POST, amount))
 
     async def void_transfer(self, tenant: str, transfer_id: str) -> Transfer:
         """Void a pending transfer (its reservation is released)."""
-        return await self._run(self._calls.resolve(tenant, transfer_id, EntryKind.VOID, None))
+        return await self.run_plan(self._calls.resolve(tenant, transfer_id, EntryKind.VOID, None))
 
     async def reverse_transfer(
         self, tenant: str, transfer_id: str, *, idempotency_key: str
     ) -> tuple[Transfer, bool]:
         """Reverse a posted transfer, at most once: ``(reversal, replayed)``."""
-        return await self._run(self._calls.reverse_transfer(tenant, transfer_id, idempotency_key))
+        return await self.run_plan(
+            self._calls.reverse_transfer(tenant, transfer_id, idempotency_key)
+        )
 
     async def create_batch(
         self, tenant: str, transfers: list[NewTransfer], *, idempotency_key: str
     ) -> tuple[list[Transfer], bool]:
         """Linked transfers, all or none (``LedgerError.index`` names the failing one)."""
-        return await self._run(self._calls.create_batch(tenant, transfers, idempotency_key))
+        return await self.run_plan(self._calls.create_batch(tenant, transfers, idempotency_key))
 
     async def expire_pending(self, tenant: str, *, now: float | None = None) -> int:
         """Void the pending transfers whose timeout passed; how many this call voided."""
-        return await self._run(self._calls.expire_pending(tenant, now))
+        return await self.run_plan(self._calls.expire_pending(tenant, now))
 
 
 class SyncLedger:
@@ -382,7 +389,8 @@ class SyncLedger:
         self._calls = _Calls(clock, store.max_transaction_items)
         self._account_locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
 
-    def _run[T](self, make_plan: MakePlan[T]) -> T:
+    def run_plan[T](self, make_plan: MakePlan[T]) -> T:
+        """See :meth:`Ledger.run_plan`."""
         return run_sync(self.store, make_plan, self.retry_policy)
 
     @contextmanager
@@ -395,11 +403,11 @@ class SyncLedger:
 
     def create_account(self, tenant: str, new: NewAccount) -> Account:
         """See :meth:`Ledger.create_account`."""
-        return self._run(self._calls.create_account(tenant, new))
+        return self.run_plan(self._calls.create_account(tenant, new))
 
     def get_account(self, tenant: str, account_id: str) -> Account:
         """See :meth:`Ledger.get_account`."""
-        return self._run(self._calls.get_account(tenant, account_id))
+        return self.run_plan(self._calls.get_account(tenant, account_id))
 
     def list_accounts(
         self,
@@ -411,29 +419,29 @@ class SyncLedger:
         status: str | None = None,
     ) -> Page[Account]:
         """See :meth:`Ledger.list_accounts`."""
-        return self._run(self._calls.list_accounts(tenant, limit, cursor, currency, status))
+        return self.run_plan(self._calls.list_accounts(tenant, limit, cursor, currency, status))
 
     def update_account_metadata(
         self, tenant: str, account_id: str, metadata: dict[str, str], *, expected_version: int
     ) -> Account:
         """See :meth:`Ledger.update_account_metadata`."""
-        return self._run(
+        return self.run_plan(
             self._calls.update_account_metadata(tenant, account_id, metadata, expected_version)
         )
 
     def close_account(self, tenant: str, account_id: str, *, expected_version: int) -> Account:
         """See :meth:`Ledger.close_account`."""
-        return self._run(self._calls.close_account(tenant, account_id, expected_version))
+        return self.run_plan(self._calls.close_account(tenant, account_id, expected_version))
 
     def get_balance(self, tenant: str, account_id: str) -> Balance:
         """See :meth:`Ledger.get_balance`."""
-        return self._run(self._calls.get_balance(tenant, account_id))
+        return self.run_plan(self._calls.get_balance(tenant, account_id))
 
     def list_entries(
         self, tenant: str, account_id: str, *, limit: int = 10, cursor: str | None = None
     ) -> Page[Entry]:
         """See :meth:`Ledger.list_entries`."""
-        return self._run(self._calls.list_entries(tenant, account_id, limit, cursor))
+        return self.run_plan(self._calls.list_entries(tenant, account_id, limit, cursor))
 
     def create_transfer(
         self, tenant: str, new: NewTransfer, *, idempotency_key: str
@@ -441,7 +449,7 @@ class SyncLedger:
         """See :meth:`Ledger.create_transfer`."""
         make_plan = self._calls.create_transfer(tenant, new, idempotency_key)
         with self._accounts_held(tenant, new.debit_account_id, new.credit_account_id):
-            return self._run(make_plan)
+            return self.run_plan(make_plan)
 
     def create_transfers(
         self, tenant: str, requests: Sequence[TransferRequest]
@@ -450,16 +458,16 @@ class SyncLedger:
         outcomes: list[TransferOutcome] = []
         for accounts, make_plan in self._calls.create_transfers(tenant, requests):
             with self._accounts_held(tenant, *accounts):
-                outcomes += self._run(make_plan)
+                outcomes += self.run_plan(make_plan)
         return outcomes
 
     def get_account_by_external_id(self, tenant: str, external_id: str) -> Account:
         """See :meth:`Ledger.get_account_by_external_id`."""
-        return self._run(self._calls.get_account_by_external_id(tenant, external_id))
+        return self.run_plan(self._calls.get_account_by_external_id(tenant, external_id))
 
     def get_transfer(self, tenant: str, transfer_id: str) -> Transfer:
         """See :meth:`Ledger.get_transfer`."""
-        return self._run(self._calls.get_transfer(tenant, transfer_id))
+        return self.run_plan(self._calls.get_transfer(tenant, transfer_id))
 
     def list_transfers(
         self,
@@ -473,7 +481,7 @@ class SyncLedger:
         created_lt: float | None = None,
     ) -> Page[Transfer]:
         """See :meth:`Ledger.list_transfers`."""
-        return self._run(
+        return self.run_plan(
             self._calls.list_transfers(
                 tenant,
                 account_id,
@@ -489,24 +497,24 @@ class SyncLedger:
         self, tenant: str, transfer_id: str, *, amount: int | None = None
     ) -> Transfer:
         """See :meth:`Ledger.post_transfer`."""
-        return self._run(self._calls.resolve(tenant, transfer_id, EntryKind.POST, amount))
+        return self.run_plan(self._calls.resolve(tenant, transfer_id, EntryKind.POST, amount))
 
     def void_transfer(self, tenant: str, transfer_id: str) -> Transfer:
         """See :meth:`Ledger.void_transfer`."""
-        return self._run(self._calls.resolve(tenant, transfer_id, EntryKind.VOID, None))
+        return self.run_plan(self._calls.resolve(tenant, transfer_id, EntryKind.VOID, None))
 
     def reverse_transfer(
         self, tenant: str, transfer_id: str, *, idempotency_key: str
     ) -> tuple[Transfer, bool]:
         """See :meth:`Ledger.reverse_transfer`."""
-        return self._run(self._calls.reverse_transfer(tenant, transfer_id, idempotency_key))
+        return self.run_plan(self._calls.reverse_transfer(tenant, transfer_id, idempotency_key))
 
     def create_batch(
         self, tenant: str, transfers: list[NewTransfer], *, idempotency_key: str
     ) -> tuple[list[Transfer], bool]:
         """See :meth:`Ledger.create_batch`."""
-        return self._run(self._calls.create_batch(tenant, transfers, idempotency_key))
+        return self.run_plan(self._calls.create_batch(tenant, transfers, idempotency_key))
 
     def expire_pending(self, tenant: str, *, now: float | None = None) -> int:
         """See :meth:`Ledger.expire_pending`."""
-        return self._run(self._calls.expire_pending(tenant, now))
+        return self.run_plan(self._calls.expire_pending(tenant, now))

@@ -220,7 +220,7 @@ def check_tenant(tenant: str) -> str:
     return tenant
 
 
-def _known_id(object_id: str, what: str) -> str:
+def known_id(object_id: str, what: str) -> str:
     """An id that can name a record (ours are UUIDs: short printable ASCII); anything else
     cannot exist, so it is NotFound rather than a store error about the key."""
     if (
@@ -404,7 +404,7 @@ class _Journal:
         unread = [a for a in missing if a not in self.known]
         read: dict[str, Record | None] = {}
         if unread:
-            keys = tuple(balance_key(self.tenant, _known_id(a, "account")) for a in unread)
+            keys = tuple(balance_key(self.tenant, known_id(a, "account")) for a in unread)
             records: list[Record | None] = yield GetAll(keys)
             read = dict(zip(unread, records, strict=True))
         for account_id in missing:
@@ -538,7 +538,7 @@ def _required(
     make_key: Callable[[str, str], Key], tenant: str, object_id: str, what: str
 ) -> Plan[Record]:
     """The record of ``object_id`` (``make_key`` names it), or ``NotFound``."""
-    record: Record | None = yield Get(make_key(tenant, _known_id(object_id, what)))
+    record: Record | None = yield Get(make_key(tenant, known_id(object_id, what)))
     if record is None:
         raise NotFound(f"{what} {object_id!r} not found")
     return record

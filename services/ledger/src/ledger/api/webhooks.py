@@ -5,7 +5,6 @@ No ``from __future__ import annotations``: FastAPI reads these annotations at ru
 """
 
 import time
-from collections.abc import Callable
 from functools import partial
 from typing import Annotated
 
@@ -32,9 +31,8 @@ from ledger.domain.errors import (
     NotFound,
 )
 from ledger.domain.models import Page
-from ledger.service import Ledger
+from ledger.service import paged
 from ledger.settings import Environment, LedgerSettings
-from ledger.store import Plan, run_async
 from ledger.webhooks import records
 from ledger.webhooks.models import (
     Event,
@@ -61,16 +59,6 @@ async def _development(request: Request) -> bool:
 Development = Annotated[bool, Depends(_development)]
 
 
-async def _run[T](ledger: Ledger, make_plan: Callable[[], Plan[T]]) -> T:
-    """Run a plan made afresh for each attempt (contention re-runs it)."""
-    return await run_async(ledger.store, make_plan, ledger.retry_policy)
-
-
-def _paged[T](page_type: type[Page[T]], found: tuple[list[T], str | None]) -> Page[T]:
-    items, cursor = found
-    return page_type(data=items, has_more=cursor is not None, next_cursor=cursor)
-
-
 @endpoints_router.post(
     "",
     status_code=201,
@@ -87,7 +75,7 @@ async def create_webhook_endpoint(
 ) -> WebhookEndpointWithSecret:
     now = time.time()
     plan = partial(records.create_endpoint_plan, tenant, new, now, development=development)
-    created = await _run(ledger, plan)
+    created = await ledger.run_plan(plan)
     response.headers["Location"] = f"/v1/webhook-endpoints/{created.id}"
     return created
 
@@ -98,8 +86,9 @@ async def create_webhook_endpoint(
 async def list_webhook_endpoints(
     *, tenant: Tenant, ledger: LedgerDep, limit: Limit = 10, cursor: Cursor = None
 ) -> Page[WebhookEndpoint]:
-    found = await _run(ledger, lambda: records.list_endpoints_plan(tenant, limit, cursor))
-    return _paged(Page[WebhookEndpoint], found)
+    return await ledger.run_plan(
+        lambda: paged(WebhookEndpoint, records.list_endpoints_plan(tenant, limit, cursor))
+    )
 
 
 @endpoints_router.get(
@@ -108,7 +97,7 @@ async def list_webhook_endpoints(
 async def get_webhook_endpoint(
     endpoint_id: str, tenant: Tenant, ledger: LedgerDep
 ) -> WebhookEndpoint:
-    return await _run(ledger, lambda: records.get_endpoint_plan(tenant, endpoint_id))
+    return await ledger.run_plan(lambda: records.get_endpoint_plan(tenant, endpoint_id))
 
 
 @endpoints_router.patch(
@@ -127,7 +116,7 @@ async def update_webhook_endpoint(
     plan = partial(
         records.update_endpoint_plan, tenant, endpoint_id, update, development=development
     )
-    return await _run(ledger, plan)
+    return await ledger.run_plan(plan)
 
 
 @endpoints_router.delete(
@@ -137,7 +126,7 @@ async def update_webhook_endpoint(
     responses=ledger_responses(NotFound, Contention),
 )
 async def delete_webhook_endpoint(endpoint_id: str, tenant: Tenant, ledger: LedgerDep) -> None:
-    await _run(ledger, lambda: records.delete_endpoint_plan(tenant, endpoint_id))
+    await ledger.run_plan(lambda: records.delete_endpoint_plan(tenant, endpoint_id))
 
 
 @events_router.get(
@@ -155,8 +144,9 @@ async def list_events(
         EventType | None, Query(description="Only events of this type.")
     ] = None,
 ) -> Page[Event]:
-    found = await _run(ledger, lambda: records.list_events_plan(tenant, limit, cursor, type))
-    return _paged(Page[Event], found)
+    return await ledger.run_plan(
+        lambda: paged(Event, records.list_events_plan(tenant, limit, cursor, type))
+    )
 
 
 @events_router.get(
@@ -165,7 +155,7 @@ async def list_events(
     responses=ledger_responses(NotFound),
 )
 async def get_event(event_id: str, tenant: Tenant, ledger: LedgerDep) -> EventWithDeliveries:
-    return await _run(ledger, lambda: records.get_event_plan(tenant, event_id))
+    return await ledger.run_plan(lambda: records.get_event_plan(tenant, event_id))
 
 
 @events_router.post(
@@ -199,7 +189,7 @@ async def resend_event(
     idempotency_key: IdempotencyKey,
 ) -> EventWithDeliveries:
     plan = partial(records.resend_event_plan, tenant, event_id, idempotency_key, time.time())
-    event, replayed = await _run(ledger, plan)
+    event, replayed = await ledger.run_plan(plan)
     if replayed:
         response.headers[REPLAYED_HEADER] = "true"
     return event

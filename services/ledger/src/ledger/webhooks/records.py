@@ -19,7 +19,7 @@ from ledger.domain.errors import IdempotencyKeyReused, InvalidRequest, InvalidWe
 from ledger.domain.models import Transfer
 from ledger.domain.transfers import transfer_id
 from ledger.settings import LOCAL_HOSTS
-from ledger.store import Get, Plan, Query, Transact, _commit, _plain, scan_plan
+from ledger.store import Get, Plan, Query, Transact, _commit, _plain, known_id, scan_plan
 from ledger.webhooks.models import (
     ALL_EVENTS,
     Delivery,
@@ -47,7 +47,6 @@ from stalwart.storage import (
 MAX_ENDPOINTS: Final = 16
 """Endpoints per tenant: an event fans out to all of them in one transact (two operations
 each, under every engine's 100)."""
-_MAX_ID_CHARS: Final = 64
 
 
 def endpoints_partition(tenant: str) -> str:
@@ -95,17 +94,11 @@ def matches(endpoint: JSONObject, event_type: str) -> bool:
 
 
 def _checked_id(object_id: str, prefix: str, what: str) -> str:
-    """An id of ours (``prefix``, short printable ASCII); anything else is NotFound."""
-    if not (
-        isinstance(object_id, str)
-        and object_id.startswith(prefix)
-        and len(object_id) <= _MAX_ID_CHARS
-        and object_id.isascii()
-        and object_id.isprintable()
-        and "/" not in object_id
-    ):
+    """An id of ours (``prefix``, then what :func:`~ledger.store.known_id` accepts); anything
+    else is NotFound."""
+    if not (isinstance(object_id, str) and object_id.startswith(prefix)):
         raise NotFound(f"{what} {object_id!r} not found")
-    return object_id
+    return known_id(object_id, what)
 
 
 # ---------------------------------------------------------------------------------------------
