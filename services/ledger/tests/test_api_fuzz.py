@@ -27,7 +27,7 @@ def served(tmp_path_factory) -> Iterator[tuple[str, str]]:
         yield base, make_key(url, "acme")
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=13)
 def test_generated_requests_get_declared_answers_without_server_errors(served) -> None:
     base, key = served
     failures: list[str] = []

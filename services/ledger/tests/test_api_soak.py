@@ -11,7 +11,7 @@ SECONDS = 20.0
 """Two 10-s windows after a 5-s warm-up."""
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=30)
 def test_a_short_soak_has_no_errors_no_memory_growth_and_no_collapse() -> None:
     """No 5xx (nor any other non-2xx), no worker replaced, every worker's RSS growth under
     50 MiB (the issue's bound), and the last window not collapsing.

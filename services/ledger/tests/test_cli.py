@@ -101,7 +101,7 @@ def test_bad_configuration_exits_with_a_message_not_a_traceback(tmp_path, monkey
     assert not (tmp_path / "ledger.db").exists()  # nothing was opened
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=18)
 def test_serve_keeps_slow_starting_workers_and_logs_a_replaced_one(tmp_path):
     """A spawned worker imports ``ledger.cli`` again (multiprocessing re-runs the ``ledger``
     script) before it can answer uvicorn's health check, which took over 5 s on a loaded

@@ -54,7 +54,7 @@ def _wallet_total(ledger: SyncLedger) -> int:
     )
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=120)
 def test_a_100000_row_import_posts_every_row_once(store, tmp_path):
     ledger = _with_accounts(store, tmp_path)
     rows = 100_000
