@@ -129,11 +129,14 @@ class ReceiverServer:
         self.url = f"http://127.0.0.1:{self.port}/hooks/ledger"
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self._werkzeug_level = logging.NOTSET
 
     def start(self) -> None:
         from werkzeug.serving import make_server  # noqa: PLC0415 - only these tests need it
 
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per delivery
+        werkzeug = logging.getLogger("werkzeug")
+        self._werkzeug_level = werkzeug.level
+        werkzeug.setLevel(logging.WARNING)  # no line per delivery
         self._server = make_server("127.0.0.1", self.port, self.receiver, threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -145,6 +148,7 @@ class ReceiverServer:
             assert self._thread is not None
             self._thread.join(timeout=10)
             self._server = None
+            logging.getLogger("werkzeug").setLevel(self._werkzeug_level)
 
     def __enter__(self) -> Self:
         self.start()

@@ -8,9 +8,22 @@ from typing import Any
 
 import pytest
 
-from stalwart.observability import clear_context, configure_logging
+from stalwart.observability import _metrics, clear_context, configure_logging
 
 type Lines = Callable[[], list[dict[str, Any]]]
+
+
+@pytest.fixture(autouse=True)
+def default_metrics_config() -> Iterator[None]:
+    """Every test here starts from the default metrics configuration: the ledger's
+    ``create_app``, run by tests in the same xdist worker, configures metrics process-wide
+    (a ``service`` dimension on every document)."""
+    saved = _metrics.current_config()
+    _metrics._config = _metrics.MetricsConfig()
+    try:
+        yield
+    finally:
+        _metrics._config = saved
 
 
 @pytest.fixture

@@ -30,6 +30,8 @@ def json_stream() -> Iterator[io.StringIO]:
         for name in SERVER_LOGGERS
         if (logger := logging.getLogger(name))
     }
+    for name in SERVER_LOGGERS:  # as a fresh process has them (another test may set a level)
+        logging.getLogger(name).setLevel(logging.NOTSET)
     out = io.StringIO()
     configure_logging("web-test", stream=out)
     yield out
