@@ -224,8 +224,13 @@ def test_a_double_clicked_adjustment_posts_exactly_once(page, admin, seeded, led
     adjustments = [t for t in to_bob if t.metadata.get("reason") == "refund of a double charge"]
     assert len(adjustments) == 1
     assert adjustments[0].amount == 4200
-    assert posts == [f"{admin}/adjustments"] * 2  # the browser really submitted twice
-    assert sorted(calls) == [False, True]  # the second one found the first's transfer
+    # The browser really submitted more than once: twice, or three times when both clicks of
+    # the double click land before the first navigation (seen on a loaded machine).
+    assert len(posts) >= 2, posts
+    assert set(posts) == {f"{admin}/adjustments"}, posts
+    # One request created the transfer; every other one found it (replayed).
+    assert len(calls) >= 2, calls
+    assert sorted(calls) == [False] + [True] * (len(calls) - 1), calls
 
 
 def test_upload_an_import_and_download_its_rejects(page, admin, seeded, tmp_path):
