@@ -37,17 +37,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     finished (whole suite 346 s on this 2-core machine; 317-334 s with this order, the three
     workers ending within a second of each other)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    slow = sorted((item for item in items if _slow_seconds(item)), key=_slow_seconds, reverse=True)
-    others = iter([item for item in items if not _slow_seconds(item)])
+    seconds = {item.nodeid: _slow_seconds(item) for item in items}
+    slow = sorted(
+        (item for item in items if seconds[item.nodeid]), key=lambda item: -seconds[item.nodeid]
+    )
+    others = [item for item in items if not seconds[item.nodeid]]
     shares: list[list[pytest.Item]] = [[] for _ in range(workers)]
     expected = [0.0] * workers
     for item in slow:
         least = expected.index(min(expected))
         shares[least].append(item)
-        expected[least] += _slow_seconds(item)
+        expected[least] += seconds[item.nodeid]
     ordered: list[pytest.Item] = []
+    taken = 0
     for share, size in zip(shares, _share_sizes(len(items), workers), strict=True):
-        ordered += share
-        ordered += [item for _, item in zip(range(size - len(share)), others, strict=False)]
-    ordered += others  # none left unless a share's slow tests outnumber its size
-    items[:] = ordered
+        filler = max(size - len(share), 0)
+        ordered += share + others[taken : taken + filler]
+        taken += filler
+    items[:] = ordered + others[taken:]

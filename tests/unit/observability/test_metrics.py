@@ -5,11 +5,9 @@ import json
 import math
 import threading
 import time
-from typing import TYPE_CHECKING
 
 import pytest
 
-import stalwart.observability._metrics as metrics_module
 from stalwart.observability import (
     MetricResolution,
     MetricsError,
@@ -24,20 +22,12 @@ from stalwart.observability import (
     put_metrics_by,
     validate_document,
 )
-from stalwart.observability._metrics import current_config
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 
 @pytest.fixture(autouse=True)
-def metrics_config() -> Iterator[None]:
-    saved = current_config()
+def metrics_config() -> None:
+    """This module's configuration (conftest's default_metrics_config restores the process's)."""
     configure_metrics("Test/App", service="orders")
-    try:
-        yield
-    finally:
-        metrics_module._config = saved
 
 
 def directive(doc):
