@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from api_support import make_key, served_app
+from backoffice_support import PASSWORD, csrf_token, make_operators
 from fault_scenarios import (
     DEADLINE_S,
     REDIS_DURABLE,
@@ -31,13 +32,14 @@ from fault_scenarios import (
     run_store_kill,
     store_url,
 )
+from ledger.backoffice import BACKOFFICE_PATH
 from ledger.guard import GuardedAsyncStore, RequestDeadline, store_breaker
 
 from faultproxy import FaultProxy
 from servers import RedisProcess, RunningServer, own_mongodb_server, own_redis_server
 from stalwart.observability import capture_logs, capture_metrics
 from stalwart.resilience import CircuitOpen, CircuitState, current_deadline
-from stalwart.storage import AlreadyExists, Key, StoreUnavailable, open_async_store
+from stalwart.storage import AlreadyExists, Key, StoreUnavailable, open_async_store, open_store
 
 SECONDS = 4.0
 """Each scenario's load: 0.8 s healthy, 1.6 s of fault, 1.6 s after it."""
@@ -216,6 +218,53 @@ async def test_the_breaker_counts_store_failures_only_and_closes_when_the_store_
             assert store.breaker.state is CircuitState.CLOSED
         finally:
             await store.close()
+
+
+@pytest.mark.usefixtures("cheap_password_hashes")
+def test_the_back_office_answers_503_while_the_store_is_down_through_the_apis_breaker(
+    request: pytest.FixtureRequest,
+) -> None:
+    """``ledger serve``'s back-office on a store that goes down: a friendly 503 page with
+    Retry-After (not a 500 and a traceback), then at once through the breaker it shares with
+    the API (which the back-office's failures opened); pages again once the store is back."""
+    name = f"backoffice{time.monotonic_ns()}"
+    upstream = _upstream("redis", request)
+    with open_store(store_url("redis", upstream, name)) as direct:
+        make_operators(direct)
+    with FaultProxy(*upstream) as proxy:
+        url = store_url("redis", ("127.0.0.1", proxy.port), name)
+        with (
+            served_app(url, store_breaker_open_s=1.0, log_level="WARNING") as base,
+            httpx.Client(base_url=f"{base}{BACKOFFICE_PATH}", timeout=10) as browser,
+        ):
+            token = csrf_token(browser.get("/login").text)
+            form = {"username": "olivia", "password": PASSWORD, "csrf_token": token}
+            assert browser.post("/login", data=form).status_code == 302
+            assert browser.get("/accounts").status_code == 200
+            proxy.down()
+            proxy.reset()
+            with capture_logs() as lines:
+                down = [browser.get("/accounts") for _ in range(12)]
+            assert {page.status_code for page in down} == {503}, [p.text for p in down]
+            assert all("The ledger is unavailable" in page.text for page in down)
+            assert all(page.headers["Retry-After"] == "1" for page in down[:10])
+            failed = [line for line in lines if line["logger"] == "ledger.backoffice"]
+            assert failed, lines
+            assert {line["level"] for line in failed} == {"WARNING"}, failed
+            assert not any("exception" in line for line in failed), failed  # no traceback
+            # The page's stylesheet needs no store (nor an operator read from it).
+            assert browser.get("/static/style.css").status_code == 200
+            # Ten failures of twenty opened the breaker; the API answers from it too.
+            key = f"Bearer {make_key(store_url('redis', upstream, name), TENANT)}"
+            started = time.monotonic()
+            rejected = httpx.get(f"{base}/v1/accounts", headers={"Authorization": key})
+            assert time.monotonic() - started < 0.5
+            assert rejected.status_code == 503, rejected.text
+            assert rejected.json()["code"] == "circuit-open"
+            proxy.pass_through()
+            time.sleep(1.0)
+            assert browser.get("/accounts").status_code == 200  # the probes, then closed
+            assert browser.get("/accounts").status_code == 200
 
 
 async def test_the_request_deadline_spares_the_assistant() -> None:

@@ -7,7 +7,7 @@ ledger error on the kit's registry, JSON logs, EMF metrics per API request, Open
 traces when ``LEDGER_OTLP_ENDPOINT`` is set, the ``/v1`` routes over one
 :class:`~ledger.service.Ledger` on one async store, and the Flask back-office at ``/admin``
 (WSGI, mounted with a2wsgi: it runs on a2wsgi's thread pool over a sync store of the same
-URL, so every uvicorn worker serves it too).
+URL, so every uvicorn worker serves it too; its store calls go through the same breaker).
 """
 
 from __future__ import annotations
@@ -225,7 +225,8 @@ def create_app(settings: LedgerSettings | None = None) -> FastAPI:
     )
     # The web kit's middleware wraps the mount too: back-office requests get a request id and
     # the same JSON request line as the API.
-    app.mount(BACKOFFICE_PATH, WSGIMiddleware(create_backoffice(settings, store=sync_store)))  # type: ignore[arg-type]
+    backoffice = create_backoffice(settings, store=sync_store, breaker=breaker)
+    app.mount(BACKOFFICE_PATH, WSGIMiddleware(backoffice))  # type: ignore[arg-type]
     return app
 
 

@@ -1,4 +1,5 @@
-"""The API's requests stay bounded when the store fails: a deadline and a circuit breaker.
+"""The API's requests stay bounded when the store fails: a deadline and a circuit breaker
+(the back-office's sync store goes through the same breaker: :class:`GuardedStore`).
 
 - :class:`RequestDeadline` (ASGI middleware) gives every HTTP request a deadline of
   ``LEDGER_REQUEST_DEADLINE_S`` (a ``stalwart.resilience`` deadline: the contention retries
@@ -25,15 +26,16 @@ timeout.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Final
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ledger.store_wrapper import AsyncStoreWrapper
+from ledger.store_wrapper import AsyncStoreWrapper, StoreWrapper
 from stalwart.observability import breaker_listener
 from stalwart.resilience import CircuitBreaker, CountWindow, DeadlineExceeded, deadline
-from stalwart.storage import AsyncStore, StorageError, StoreUnavailable
+from stalwart.storage import AsyncStore, StorageError, Store, StoreUnavailable
 
 STORE_BREAKER: Final = "ledger.store"
 """The breaker's name in logs, metrics (``BreakerTransition``) and ``/readyz``."""
@@ -90,24 +92,48 @@ class GuardedAsyncStore(AsyncStoreWrapper):
         call: Callable[[], Awaitable[T]],
         batch_size: int | None = None,  # noqa: ARG002 - the hook's signature
     ) -> T:
-        # The breaker's explicit form: a conflict is the store's answer and counts as a
-        # success, which its decorator (an error either fails or is ignored) cannot say.
-        ticket = self.breaker.admit()  # CircuitOpen while open
-        started = time.monotonic()
-        try:
-            async with deadline(self.deadline_s):  # nested: the request's deadline may be sooner
-                result = await call()
-        except DeadlineExceeded as exc:
-            self.breaker.record_failure(ticket, time.monotonic() - started)
-            raise StoreUnavailable(f"the store's {operation} missed the deadline") from exc
-        except StoreUnavailable:
-            self.breaker.record_failure(ticket, time.monotonic() - started)
-            raise
-        except StorageError:
-            self.breaker.record_success(ticket)  # a conflict: the store answered
-            raise
-        except BaseException:
-            self.breaker.release(ticket)  # cancelled, or a bug: no verdict on the store
-            raise
-        self.breaker.record_success(ticket, time.monotonic() - started)
-        return result
+        with judged(self.breaker):
+            try:
+                async with deadline(self.deadline_s):  # nested: the request's may be sooner
+                    return await call()
+            except DeadlineExceeded as exc:
+                raise StoreUnavailable(f"the store's {operation} missed the deadline") from exc
+
+
+class GuardedStore(StoreWrapper):
+    """A :class:`~stalwart.storage.Store` whose calls go through ``breaker`` (the
+    back-office's; it shares the API's breaker when both run in one process). No deadline: a
+    sync call cannot be cut, the store client's own timeout (the URL's ``timeout=``) bounds
+    it; while the breaker is open, calls fail at once."""
+
+    def __init__(self, store: Store, breaker: CircuitBreaker) -> None:
+        super().__init__(store)
+        self.breaker = breaker
+
+    def around[T](self, operation: str, call: Callable[[], T]) -> T:  # noqa: ARG002
+        with judged(self.breaker):
+            return call()
+
+
+@contextmanager
+def judged(breaker: CircuitBreaker) -> Iterator[None]:
+    """Run the block as one call through ``breaker`` (``CircuitOpen`` while it is open): only
+    ``StoreUnavailable`` counts as a failure.
+
+    The breaker's explicit form: a conflict is the store's answer and counts as a success,
+    which its decorator (an error either fails or is ignored) cannot say.
+    """
+    ticket = breaker.admit()
+    started = time.monotonic()
+    try:
+        yield
+    except StoreUnavailable:
+        breaker.record_failure(ticket, time.monotonic() - started)
+        raise
+    except StorageError:
+        breaker.record_success(ticket)  # a conflict: the store answered
+        raise
+    except BaseException:
+        breaker.release(ticket)  # cancelled, or a bug: no verdict on the store
+        raise
+    breaker.record_success(ticket, time.monotonic() - started)

@@ -48,8 +48,11 @@ def operator() -> Operator:
 
 def load_operator() -> None:
     """Before each request: the session's operator, read again from the store, so a deleted
-    operator or a changed role takes effect at once."""
+    operator or a changed role takes effect at once. Not for the stylesheet and other static
+    files: they need no operator (and the error pages stay styled while the store is down)."""
     g.operator = None
+    if request.endpoint == "static":
+        return
     username = session.get("username")
     if isinstance(username, str):
         g.operator = find_operator(backoffice().store, username)

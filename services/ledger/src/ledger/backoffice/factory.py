@@ -17,9 +17,12 @@ from ledger.backoffice import accounts, auth, imports, reports, transfers
 from ledger.backoffice.context import EXTENSION, Backoffice, load_operator
 from ledger.domain.errors import LedgerError, NotFound
 from ledger.domain.money import format_amount
+from ledger.guard import GuardedStore, store_breaker
 from ledger.service import SyncLedger
 from ledger.settings import LedgerSettings
-from stalwart.storage import Store, open_store
+from stalwart.resilience import CircuitBreaker, CircuitOpen
+from stalwart.storage import Store, StoreUnavailable, open_store
+from stalwart.web import retry_after
 
 log = logging.getLogger("ledger.backoffice")
 SESSION_HOURS: Final = 8
@@ -37,15 +40,25 @@ def create_backoffice(
     *,
     store: Store | None = None,
     ledger: SyncLedger | None = None,
+    breaker: CircuitBreaker | None = None,
 ) -> Flask:
     """The back-office app on the store of ``settings`` (or ``store``, not closed here).
 
     Session cookies are HttpOnly, SameSite=Lax, Secure unless served on loopback (setting
     ``session_cookie_secure``), signed with ``LEDGER_SECRET_KEY``; every form carries a CSRF
     token (flask-wtf). Errors are friendly HTML pages; a 500's traceback goes to the log only.
+
+    The store's calls go through ``breaker`` (``ledger serve`` passes the API's, so the two
+    judge the store together); a back-office that opens its own store makes its own
+    (:func:`~ledger.guard.store_breaker`). While the store fails, or the breaker is open,
+    pages answer 503 with ``Retry-After`` and say so, and the log gets one WARNING line.
     """
     settings = settings if settings is not None else LedgerSettings()
-    store = store if store is not None else open_store(settings.store_url.get_secret_value())
+    if store is None:
+        store = open_store(settings.store_url.get_secret_value())
+        breaker = breaker or store_breaker(settings.store_breaker_open_s)
+    if breaker is not None:
+        store = GuardedStore(store, breaker)
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.session_secret(),
@@ -73,6 +86,8 @@ def create_backoffice(
         app.register_blueprint(blueprint)
     app.add_template_filter(format_amount, "money")
     app.register_error_handler(LedgerError, _ledger_error)
+    app.register_error_handler(StoreUnavailable, _store_unavailable)
+    app.register_error_handler(CircuitOpen, _store_unavailable)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _server_error)
@@ -87,6 +102,25 @@ def _ledger_error(exc: LedgerError) -> tuple[str, int]:
     # Not found is also the answer for another tenant's ids (as in the API).
     title = "Not found" if isinstance(exc, NotFound) else exc.title
     return _error_page(exc.status, title, exc.detail)
+
+
+def _store_unavailable(exc: StoreUnavailable | CircuitOpen) -> tuple[str, int, dict[str, str]]:
+    # The store's trouble, not the page's: one line, no traceback (the breaker logs its own
+    # transitions).
+    log.warning(
+        "back-office request failed, the store is unavailable: %s %s: %s",
+        request.method,
+        request.path,
+        exc,
+    )
+    wait = exc.retry_after_s if isinstance(exc, CircuitOpen) else 1.0
+    page, status = _error_page(
+        503,
+        "The ledger is unavailable",
+        "The ledger's data store is not answering right now; try again in a few seconds. "
+        "Submitting a form again is safe: an adjustment is never posted twice.",
+    )
+    return page, status, retry_after(wait)
 
 
 def _csrf_error(_exc: CSRFError) -> tuple[str, int]:
