@@ -231,10 +231,12 @@ def test_the_back_office_answers_503_while_the_store_is_down_through_the_apis_br
     upstream = _upstream("redis", request)
     with open_store(store_url("redis", upstream, name)) as direct:
         make_operators(direct)
+    api_key = f"Bearer {make_key(store_url('redis', upstream, name), TENANT)}"
+    open_s = 3.0  # far longer than the failing pages take, even on a loaded machine
     with FaultProxy(*upstream) as proxy:
         url = store_url("redis", ("127.0.0.1", proxy.port), name)
         with (
-            served_app(url, store_breaker_open_s=1.0, log_level="WARNING") as base,
+            served_app(url, store_breaker_open_s=open_s, log_level="WARNING") as base,
             httpx.Client(base_url=f"{base}{BACKOFFICE_PATH}", timeout=10) as browser,
         ):
             token = csrf_token(browser.get("/login").text)
@@ -244,25 +246,22 @@ def test_the_back_office_answers_503_while_the_store_is_down_through_the_apis_br
             proxy.down()
             proxy.reset()
             with capture_logs() as lines:
-                down = [browser.get("/accounts") for _ in range(12)]
+                down = [browser.get("/accounts") for _ in range(10)]
             assert {page.status_code for page in down} == {503}, [p.text for p in down]
             assert all("The ledger is unavailable" in page.text for page in down)
-            assert all(page.headers["Retry-After"] == "1" for page in down[:10])
+            assert {page.headers["Retry-After"] for page in down} <= {"1", "2", "3"}
             failed = [line for line in lines if line["logger"] == "ledger.backoffice"]
-            assert failed, lines
+            assert len(failed) == len(down), lines
             assert {line["level"] for line in failed} == {"WARNING"}, failed
             assert not any("exception" in line for line in failed), failed  # no traceback
             # The page's stylesheet needs no store (nor an operator read from it).
             assert browser.get("/static/style.css").status_code == 200
-            # Ten failures of twenty opened the breaker; the API answers from it too.
-            key = f"Bearer {make_key(store_url('redis', upstream, name), TENANT)}"
-            started = time.monotonic()
-            rejected = httpx.get(f"{base}/v1/accounts", headers={"Authorization": key})
-            assert time.monotonic() - started < 0.5
+            # The back-office's failures opened the breaker: the API answers from it too.
+            rejected = httpx.get(f"{base}/v1/accounts", headers={"Authorization": api_key})
             assert rejected.status_code == 503, rejected.text
             assert rejected.json()["code"] == "circuit-open"
             proxy.pass_through()
-            time.sleep(1.0)
+            time.sleep(open_s)
             assert browser.get("/accounts").status_code == 200  # the probes, then closed
             assert browser.get("/accounts").status_code == 200
 
