@@ -26,16 +26,26 @@ timeout.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Final
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ledger.store_wrapper import AsyncStoreWrapper, StoreWrapper
+from ledger.store_wrapper import AsyncStoreWrapper
 from stalwart.observability import breaker_listener
 from stalwart.resilience import CircuitBreaker, CountWindow, DeadlineExceeded, deadline
-from stalwart.storage import AsyncStore, StorageError, Store, StoreUnavailable
+from stalwart.storage import (
+    AsyncStore,
+    JSONObject,
+    Key,
+    Operation,
+    Page,
+    Record,
+    StorageError,
+    Store,
+    StoreUnavailable,
+)
 
 STORE_BREAKER: Final = "ledger.store"
 """The breaker's name in logs, metrics (``BreakerTransition``) and ``/readyz``."""
@@ -100,19 +110,66 @@ class GuardedAsyncStore(AsyncStoreWrapper):
                 raise StoreUnavailable(f"the store's {operation} missed the deadline") from exc
 
 
-class GuardedStore(StoreWrapper):
+class GuardedStore:
     """A :class:`~stalwart.storage.Store` whose calls go through ``breaker`` (the
     back-office's; it shares the API's breaker when both run in one process). No deadline: a
     sync call cannot be cut, the store client's own timeout (the URL's ``timeout=``) bounds
     it; while the breaker is open, calls fail at once."""
 
     def __init__(self, store: Store, breaker: CircuitBreaker) -> None:
-        super().__init__(store)
+        self.store = store
         self.breaker = breaker
 
-    def around[T](self, operation: str, call: Callable[[], T]) -> T:  # noqa: ARG002
+    @property
+    def max_transaction_items(self) -> int:
+        return self.store.max_transaction_items
+
+    @property
+    def max_item_bytes(self) -> int:
+        return self.store.max_item_bytes
+
+    def get(self, key: Key) -> Record | None:
         with judged(self.breaker):
-            return call()
+            return self.store.get(key)
+
+    def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
+        with judged(self.breaker):
+            return self.store.create(key, data, ttl=ttl)
+
+    def replace(
+        self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
+    ) -> Record:
+        with judged(self.breaker):
+            return self.store.replace(key, data, expected_version=expected_version, ttl=ttl)
+
+    def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
+        with judged(self.breaker):
+            return self.store.delete(key, expected_version=expected_version)
+
+    def increment(self, key: Key, field: str, by: float = 1, *, ttl: float | None = None) -> Record:
+        with judged(self.breaker):
+            return self.store.increment(key, field, by, ttl=ttl)
+
+    def query(
+        self,
+        partition: str,
+        *,
+        prefix: str = "",
+        limit: int = 100,
+        cursor: str | None = None,
+        descending: bool = False,
+    ) -> Page:
+        with judged(self.breaker):
+            return self.store.query(
+                partition, prefix=prefix, limit=limit, cursor=cursor, descending=descending
+            )
+
+    def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
+        with judged(self.breaker):
+            return self.store.transact(operations)
+
+    def close(self) -> None:
+        self.store.close()
 
 
 @contextmanager

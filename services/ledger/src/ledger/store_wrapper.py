@@ -1,12 +1,11 @@
-"""One base for the store wrappers (tracing, the deadline and breaker): each store call goes
-through :meth:`AsyncStoreWrapper.around` (or :meth:`StoreWrapper.around`, sync), which a
-wrapper overrides once."""
+"""One base for the API's store wrappers (tracing, the deadline and breaker): each store
+call goes through :meth:`AsyncStoreWrapper.around`, which a wrapper overrides once."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
-from stalwart.storage import AsyncStore, JSONObject, Key, Operation, Page, Record, Store
+from stalwart.storage import AsyncStore, JSONObject, Key, Operation, Page, Record
 
 
 class AsyncStoreWrapper:
@@ -80,71 +79,3 @@ class AsyncStoreWrapper:
 
     async def close(self) -> None:
         await self.store.close()
-
-
-class StoreWrapper:
-    """A :class:`~stalwart.storage.Store` that delegates every call to ``store`` through
-    :meth:`around` (the back-office's: Flask views are sync)."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def around[T](
-        self,
-        operation: str,  # noqa: ARG002 - for the overrides (span names, error messages)
-        call: Callable[[], T],
-    ) -> T:
-        """Run ``call`` (the store's ``operation``)."""
-        return call()
-
-    @property
-    def max_transaction_items(self) -> int:
-        return self.store.max_transaction_items
-
-    @property
-    def max_item_bytes(self) -> int:
-        return self.store.max_item_bytes
-
-    def get(self, key: Key) -> Record | None:
-        return self.around("get", lambda: self.store.get(key))
-
-    def create(self, key: Key, data: JSONObject, *, ttl: float | None = None) -> Record:
-        return self.around("create", lambda: self.store.create(key, data, ttl=ttl))
-
-    def replace(
-        self, key: Key, data: JSONObject, *, expected_version: int, ttl: float | None = None
-    ) -> Record:
-        return self.around(
-            "replace",
-            lambda: self.store.replace(key, data, expected_version=expected_version, ttl=ttl),
-        )
-
-    def delete(self, key: Key, *, expected_version: int | None = None) -> bool:
-        return self.around(
-            "delete", lambda: self.store.delete(key, expected_version=expected_version)
-        )
-
-    def increment(self, key: Key, field: str, by: float = 1, *, ttl: float | None = None) -> Record:
-        return self.around("increment", lambda: self.store.increment(key, field, by, ttl=ttl))
-
-    def query(
-        self,
-        partition: str,
-        *,
-        prefix: str = "",
-        limit: int = 100,
-        cursor: str | None = None,
-        descending: bool = False,
-    ) -> Page:
-        return self.around(
-            "query",
-            lambda: self.store.query(
-                partition, prefix=prefix, limit=limit, cursor=cursor, descending=descending
-            ),
-        )
-
-    def transact(self, operations: Sequence[Operation]) -> list[Record | None]:
-        return self.around("transact", lambda: self.store.transact(operations))
-
-    def close(self) -> None:
-        self.store.close()
