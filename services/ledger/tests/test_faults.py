@@ -33,7 +33,10 @@ from fault_scenarios import (
     store_url,
 )
 from ledger.backoffice import BACKOFFICE_PATH
-from ledger.guard import GuardedAsyncStore, RequestDeadline, store_breaker
+from ledger.backoffice.context import EXTENSION, Backoffice
+from ledger.backoffice.factory import create_backoffice
+from ledger.guard import GuardedAsyncStore, GuardedStore, RequestDeadline, store_breaker
+from ledger.settings import LedgerSettings
 
 from faultproxy import FaultProxy
 from servers import RedisProcess, RunningServer, own_mongodb_server, own_redis_server
@@ -264,6 +267,39 @@ def test_the_back_office_answers_503_while_the_store_is_down_through_the_apis_br
             time.sleep(open_s)
             assert browser.get("/accounts").status_code == 200  # the probes, then closed
             assert browser.get("/accounts").status_code == 200
+
+
+@pytest.mark.usefixtures("cheap_password_hashes")
+def test_a_back_office_on_its_own_store_has_a_breaker_of_its_own(
+    request: pytest.FixtureRequest,
+) -> None:
+    """``create_backoffice(settings)`` opens its store and guards it with its own breaker."""
+    name = f"backoffice{time.monotonic_ns()}"
+    upstream = _upstream("redis", request)
+    with open_store(store_url("redis", upstream, name)) as direct:
+        make_operators(direct)
+    with FaultProxy(*upstream) as proxy:
+        settings = LedgerSettings(
+            _env_file=None,
+            store_url=store_url("redis", ("127.0.0.1", proxy.port), name),
+            store_breaker_open_s=60.0,
+        )
+        app = create_backoffice(settings)
+        state: Backoffice = app.extensions[EXTENSION]
+        try:
+            browser = app.test_client()
+            token = csrf_token(browser.get("/login").text)
+            form = {"username": "olivia", "password": PASSWORD, "csrf_token": token}
+            assert browser.post("/login", data=form).status_code == 302
+            proxy.down()
+            proxy.reset()
+            with capture_logs():
+                statuses = {browser.get("/accounts").status_code for _ in range(10)}
+            assert statuses == {503}
+            assert isinstance(state.store, GuardedStore)
+            assert state.store.breaker.state is CircuitState.OPEN
+        finally:
+            state.store.close()
 
 
 async def test_the_request_deadline_spares_the_assistant() -> None:
