@@ -70,8 +70,9 @@ def assert_guarantees(
         assert not outcome.given_up, f"{len(outcome.given_up)} transfers never answered"
     if readyz_down:
         assert 503 in outcome.readyz_during_fault(), outcome.readyz
-    # Ready again after the fault, without a restart. (Not "the last probe": under a loaded
-    # CI run one probe after recovery can miss the check's own 0.5 s timeout on moto.)
+    # Ready again after the fault, without a restart (probed up to READY_WITHIN_S after the
+    # load; not "the last probe": under a loaded CI run one probe after recovery can miss the
+    # check's own 0.5 s timeout on moto).
     assert 200 in outcome.readyz_after_fault(), outcome.readyz[-5:]
 
 
