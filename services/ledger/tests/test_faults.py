@@ -224,6 +224,23 @@ async def test_the_breaker_counts_store_failures_only_and_closes_when_the_store_
             await store.close()
 
 
+def _backoffice_store(request: pytest.FixtureRequest) -> tuple[str, tuple[str, int]]:
+    """A fresh table on the session's Redis with the back-office's operators: its name and
+    the server's address."""
+    name = f"backoffice{time.monotonic_ns()}"
+    upstream = _upstream("redis", request)
+    with open_store(store_url("redis", upstream, name)) as direct:
+        make_operators(direct)
+    return name, upstream
+
+
+def _sign_in(browser: Any) -> None:
+    """Sign ``olivia`` in through the login form (an httpx client or Flask's test client)."""
+    token = csrf_token(browser.get("/login").text)
+    form = {"username": "olivia", "password": PASSWORD, "csrf_token": token}
+    assert browser.post("/login", data=form).status_code == 302
+
+
 @pytest.mark.usefixtures("cheap_password_hashes")
 def test_the_back_office_answers_503_while_the_store_is_down_through_the_apis_breaker(
     request: pytest.FixtureRequest,
@@ -231,10 +248,7 @@ def test_the_back_office_answers_503_while_the_store_is_down_through_the_apis_br
     """``ledger serve``'s back-office on a store that goes down: a friendly 503 page with
     Retry-After (not a 500 and a traceback), then at once through the breaker it shares with
     the API (which the back-office's failures opened); pages again once the store is back."""
-    name = f"backoffice{time.monotonic_ns()}"
-    upstream = _upstream("redis", request)
-    with open_store(store_url("redis", upstream, name)) as direct:
-        make_operators(direct)
+    name, upstream = _backoffice_store(request)
     api_key = f"Bearer {make_key(store_url('redis', upstream, name), TENANT)}"
     open_s = 3.0  # far longer than the failing pages take, even on a loaded machine
     with FaultProxy(*upstream) as proxy:
@@ -243,9 +257,7 @@ def test_the_back_office_answers_503_while_the_store_is_down_through_the_apis_br
             served_app(url, store_breaker_open_s=open_s, log_level="WARNING") as base,
             httpx.Client(base_url=f"{base}{BACKOFFICE_PATH}", timeout=10) as browser,
         ):
-            token = csrf_token(browser.get("/login").text)
-            form = {"username": "olivia", "password": PASSWORD, "csrf_token": token}
-            assert browser.post("/login", data=form).status_code == 302
+            _sign_in(browser)
             assert browser.get("/accounts").status_code == 200
             proxy.down()
             proxy.reset()
@@ -275,10 +287,7 @@ def test_a_back_office_on_its_own_store_has_a_breaker_of_its_own(
     request: pytest.FixtureRequest,
 ) -> None:
     """``create_backoffice(settings)`` opens its store and guards it with its own breaker."""
-    name = f"backoffice{time.monotonic_ns()}"
-    upstream = _upstream("redis", request)
-    with open_store(store_url("redis", upstream, name)) as direct:
-        make_operators(direct)
+    name, upstream = _backoffice_store(request)
     with FaultProxy(*upstream) as proxy:
         settings = LedgerSettings(
             _env_file=None,
@@ -289,9 +298,7 @@ def test_a_back_office_on_its_own_store_has_a_breaker_of_its_own(
         state: Backoffice = app.extensions[EXTENSION]
         try:
             browser = app.test_client()
-            token = csrf_token(browser.get("/login").text)
-            form = {"username": "olivia", "password": PASSWORD, "csrf_token": token}
-            assert browser.post("/login", data=form).status_code == 302
+            _sign_in(browser)
             proxy.down()
             proxy.reset()
             with capture_logs():

@@ -66,6 +66,30 @@ def store_breaker(open_s: float) -> CircuitBreaker:
     )
 
 
+@contextmanager
+def judged(breaker: CircuitBreaker) -> Iterator[None]:
+    """Run the block as one call through ``breaker`` (``CircuitOpen`` while it is open): only
+    ``StoreUnavailable`` counts as a failure.
+
+    The breaker's explicit form: a conflict is the store's answer and counts as a success,
+    which its decorator (an error either fails or is ignored) cannot say.
+    """
+    ticket = breaker.admit()
+    started = time.monotonic()
+    try:
+        yield
+    except StoreUnavailable:
+        breaker.record_failure(ticket, time.monotonic() - started)
+        raise
+    except StorageError:
+        breaker.record_success(ticket)  # a conflict: the store answered
+        raise
+    except BaseException:
+        breaker.release(ticket)  # cancelled, or a bug: no verdict on the store
+        raise
+    breaker.record_success(ticket, time.monotonic() - started)
+
+
 class RequestDeadline:
     """ASGI middleware: every HTTP request runs under a deadline of ``seconds``, except
     below the ``exempt`` path prefixes.
@@ -170,27 +194,3 @@ class GuardedStore:
 
     def close(self) -> None:
         self.store.close()
-
-
-@contextmanager
-def judged(breaker: CircuitBreaker) -> Iterator[None]:
-    """Run the block as one call through ``breaker`` (``CircuitOpen`` while it is open): only
-    ``StoreUnavailable`` counts as a failure.
-
-    The breaker's explicit form: a conflict is the store's answer and counts as a success,
-    which its decorator (an error either fails or is ignored) cannot say.
-    """
-    ticket = breaker.admit()
-    started = time.monotonic()
-    try:
-        yield
-    except StoreUnavailable:
-        breaker.record_failure(ticket, time.monotonic() - started)
-        raise
-    except StorageError:
-        breaker.record_success(ticket)  # a conflict: the store answered
-        raise
-    except BaseException:
-        breaker.release(ticket)  # cancelled, or a bug: no verdict on the store
-        raise
-    breaker.record_success(ticket, time.monotonic() - started)

@@ -22,9 +22,12 @@ from ledger.service import SyncLedger
 from ledger.settings import LedgerSettings
 from stalwart.resilience import CircuitBreaker, CircuitOpen
 from stalwart.storage import Store, StoreUnavailable, open_store
-from stalwart.web import retry_after
+from stalwart.web import default_errors
 
 log = logging.getLogger("ledger.backoffice")
+_STORE_ERRORS: Final = default_errors()
+"""The web kit's table: the API's status and ``Retry-After`` for ``StoreUnavailable`` and
+``CircuitOpen``, which the back-office's 503 page sends too."""
 SESSION_HOURS: Final = 8
 _TITLES: Final = {
     400: "Bad request",
@@ -113,14 +116,15 @@ def _store_unavailable(exc: StoreUnavailable | CircuitOpen) -> tuple[str, int, d
         request.path,
         exc,
     )
-    wait = exc.retry_after_s if isinstance(exc, CircuitOpen) else 1.0
+    problem = _STORE_ERRORS.problem_for(exc, conditional=False)
+    assert problem is not None  # the table covers both
     page, status = _error_page(
-        503,
+        problem.status,
         "The ledger is unavailable",
         "The ledger's data store is not answering right now; try again in a few seconds. "
         "Submitting a form again is safe: an adjustment is never posted twice.",
     )
-    return page, status, retry_after(wait)
+    return page, status, problem.headers
 
 
 def _csrf_error(_exc: CSRFError) -> tuple[str, int]:
